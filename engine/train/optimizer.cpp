@@ -1,0 +1,87 @@
+// AdamW and gradient clipping (see optimizer.h).
+#include "engine/train/optimizer.h"
+
+#include <cmath>
+#include <map>
+#include <stdexcept>
+
+namespace fathom::train {
+
+AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options)
+    : params_(std::move(params)), opt_(options) {
+  for (const auto& [name, p] : params_) {
+    exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    decay_.push_back(p.dim() >= 2);
+  }
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const double bias_correction1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_));
+  const double bias_correction2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(step_));
+  const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+  const double step_size = lr / bias_correction1;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i].second;
+    const auto& g = p.grad();
+    if (!g.defined()) continue;
+    if (decay_[i] && opt_.weight_decay != 0.0) p.mul_(1.0 - lr * opt_.weight_decay);
+    exp_avg_[i].mul_(opt_.beta1).add_(g, 1.0 - opt_.beta1);
+    exp_avg_sq_[i].mul_(opt_.beta2).addcmul_(g, g, 1.0 - opt_.beta2);
+    auto denom = (exp_avg_sq_[i].sqrt() / bias_correction2_sqrt).add_(opt_.eps);
+    p.addcdiv_(exp_avg_[i], denom, -step_size);
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  out.reserve(params_.size() * 2 + 1);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back(params_[i].first + ".exp_avg", exp_avg_[i]);
+    out.emplace_back(params_[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
+  }
+  out.emplace_back("step", torch::tensor(step_, torch::kInt64));
+  return out;
+}
+
+void AdamW::load_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
+  auto get = [&](const std::string& name) -> torch::Tensor {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) throw std::runtime_error("optimizer state has no tensor '" + name + "'");
+    return it->second;
+  };
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto m = get(params_[i].first + ".exp_avg");
+    auto v = get(params_[i].first + ".exp_avg_sq");
+    if (m.sizes() != exp_avg_[i].sizes() || v.sizes() != exp_avg_sq_[i].sizes())
+      throw std::runtime_error("optimizer state for '" + params_[i].first + "' has shape " +
+                               c10::str(m.sizes()) + ", the model expects " + c10::str(exp_avg_[i].sizes()));
+    exp_avg_[i].copy_(m);
+    exp_avg_sq_[i].copy_(v);
+  }
+  step_ = get("step").item<int64_t>();
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params) {
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+  }
+  if (norms.empty()) return 0.0;
+  auto total = torch::stack(norms).norm(2);
+  const double total_norm = total.item<double>();
+  if (max_norm > 0.0 && std::isfinite(total_norm)) {
+    auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+    for (const auto& p : params) {
+      if (p.grad().defined()) p.grad().mul_(coef.to(p.grad().device()));
+    }
+  }
+  return total_norm;
+}
+
+}  // namespace fathom::train

@@ -1,0 +1,47 @@
+// AdamW (Loshchilov & Hutter 2019) over fp32 master parameters, written out rather than using
+// torch::optim so that its state has stable names for checkpoints (and can be sharded by ZeRO):
+//   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p·(1 − lr·wd);  p ← p − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + ε)
+// which is exactly torch.optim.AdamW's update (same operation order), so runs can be checked
+// against PyTorch. No weight decay on 1-D parameters (norm gains, biases).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fathom::train {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+};
+
+class AdamW {
+ public:
+  // params: (name, fp32 tensor whose .grad() holds the gradient at step time)
+  AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
+
+  void step(double lr);
+  int64_t steps_taken() const { return step_; }
+
+  // "<param>.exp_avg", "<param>.exp_avg_sq" and "step" (int64 scalar).
+  std::vector<std::pair<std::string, torch::Tensor>> state_tensors() const;
+  void load_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
+  const std::vector<std::pair<std::string, torch::Tensor>>& params() const { return params_; }
+
+ private:
+  std::vector<std::pair<std::string, torch::Tensor>> params_;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<bool> decay_;
+  AdamWOptions opt_;
+  int64_t step_ = 0;
+};
+
+// Global L2 norm of all gradients, then scale them by min(1, max_norm / (norm + 1e-6)) exactly as
+// torch.nn.utils.clip_grad_norm_ does. max_norm ≤ 0 only measures. Returns the norm before clipping.
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
+}  // namespace fathom::train
