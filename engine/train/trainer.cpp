@@ -1,0 +1,662 @@
+// The training run behind `fathom-engine train` (see trainer.h). One optimizer step is:
+//   for each of gradient_accumulation_steps micro-batches (each possibly split into
+//   activation_sharding.num_shards sub-batches): forward, loss / n, backward
+//   → gradients to fp32 master weights (unscaled for fp16) → NaN/Inf guard → clip → AdamW
+//   → master weights copied back into the compute-dtype model.
+// Checkpoints hold the fp32 master weights under Hugging Face names, the AdamW moments, and the
+// step; batches are a pure function of (seed, step), so resume is exact.
+#include "engine/train/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "engine/checkpoint/manager.h"
+#include "engine/config/config.h"
+#include "engine/data/batch_loader.h"
+#include "engine/data/prepare.h"
+#include "engine/data/token_shards.h"
+#include "engine/engine_version.h"
+#include "engine/model/transformer.h"
+#include "engine/protocol/emitter.h"
+#include "engine/protocol/control.h"
+#include "engine/protocol/payloads.h"
+#include "engine/telemetry/cuda_memory.h"
+#include "engine/telemetry/host_stats.h"
+#include "engine/telemetry/nvml.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/train/optimizer.h"
+#include "engine/train/schedule.h"
+#include "engine/train/session_util.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace fathom::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace proto = fathom::protocol;
+
+std::atomic<bool> g_stop_requested{false};
+std::atomic<bool> g_checkpoint_requested{false};
+std::atomic<int> g_signal_count{0};
+
+void on_signal(int sig) {
+  if (g_signal_count.fetch_add(1) >= 1 && sig == SIGINT) _exit(130);  // second Ctrl-C: leave now
+  g_stop_requested = true;
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Reads control lines from stdin (workbench → engine) until EOF.
+class ControlReader {
+ public:
+  explicit ControlReader(proto::Emitter* emitter) : emitter_(emitter) {
+    if (isatty(0)) return;  // an interactive terminal: Ctrl-C is the control channel
+    thread_ = std::thread([this] { loop(); });
+    thread_.detach();  // blocked in read(); must not keep the process alive
+  }
+  std::string take_sample_prompt() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::exchange(sample_prompt_, std::string());
+  }
+
+ private:
+  void loop() {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      std::string error;
+      auto control = proto::decode_control(line, &error);
+      if (!control) {
+        if (!line.empty()) emitter_->emit(proto::LogData{"warn", "ignored control line: " + error});
+        continue;
+      }
+      if (control->op == "stop") g_stop_requested = true;
+      else if (control->op == "checkpoint") g_checkpoint_requested = true;
+      else if (control->op == "sample") {
+        std::lock_guard<std::mutex> lock(mu_);
+        sample_prompt_ = control->prompt.empty() ? std::string(" ") : control->prompt;
+      }
+    }
+  }
+  proto::Emitter* emitter_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::string sample_prompt_;
+};
+
+// Periodic `system` records from a background thread (NVML, allocator, /proc).
+class SystemSampler {
+ public:
+  SystemSampler(proto::Emitter* emitter, torch::Device device, double interval_s)
+      : emitter_(emitter), device_(device), interval_s_(interval_s) {
+    if (interval_s_ <= 0) return;
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~SystemSampler() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      emit_once();
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::duration<double>(interval_s_), [&] { return stop_; });
+    }
+  }
+  void emit_once() {
+    proto::SystemData s;
+    auto host = host_.sample();
+    s.cpu_util_pct = host.cpu_util_pct;
+    s.ram_used = host.ram_used;
+    s.ram_total = host.ram_total;
+    if (device_.is_cuda()) {
+      auto& nvml = telemetry::Nvml::instance();
+      const int idx = device_.index();
+      proto::GpuSample g;
+      g.index = idx;
+      if (nvml.available()) {
+        auto n = nvml.sample(idx);
+        g.util_pct = n.util_pct;
+        g.temperature_c = n.temperature_c;
+        g.power_w = n.power_w;
+        g.energy_j = n.energy_j;
+        g.clock_sm_mhz = n.clock_sm_mhz;
+        g.clock_mem_mhz = n.clock_mem_mhz;
+        g.mem_used = n.mem_used;
+        g.mem_total = n.mem_total;
+      }
+      if (auto m = telemetry::cuda_memory_stats(idx)) {
+        g.mem_allocated = m->allocated;
+        g.mem_reserved = m->reserved;
+        g.fragmentation_pct = m->fragmentation_pct;
+      }
+      s.gpus.push_back(g);
+    }
+    emitter_->emit(s);
+  }
+  proto::Emitter* emitter_;
+  torch::Device device_;
+  double interval_s_;
+  telemetry::HostStats host_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
+torch::Device pick_device(const std::string& wanted) {
+  if (wanted == "cpu") return torch::kCPU;
+  if (wanted == "cuda") {
+    if (!torch::cuda::is_available())
+      throw std::runtime_error("run.device is cuda but no CUDA device is visible (is this a CPU build of the engine, or is CUDA_VISIBLE_DEVICES empty?); set run.device: cpu");
+    const char* local_rank = std::getenv("LOCAL_RANK");
+    return torch::Device(torch::kCUDA, local_rank ? std::atoi(local_rank) : 0);
+  }
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+model::ModelArgs model_args(const config::RunConfig& cfg, int64_t vocab_size) {
+  model::ModelArgs a;
+  a.vocab_size = cfg.model.vocab_size > 0 ? cfg.model.vocab_size : vocab_size;
+  a.d_model = cfg.model.d_model;
+  a.n_layers = cfg.model.n_layers;
+  a.n_heads = cfg.model.n_heads;
+  a.n_kv_heads = cfg.model.n_kv_heads > 0 ? cfg.model.n_kv_heads : cfg.model.n_heads;
+  a.d_ff = cfg.model.d_ff;
+  a.max_seq_len = cfg.model.max_seq_len;
+  a.rope_theta = cfg.model.rope_theta;
+  a.norm_eps = cfg.model.norm_eps;
+  a.init_std = cfg.model.init_std;
+  a.tie_embeddings = cfg.model.tie_embeddings;
+  a.activation_checkpointing = cfg.model.activation_checkpointing;
+  return a;
+}
+
+struct TrainState {
+  int64_t step = 0;     // optimizer steps completed
+  int64_t tokens = 0;   // tokens consumed, all ranks
+  double loss_scale = 65536.0;
+  int64_t good_steps = 0;  // fp16: steps since the last overflow
+  int64_t consecutive_skips = 0;
+  std::string parent_checkpoint;
+  std::optional<double> best_val_loss;
+};
+
+}  // namespace
+
+int run_training(const TrainInvocation& inv) {
+  const auto t_start = Clock::now();
+  // ---- config -------------------------------------------------------------------------
+  config::LoadOptions load_options;
+  load_options.overrides = inv.overrides;
+  auto loaded = config::load_config_file(inv.config_path, load_options);
+  for (const auto& w : loaded.warnings) std::cerr << "warning: " << w.message() << "\n";
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.errors) std::cerr << e.message() << "\n";
+    std::cerr << loaded.errors.size() << " error(s) in " << inv.config_path << "; nothing was started.\n";
+    return 2;
+  }
+  const config::RunConfig& cfg = loaded.config;
+  if (cfg.model.family != "llama" || cfg.model.moe.n_routed_experts > 0 || cfg.model.attention != "mha") {
+    std::cerr << "error: model.family " << cfg.model.family << " with MoE/MLA is not trainable by this engine build yet; "
+              << "use a llama-family config (model.family: llama, attention: mha, moe.n_routed_experts: 0)\n";
+    return 2;
+  }
+
+  // ---- run directory and protocol -----------------------------------------------------
+  const std::string workspace = cfg.run.workspace.empty() ? default_workspace() : cfg.run.workspace;
+  std::string run_id = inv.run_id;
+  std::string run_dir = inv.run_dir;
+  if (run_id.empty()) run_id = run_dir.empty() ? cfg.run.name + "-" + utc_stamp() : fs::path(run_dir).filename().string();
+  if (run_dir.empty()) run_dir = (fs::path(workspace) / "runs" / run_id).string();
+  fs::create_directories(run_dir);
+  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), loaded.resolved_yaml);
+  if (isatty(2)) tee_stderr_to((fs::path(run_dir) / "stderr.log").string());
+
+  proto::Emitter emitter(run_id, static_cast<int>(cfg.distributed.rank), (fs::path(run_dir) / "events.jsonl").string(),
+                         inv.to_stdout);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  ControlReader control(&emitter);
+
+  auto fail = [&](const std::string& code, const std::string& message, const std::string& hint) {
+    emitter.emit(proto::ErrorData{code, message, hint});
+    emitter.emit(proto::ExitData{"failed", 1, message});
+    std::cerr << "error: " << message << (hint.empty() ? "" : "\n  hint: " + hint) << "\n";
+    return 1;
+  };
+
+  try {
+    if (cfg.run.threads > 0) torch::set_num_threads(static_cast<int>(cfg.run.threads));
+    const torch::Device device = pick_device(cfg.run.device);
+    torch::ScalarType compute_dtype = torch::kFloat32;
+    if (cfg.train.precision == "bf16") compute_dtype = torch::kBFloat16;
+    if (cfg.train.precision == "fp16") compute_dtype = torch::kFloat16;
+
+    proto::HelloData hello;
+    hello.engine_version = engine_version();
+    hello.torch_version = torch_version();
+    hello.command = inv.command;
+    hello.run_dir = fs::absolute(run_dir).string();
+    hello.config_hash = config::config_hash(loaded);
+    hello.pid = getpid();
+    hello.world_size = static_cast<int>(cfg.distributed.world_size);
+    hello.capabilities = {"control.stop", "control.checkpoint", "control.sample"};
+    hello.devices = describe_devices(device);
+    emitter.emit(hello);
+
+    // ---- data -------------------------------------------------------------------------
+    data::PrepareOptions prep;
+    prep.inputs = cfg.data.train;
+    prep.format = cfg.data.format;
+    prep.text_field = cfg.data.text_field;
+    prep.validation_fraction = cfg.data.validation_fraction;
+    prep.tokenizer_kind = cfg.tokenizer.kind;
+    prep.vocab_size = static_cast<size_t>(cfg.tokenizer.vocab_size);
+    prep.train_bytes = static_cast<size_t>(cfg.tokenizer.train_bytes);
+    prep.seed = static_cast<uint64_t>(cfg.run.seed);
+    prep.out_dir = cfg.data.shards_dir.empty() ? (fs::path(workspace) / "data" / dataset_key(cfg)).string() : cfg.data.shards_dir;
+    prep.tokenizer_path = cfg.tokenizer.path.empty() ? (fs::path(prep.out_dir) / "tokenizer.json").string() : cfg.tokenizer.path;
+    ProgressLine prep_progress("prepare");
+    prep.progress = [&](double f, const std::string& stage) { prep_progress.update(f, stage); };
+    emitter.emit(proto::LogData{"info", "preparing data in " + prep.out_dir});
+    const auto prepared = data::prepare_dataset(prep);
+    prep_progress.done();
+    emitter.emit(proto::EventData{"data_ready", json{{"dir", prepared.out_dir}, {"reused", prepared.reused},
+                                                     {"documents", prepared.documents}, {"train_tokens", prepared.train_tokens},
+                                                     {"val_tokens", prepared.val_tokens}, {"vocab_size", prepared.vocab_size},
+                                                     {"tokenizer", prepared.tokenizer_path}}});
+    auto tokenizer = tok::Tokenizer::load(prepared.tokenizer_path);
+    data::TokenShard train_shard, val_shard;
+    train_shard.open((fs::path(prepared.out_dir) / "train.bin").string());
+    const bool have_val = prepared.val_tokens > cfg.data.seq_len + 2;
+    if (have_val) val_shard.open((fs::path(prepared.out_dir) / "val.bin").string());
+
+    // ---- model and optimizer ----------------------------------------------------------
+    const int world = static_cast<int>(cfg.distributed.world_size);
+    const auto args = model_args(cfg, static_cast<int64_t>(tokenizer.vocab_size()));
+    if (args.vocab_size < static_cast<int64_t>(tokenizer.vocab_size()))
+      throw std::runtime_error("model.vocab_size " + std::to_string(args.vocab_size) + " is smaller than the tokenizer's " +
+                               std::to_string(tokenizer.vocab_size()));
+    torch::manual_seed(static_cast<uint64_t>(cfg.run.seed));
+    model::Transformer net(args);
+    std::vector<std::pair<std::string, torch::Tensor>> params;
+    for (auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
+    // fp32 master weights: the model's own parameters in fp32, separate copies otherwise.
+    std::vector<std::pair<std::string, torch::Tensor>> masters;
+    const bool mixed = compute_dtype != torch::kFloat32;
+    for (auto& [name, p] : params) masters.emplace_back(name, mixed ? p.detach().clone() : p);
+    net->to(compute_dtype);
+    net->to_device(device);
+    if (mixed || device.is_cuda()) {
+      for (auto& [name, m] : masters) m = m.detach().to(device, torch::kFloat32).clone();
+    }
+    // after to(): re-read the parameter handles (same modules, converted storage)
+    params.clear();
+    for (auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
+    if (!mixed) masters = params;
+
+    AdamWOptions aopt;
+    aopt.beta1 = cfg.optimizer.beta1;
+    aopt.beta2 = cfg.optimizer.beta2;
+    aopt.eps = cfg.optimizer.eps;
+    aopt.weight_decay = cfg.optimizer.weight_decay;
+    AdamW optimizer(masters, aopt);
+    LrSchedule schedule{cfg.optimizer.schedule, cfg.optimizer.lr, cfg.optimizer.min_lr, cfg.optimizer.warmup_steps,
+                        cfg.train.max_steps};
+    std::vector<torch::Tensor> master_tensors;
+    for (auto& [n, m] : masters) master_tensors.push_back(m);
+
+    // ---- checkpoints and resume -------------------------------------------------------
+    ckpt::CheckpointPolicy policy;
+    policy.save_dir = fs::path(cfg.checkpoint.save_dir).is_absolute() ? cfg.checkpoint.save_dir
+                                                                      : (fs::path(run_dir) / cfg.checkpoint.save_dir).string();
+    policy.save_interval_s = cfg.checkpoint.save_interval;
+    policy.save_every_steps = cfg.checkpoint.save_every_steps;
+    policy.keep_n_latest = static_cast<int>(cfg.checkpoint.keep_n_latest);
+    policy.keep_best = static_cast<int>(cfg.checkpoint.keep_best);
+    policy.async = cfg.checkpoint.async;
+    ckpt::CheckpointManager checkpoints(policy);
+
+    TrainState st;
+    std::string resume_dir;
+    if (inv.resume == "auto") {
+      std::vector<std::string> skipped;
+      if (auto latest = checkpoints.latest_valid(&skipped)) resume_dir = latest->path;
+      for (const auto& s : skipped) emitter.emit(proto::EventData{"checkpoint_skipped", json{{"message", s}}});
+      for (const auto& s : skipped) std::cerr << "warning: " << s << "\n";
+    } else if (!inv.resume.empty()) {
+      resume_dir = inv.resume;
+    }
+    if (!resume_dir.empty()) {
+      auto payload = ckpt::CheckpointManager::load(resume_dir);
+      load_named(masters, payload.model, "model.safetensors in " + resume_dir);
+      optimizer.load_state_tensors(payload.optimizer);
+      if (mixed) {
+        torch::NoGradGuard ng;
+        for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);
+      }
+      const auto& s = payload.state;
+      st.step = s.at("step").get<int64_t>();
+      st.tokens = s.value("tokens", int64_t{0});
+      st.loss_scale = s.value("loss_scale", 65536.0);
+      st.good_steps = s.value("good_steps", int64_t{0});
+      if (s.contains("best_val_loss") && s["best_val_loss"].is_number()) st.best_val_loss = s["best_val_loss"].get<double>();
+      st.parent_checkpoint = fs::absolute(resume_dir).string();
+      if (s.value("config_hash", std::string()) != hello.config_hash)
+        emitter.emit(proto::LogData{"warn", "resuming from a checkpoint made with a different config (" + resume_dir + ")"});
+      emitter.emit(proto::EventData{"resumed", json{{"step", st.step}, {"path", st.parent_checkpoint}}});
+      std::cerr << "resumed from " << resume_dir << " at step " << st.step << "\n";
+    }
+
+    auto save_checkpoint = [&](bool wait) {
+      ckpt::CheckpointPayload payload;
+      payload.step = st.step;
+      for (auto& [n, m] : masters) payload.model.emplace_back(n, m.detach());
+      payload.optimizer = optimizer.state_tensors();
+      payload.state = json{{"step", st.step},
+                           {"tokens", st.tokens},
+                           {"loss_scale", st.loss_scale},
+                           {"good_steps", st.good_steps},
+                           {"data_cursor", json{{"step", st.step}, {"seed", cfg.run.seed}}},
+                           {"config_hash", hello.config_hash},
+                           {"parent_checkpoint", st.parent_checkpoint},
+                           {"run_id", run_id},
+                           {"precision", cfg.train.precision},
+                           {"world_size", world},
+                           {"tokenizer", prepared.tokenizer_path}};
+      if (st.best_val_loss) payload.state["best_val_loss"] = *st.best_val_loss;
+      payload.val_loss = st.best_val_loss;
+      const int64_t step = st.step;
+      checkpoints.save(std::move(payload), [&emitter, step](const ckpt::CheckpointInfo& info, double seconds) {
+        if (!info.error.empty()) {
+          emitter.emit(proto::ErrorData{"checkpoint_failed", info.error, "free disk space or change checkpoint.save_dir; the previous checkpoint is intact"});
+          return;
+        }
+        emitter.emit(proto::EventData{"checkpoint_saved", json{{"step", step}, {"path", info.path}, {"seconds", seconds}, {"bytes", info.bytes}}});
+      });
+      if (wait) checkpoints.wait();
+    };
+
+    // ---- evaluation and samples -------------------------------------------------------
+    data::BatchLoaderOptions lopt;
+    lopt.seq_len = cfg.data.seq_len;
+    lopt.micro_batch_size = cfg.train.micro_batch_size;
+    lopt.gradient_accumulation_steps = static_cast<int>(cfg.train.gradient_accumulation_steps);
+    lopt.seed = static_cast<uint64_t>(cfg.run.seed);
+    lopt.rank = static_cast<int>(cfg.distributed.rank);
+    lopt.world_size = world;
+    lopt.device = device;
+    data::BatchLoader loader(shard_source(train_shard), lopt);
+    std::unique_ptr<data::BatchLoader> val_loader;
+    if (have_val) {
+      auto vopt = lopt;
+      vopt.seed = static_cast<uint64_t>(cfg.run.seed) ^ 0x5eedf00dull;
+      vopt.gradient_accumulation_steps = 1;
+      val_loader = std::make_unique<data::BatchLoader>(shard_source(val_shard), vopt);
+    }
+    auto evaluate = [&]() -> double {
+      torch::NoGradGuard ng;
+      net->eval();
+      double total = 0;
+      const int64_t n = std::max<int64_t>(1, cfg.train.eval_batches);
+      for (int64_t i = 0; i < n; ++i) {
+        auto b = val_loader->make(i, 0);
+        total += net->loss(b.inputs.to(device), b.targets.to(device)).item<double>();
+      }
+      net->train();
+      return total / static_cast<double>(n);
+    };
+    auto sample = [&](const std::string& prompt, double temperature, uint64_t seed) {
+      torch::NoGradGuard ng;
+      net->eval();
+      auto ids = tokenizer.encode(prompt);
+      if (ids.empty()) ids.push_back(tokenizer.eos_id().value_or(0));
+      std::vector<int64_t> seq(ids.begin(), ids.end());
+      std::mt19937_64 rng(seed);
+      std::vector<uint32_t> out;
+      for (int64_t i = 0; i < cfg.train.sample_tokens; ++i) {
+        const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(seq.size()) - args.max_seq_len);
+        auto idx = torch::tensor(std::vector<int64_t>(seq.begin() + start, seq.end()), torch::kInt64).unsqueeze(0).to(device);
+        auto logits = net->forward(idx).select(1, idx.size(1) - 1).squeeze(0).to(torch::kCPU, torch::kFloat32);
+        int64_t next = 0;
+        if (temperature <= 0) {
+          next = logits.argmax().item<int64_t>();
+        } else {
+          auto probs = torch::softmax(logits / temperature, -1).contiguous();
+          const float* p = probs.data_ptr<float>();
+          std::uniform_real_distribution<double> u(0.0, 1.0);
+          double r = u(rng), acc = 0;
+          next = probs.size(0) - 1;
+          for (int64_t v = 0; v < probs.size(0); ++v) {
+            acc += p[v];
+            if (r < acc) { next = v; break; }
+          }
+        }
+        if (tokenizer.eos_id() && static_cast<uint32_t>(next) == *tokenizer.eos_id()) break;
+        seq.push_back(next);
+        out.push_back(static_cast<uint32_t>(next));
+      }
+      net->train();
+      return tokenizer.decode(out);
+    };
+    auto emit_samples = [&](const std::string& prompt) {
+      for (double temperature : {0.0, 0.8}) {
+        const auto text = sample(prompt, temperature, static_cast<uint64_t>(cfg.run.seed) + st.step);
+        emitter.emit(proto::EventData{"sample", json{{"step", st.step}, {"prompt", prompt}, {"text", text}, {"temperature", temperature}}});
+        std::cerr << "\nsample @" << st.step << " (T=" << temperature << "): " << prompt << text << "\n";
+      }
+    };
+
+    // ---- the loop ---------------------------------------------------------------------
+    SystemSampler sampler(&emitter, device, cfg.telemetry.system_interval_s);
+    const int64_t accum = cfg.train.gradient_accumulation_steps;
+    const int64_t shards = cfg.model.activation_sharding.enabled ? std::max<int64_t>(1, cfg.model.activation_sharding.num_shards) : 1;
+    const int64_t tokens_per_step = cfg.train.micro_batch_size * cfg.data.seq_len * accum * world;
+    const double flops_per_token = 6.0 * static_cast<double>(model::matmul_parameter_count(args)) +
+                                   12.0 * args.n_layers * args.d_model * cfg.data.seq_len;
+    const double peak = peak_flops(device, compute_dtype);
+    const bool fp16 = compute_dtype == torch::kFloat16;
+    if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
+
+    net->train();
+    loader.start(st.step);
+    ProgressLine progress("train");
+    auto interval_t0 = Clock::now();
+    int64_t interval_tokens = 0;
+    double t_data = 0, t_fwd = 0, t_bwd = 0, t_opt = 0;
+    auto bench_t0 = Clock::now();
+    int64_t bench_tokens = 0;
+    std::string exit_status = "completed";
+    auto sync = [&] { if (device.is_cuda()) torch::cuda::synchronize(device.index()); };
+
+    while (st.step < cfg.train.max_steps) {
+      const auto step_t0 = Clock::now();
+      const double lr = schedule.at(st.step);
+      double step_loss = 0;
+      for (int64_t micro = 0; micro < accum; ++micro) {
+        auto t0 = Clock::now();
+        auto batch = loader.next();
+        t_data += seconds_since(t0);
+        const int64_t B = batch.inputs.size(0);
+        const int64_t sub = std::min<int64_t>(shards, B);
+        for (int64_t s = 0; s < sub; ++s) {
+          const int64_t b0 = s * B / sub, b1 = (s + 1) * B / sub;
+          auto x = batch.inputs.narrow(0, b0, b1 - b0);
+          auto y = batch.targets.narrow(0, b0, b1 - b0);
+          t0 = Clock::now();
+          auto loss = net->loss(x, y) * (static_cast<double>(b1 - b0) / static_cast<double>(B)) / static_cast<double>(accum);
+          sync();
+          t_fwd += seconds_since(t0);
+          t0 = Clock::now();
+          (fp16 ? loss * st.loss_scale : loss).backward();
+          sync();
+          t_bwd += seconds_since(t0);
+          step_loss += loss.item<double>();
+        }
+      }
+      auto t0 = Clock::now();
+      // gradients → fp32 masters
+      if (mixed) {
+        torch::NoGradGuard ng;
+        const double inv_scale = fp16 ? 1.0 / st.loss_scale : 1.0;
+        for (size_t i = 0; i < params.size(); ++i) {
+          auto& g = params[i].second.mutable_grad();
+          masters[i].second.mutable_grad() = g.defined() ? g.to(torch::kFloat32).mul_(inv_scale) : torch::Tensor();
+          g = torch::Tensor();
+        }
+      }
+      const double grad_norm = clip_grad_norm(master_tensors, cfg.train.grad_clip);
+      const bool finite = std::isfinite(grad_norm) && std::isfinite(step_loss);
+      if (!finite) {
+        for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
+        if (fp16 && st.loss_scale > 1.0) {
+          // Dynamic loss scaling (Micikevicius et al. 2018): overflow → halve the scale, skip.
+          st.loss_scale /= 2.0;
+          st.good_steps = 0;
+          emitter.emit(proto::EventData{"nan_skipped", json{{"step", st.step}, {"reason", "fp16 overflow"}, {"loss_scale", st.loss_scale}}});
+          continue;  // same step again with the lower scale
+        }
+        ++st.consecutive_skips;
+        emitter.emit(proto::EventData{"nan_skipped", json{{"step", st.step}, {"consecutive", st.consecutive_skips}, {"loss", step_loss}, {"grad_norm", grad_norm}}});
+        if (st.consecutive_skips >= cfg.train.max_nan_skips) {
+          throw std::runtime_error("loss or gradients were NaN/Inf for " + std::to_string(st.consecutive_skips) +
+                                   " steps in a row (step " + std::to_string(st.step) + ")");
+        }
+        ++st.step;
+        continue;
+      }
+      st.consecutive_skips = 0;
+      optimizer.step(lr);
+      for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
+      if (mixed) {
+        torch::NoGradGuard ng;
+        for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);
+      }
+      if (fp16 && ++st.good_steps >= 2000) {
+        st.loss_scale *= 2.0;
+        st.good_steps = 0;
+      }
+      sync();
+      t_opt += seconds_since(t0);
+      ++st.step;
+      st.tokens += tokens_per_step;
+      interval_tokens += tokens_per_step;
+      if (inv.bench && st.step == inv.bench_warmup_steps) {
+        bench_t0 = Clock::now();
+        bench_tokens = 0;
+        if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
+      } else if (inv.bench) {
+        bench_tokens += tokens_per_step;
+      }
+
+      const double step_time = seconds_since(step_t0);
+      progress.update_step(st.step, cfg.train.max_steps, step_loss, lr, tokens_per_step / std::max(step_time, 1e-9));
+
+      const bool log_now = st.step % std::max<int64_t>(1, cfg.train.log_interval) == 0 || st.step == cfg.train.max_steps;
+      std::optional<double> val_loss;
+      if (!inv.bench && val_loader && cfg.train.eval_interval > 0 &&
+          (st.step % cfg.train.eval_interval == 0 || st.step == cfg.train.max_steps)) {
+        val_loss = evaluate();
+        if (!st.best_val_loss || *val_loss < *st.best_val_loss) st.best_val_loss = *val_loss;
+        emitter.emit(proto::EventData{"eval", json{{"step", st.step}, {"val_loss", *val_loss}, {"val_ppl", std::exp(*val_loss)}}});
+      }
+      if (log_now || val_loss) {
+        const double dt = seconds_since(interval_t0);
+        proto::MetricData m;
+        m.step = st.step;
+        m.tokens = st.tokens;
+        m.loss = step_loss;
+        m.lr = lr;
+        m.grad_norm = grad_norm;
+        m.tokens_per_s = interval_tokens / std::max(dt, 1e-9);
+        m.mfu = peak > 0 ? m.tokens_per_s * flops_per_token / peak : 0.0;
+        const double steps_in_interval = std::max(1.0, static_cast<double>(interval_tokens) / tokens_per_step);
+        m.step_time_s = dt / steps_in_interval;
+        m.data_s = t_data / steps_in_interval;
+        m.fwd_s = t_fwd / steps_in_interval;
+        m.bwd_s = t_bwd / steps_in_interval;
+        m.opt_s = t_opt / steps_in_interval;
+        if (fp16) m.loss_scale = st.loss_scale;
+        m.val_loss = val_loss;
+        emitter.emit(m);
+        interval_t0 = Clock::now();
+        interval_tokens = 0;
+        t_data = t_fwd = t_bwd = t_opt = 0;
+      }
+      if (!inv.bench) {
+        std::string prompt = control.take_sample_prompt();
+        if (prompt.empty() && cfg.train.sample_interval > 0 && st.step % cfg.train.sample_interval == 0)
+          prompt = cfg.train.sample_prompt;
+        if (!prompt.empty()) emit_samples(prompt);
+        const bool stop = g_stop_requested.load();
+        if (stop || g_checkpoint_requested.exchange(false) || checkpoints.due(st.step, Clock::now())) save_checkpoint(stop);
+        if (stop) {
+          exit_status = "stopped";
+          break;
+        }
+      } else if (g_stop_requested) {
+        exit_status = "stopped";
+        break;
+      }
+    }
+    progress.done();
+    loader.start(st.step);  // stop prefetching past the end (restart is cheap)
+    if (!inv.bench && exit_status == "completed") {
+      if (checkpoints.list().empty() || checkpoints.list().back().step != st.step) save_checkpoint(true);
+    }
+    checkpoints.wait();
+    if (inv.bench) {
+      const double dt = seconds_since(bench_t0);
+      json r{{"tokens_per_s", bench_tokens / std::max(dt, 1e-9)},
+             {"steps", st.step - inv.bench_warmup_steps},
+             {"seconds", dt},
+             {"tokens_per_step", tokens_per_step},
+             {"flops_per_token", flops_per_token},
+             {"peak_flops", peak},
+             {"device", device.str()},
+             {"precision", cfg.train.precision},
+             {"params", model::matmul_parameter_count(args)}};
+      r["mfu"] = peak > 0 ? r["tokens_per_s"].get<double>() * flops_per_token / peak : 0.0;
+      if (auto m = telemetry::cuda_memory_stats(device.is_cuda() ? device.index() : 0)) r["peak_allocated_bytes"] = m->peak_allocated;
+      else r["peak_rss_bytes"] = peak_rss_bytes();
+      emitter.emit(proto::EventData{"bench", r});
+      std::cerr << "bench: " << r.dump() << "\n";
+    }
+    emitter.emit(proto::ExitData{exit_status, 0, exit_status == "stopped" ? "stop requested" : ""});
+    emitter.close();
+    std::cerr << "done: " << exit_status << " at step " << st.step << " in " << std::fixed << std::setprecision(1)
+              << seconds_since(t_start) << " s\n";
+    return 0;
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    if (msg.find("out of memory") != std::string::npos)
+      return fail("cuda_oom", msg, "lower train.micro_batch_size, enable model.activation_checkpointing, or raise optimizer.zero.stage; `fathom-engine estimate` shows what fits");
+    return fail("torch_error", msg, "");
+  } catch (const std::exception& e) {
+    return fail("train_failed", e.what(), "");
+  }
+}
+
+}  // namespace fathom::train
