@@ -7,7 +7,12 @@
 // step; batches are a pure function of (seed, step), so resume is exact.
 #include "engine/train/trainer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <chrono>
@@ -60,13 +65,20 @@ void on_signal(int sig) {
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Reads control lines from stdin (workbench → engine) until EOF.
+// Reads control lines (workbench → engine) from stdin and, when given, from a FIFO that the
+// engine opens read-write: it then never sees EOF as writers come and go, so a workbench that
+// re-attaches later can still send {"op":"stop"}.
 class ControlReader {
  public:
-  explicit ControlReader(proto::Emitter* emitter) : emitter_(emitter) {
-    if (isatty(0)) return;  // an interactive terminal: Ctrl-C is the control channel
-    thread_ = std::thread([this] { loop(); });
-    thread_.detach();  // blocked in read(); must not keep the process alive
+  ControlReader(proto::Emitter* emitter, const std::string& fifo_path) : emitter_(emitter) {
+    if (!isatty(0)) std::thread([this] { loop(0); }).detach();  // blocked in read(): never joined
+    if (!fifo_path.empty()) {
+      if (::mkfifo(fifo_path.c_str(), 0600) != 0 && errno != EEXIST)
+        throw std::runtime_error("cannot create control FIFO " + fifo_path + ": " + std::strerror(errno));
+      const int fd = ::open(fifo_path.c_str(), O_RDWR | O_CLOEXEC);
+      if (fd < 0) throw std::runtime_error("cannot open control FIFO " + fifo_path + ": " + std::strerror(errno));
+      std::thread([this, fd] { loop(fd); }).detach();
+    }
   }
   std::string take_sample_prompt() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -74,25 +86,36 @@ class ControlReader {
   }
 
  private:
-  void loop() {
-    std::string line;
-    while (std::getline(std::cin, line)) {
-      std::string error;
-      auto control = proto::decode_control(line, &error);
-      if (!control) {
-        if (!line.empty()) emitter_->emit(proto::LogData{"warn", "ignored control line: " + error});
-        continue;
+  void loop(int fd) {
+    std::string buffer;
+    char chunk[4096];
+    ssize_t n;
+    while ((n = ::read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR)) {
+      if (n < 0) continue;
+      buffer.append(chunk, static_cast<size_t>(n));
+      size_t pos;
+      while ((pos = buffer.find('\n')) != std::string::npos) {
+        handle(buffer.substr(0, pos));
+        buffer.erase(0, pos + 1);
       }
-      if (control->op == "stop") g_stop_requested = true;
-      else if (control->op == "checkpoint") g_checkpoint_requested = true;
-      else if (control->op == "sample") {
-        std::lock_guard<std::mutex> lock(mu_);
-        sample_prompt_ = control->prompt.empty() ? std::string(" ") : control->prompt;
-      }
+      if (buffer.size() > (1u << 20)) buffer.clear();  // a peer writing garbage without newlines
+    }
+  }
+  void handle(const std::string& line) {
+    std::string error;
+    auto control = proto::decode_control(line, &error);
+    if (!control) {
+      if (!line.empty()) emitter_->emit(proto::LogData{"warn", "ignored control line: " + error});
+      return;
+    }
+    if (control->op == "stop") g_stop_requested = true;
+    else if (control->op == "checkpoint") g_checkpoint_requested = true;
+    else if (control->op == "sample") {
+      std::lock_guard<std::mutex> lock(mu_);
+      sample_prompt_ = control->prompt.empty() ? std::string(" ") : control->prompt;
     }
   }
   proto::Emitter* emitter_;
-  std::thread thread_;
   std::mutex mu_;
   std::string sample_prompt_;
 };
@@ -238,7 +261,7 @@ int run_training(const TrainInvocation& inv) {
                          inv.to_stdout);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
-  ControlReader control(&emitter);
+  ControlReader control(&emitter, inv.control_fifo);
 
   auto fail = [&](const std::string& code, const std::string& message, const std::string& hint) {
     emitter.emit(proto::ErrorData{code, message, hint});

@@ -14,6 +14,7 @@ struct TrainInvocation {
   std::string run_id;                  // "" = <run.name>-<UTC timestamp>, or run_dir's basename
   std::string resume;                  // "" (fresh), "auto" (newest whole checkpoint, if any), or a checkpoint dir
   bool to_stdout = true;               // protocol records on stdout
+  std::string control_fifo;            // also read control lines from this FIFO (created if missing)
   std::string command = "train";
   // bench mode: no checkpoints, evals or samples; reports speed and peak memory at the end.
   bool bench = false;
