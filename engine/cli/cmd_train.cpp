@@ -19,6 +19,8 @@ int cmd_train(int argc, char** argv) {
   app.add_option("--run-id", inv.run_id, "run id (default <run.name>-<UTC time>)");
   app.add_option("--resume", inv.resume, "auto (newest whole checkpoint of the run dir, if any) or a checkpoint dir");
   app.add_option("--control-fifo", inv.control_fifo, "also read control lines from this FIFO (created if missing)");
+  app.add_option("--dump-initial-weights", inv.dump_initial_weights,
+                 "write the initial fp32 weights to this .safetensors file (for reference checks)");
   bool quiet = false;
   app.add_flag("--no-stdout", quiet, "do not write protocol records to stdout (events.jsonl only)");
   try {

@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "engine/checkpoint/manager.h"
+#include "engine/checkpoint/tensor_io.h"
 #include "engine/config/config.h"
 #include "engine/data/batch_loader.h"
 #include "engine/data/prepare.h"
@@ -350,6 +351,8 @@ int run_training(const TrainInvocation& inv) {
                         cfg.train.max_steps};
     std::vector<torch::Tensor> master_tensors;
     for (auto& [n, m] : masters) master_tensors.push_back(m);
+
+    if (!inv.dump_initial_weights.empty()) ckpt::save_tensors(inv.dump_initial_weights, masters);
 
     // ---- checkpoints and resume -------------------------------------------------------
     ckpt::CheckpointPolicy policy;

@@ -16,6 +16,9 @@ struct TrainInvocation {
   bool to_stdout = true;               // protocol records on stdout
   std::string control_fifo;            // also read control lines from this FIFO (created if missing)
   std::string command = "train";
+  // Write the freshly initialised fp32 weights here (safetensors) before the first step: lets
+  // tests replay the run in an independent implementation.
+  std::string dump_initial_weights;
   // bench mode: no checkpoints, evals or samples; reports speed and peak memory at the end.
   bool bench = false;
   int64_t bench_warmup_steps = 3;

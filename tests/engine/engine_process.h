@@ -1,0 +1,117 @@
+// Test helpers that run the real fathom-engine binary as a child process and read what it leaves
+// in its run directory. Header-only; no torch.
+#pragma once
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fathom::testing {
+
+inline std::string engine_bin() {
+  const char* e = std::getenv("FATHOM_ENGINE_BIN");
+  return e ? e : std::string(FATHOM_BINARY_DIR) + "/bin/fathom-engine";
+}
+
+inline std::string make_temp_dir(const std::string& tag) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / ("fathom-" + tag + "-XXXXXX")).string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A child process with stdout/stderr redirected to files.
+struct Child {
+  pid_t pid = -1;
+  int status = -1;
+
+  static Child spawn(const std::vector<std::string>& args, const std::string& stdout_path,
+                     const std::string& stderr_path) {
+    Child c;
+    c.pid = fork();
+    if (c.pid == 0) {
+      int out = ::open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      int in = ::open("/dev/null", O_RDONLY);
+      dup2(out, 1);
+      dup2(err, 2);
+      dup2(in, 0);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return c;
+  }
+  // Waits up to `timeout_s`; returns the exit code, or -signal, or -1000 on timeout (child killed).
+  int wait(double timeout_s = 120) {
+    auto t0 = std::chrono::steady_clock::now();
+    while (true) {
+      pid_t r = waitpid(pid, &status, WNOHANG);
+      if (r == pid) break;
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return -1000;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return -1;
+  }
+};
+
+// Runs the engine to completion; returns its exit code.
+inline int run_engine(const std::vector<std::string>& args, const std::string& dir, double timeout_s = 120) {
+  std::vector<std::string> full{engine_bin()};
+  full.insert(full.end(), args.begin(), args.end());
+  auto c = Child::spawn(full, dir + "/stdout.txt", dir + "/stderr.txt");
+  return c.wait(timeout_s);
+}
+
+inline std::vector<nlohmann::json> read_records(const std::string& events_path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(events_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded()) out.push_back(j);
+  }
+  return out;
+}
+
+inline std::vector<nlohmann::json> records_of(const std::vector<nlohmann::json>& all, const std::string& type,
+                                              const std::string& event_name = "") {
+  std::vector<nlohmann::json> out;
+  for (const auto& r : all) {
+    if (r.value("type", "") != type) continue;
+    if (!event_name.empty() && r["data"].value("name", "") != event_name) continue;
+    out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace fathom::testing
