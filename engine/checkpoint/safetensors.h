@@ -66,6 +66,7 @@ enum class SafetensorsErrc {
   SAFETENSORS_ERRC_TENSOR_SIZE,        // end - begin != numel(shape) * dtype size
   SAFETENSORS_ERRC_OVERFLOW,           // numel or byte count overflows u64
   SAFETENSORS_ERRC_INCOMPLETE_BUFFER,  // file size != 8 + N + end of the last tensor
+  SAFETENSORS_ERRC_INVALID_DATA,       // tensor bytes that cannot be a value (a BOOL byte > 1)
   SAFETENSORS_ERRC_NOT_FOUND,          // data(name) for a name the file lacks
   SAFETENSORS_ERRC_INVALID_ARGUMENT,   // writer misuse (duplicate name, size mismatch, ...)
 };
