@@ -101,6 +101,12 @@ int64_t Emitter::emit(RecordType type, nlohmann::json data) {
   r.seq = next_seq_++;
   r.t_ms = unix_ms_now();
   const std::string line = encode_line(r);
+  // File first: it is the truth, and a stdout blocked by a stalled reader must not hold it back.
+  if (fd_ >= 0) {
+    if (const int err = write_all(fd_, line))
+      note_error("cannot append to events file '" + path_ + "': " + std::strerror(err) +
+                 "; check free disk space");
+  }
   if (to_stdout_) {
     std::fflush(stdout);  // keep order with anything stdio still buffers (there should be nothing)
     if (const int err = write_all(stdout_fd_, line)) {
@@ -112,11 +118,6 @@ int64_t Emitter::emit(RecordType type, nlohmann::json data) {
         note_error(std::string("cannot write a record to stdout: ") + std::strerror(err));
       }
     }
-  }
-  if (fd_ >= 0) {
-    if (const int err = write_all(fd_, line))
-      note_error("cannot append to events file '" + path_ + "': " + std::strerror(err) +
-                 "; check free disk space");
   }
   return r.seq;
 }

@@ -26,9 +26,9 @@ class Emitter {
   Emitter(const Emitter&) = delete;
   Emitter& operator=(const Emitter&) = delete;
 
-  // Stamps and writes one record; returns its seq. The line goes to stdout (one write(2), after
-  // flushing stdio's stdout) and to the events file (one write(2) on an O_APPEND descriptor, so
-  // several processes can append to one file without interleaving). Write failures never throw:
+  // Stamps and writes one record; returns its seq. The line goes first to the events file (one
+  // write(2) on an O_APPEND descriptor, so several processes can append to one file without
+  // interleaving), then to stdout (one write(2), after flushing stdio's stdout). Write failures never throw:
   // they are counted (write_errors) and described (last_error), and reported once on stderr.
   int64_t emit(RecordType type, nlohmann::json data);
   // emit(MetricData{...}), emit(LogData{"info", "..."}), ...

@@ -379,3 +379,22 @@ TEST(LineDecoder, ResetStartsOver) {
   EXPECT_EQ(dec.pending_bytes(), 0u);
   EXPECT_EQ(dec.feed(encode_line(every_type()[0])).size(), 1u);
 }
+
+// The example lines in docs/protocol.md must stay valid records of the type they illustrate.
+TEST(Docs, ExampleLinesDecode) {
+  const std::string doc = read_file(std::string(FATHOM_SOURCE_DIR) + "/docs/protocol.md");
+  ASSERT_FALSE(doc.empty()) << "docs/protocol.md not found";
+  std::vector<std::string> seen;
+  for (std::size_t at = 0; (at = doc.find("```json\n", at)) != std::string::npos;) {
+    at += 8;
+    const std::size_t end = doc.find("```", at);
+    ASSERT_NE(end, std::string::npos);
+    std::string err;
+    auto r = decode_line(doc.substr(at, end - at), &err);
+    ASSERT_TRUE(r) << err << "\n" << doc.substr(at, end - at);
+    EXPECT_NE(r->type, RecordType::unknown) << r->type_name;
+    seen.push_back(r->type_name);
+    at = end;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"hello", "metric", "system", "event", "log", "error", "exit"}));
+}
