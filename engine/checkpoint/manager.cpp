@@ -437,8 +437,12 @@ CheckpointInfo CheckpointManager::verify(const std::string& checkpoint_dir) {
 CheckpointPayload CheckpointManager::load(const std::string& checkpoint_dir) {
   const CheckpointInfo info = verify(checkpoint_dir);
   if (!info.verified) {
+    std::string trimmed = checkpoint_dir;
+    while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+    std::string parent = fs::path(trimmed).parent_path().string();
+    if (parent.empty()) parent = ".";
     throw CheckpointError("cannot load checkpoint " + checkpoint_dir + ": " + info.error +
-                          " Resume from an older checkpoint (`fathom-engine inspect <save_dir>` lists them).");
+                          " Resume from an older checkpoint (`fathom-engine inspect " + parent + "` lists them).");
   }
   const Manifest m = read_manifest(checkpoint_dir);
   CheckpointPayload p;

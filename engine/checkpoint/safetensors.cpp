@@ -354,6 +354,7 @@ SafetensorsHeader parse_header(const char* json, uint64_t header_bytes, uint64_t
     return a.name < b.name;
   });
   validate_header(h, where);
+  h.data_bytes = h.tensors.empty() ? 0 : h.tensors.back().end;  // contiguous from 0 once validated
   return h;
 }
 

@@ -222,6 +222,7 @@ TEST(SafetensorsFile, RoundTripsEveryDtypeIncludingScalarsAndZeroSize) {
   SafetensorsFile f(dir / "all.safetensors");
   f.validate();
   EXPECT_EQ(f.header().file_bytes, r.bytes);
+  EXPECT_EQ(f.header().data_bytes, r.bytes - f.header().data_start());
   EXPECT_EQ(f.metadata().size(), 2u);
   EXPECT_EQ(f.metadata().at("step"), "42");
   ASSERT_EQ(f.tensors().size(), expected.size());
@@ -445,6 +446,7 @@ TEST(SafetensorsFile, HeaderOnlyReadOfAHugeFileIsFast) {
   ASSERT_EQ(h.tensors.size(), 1u);
   EXPECT_EQ(h.tensors[0].nbytes(), 4 * n);
   EXPECT_EQ(h.file_bytes, head.size() + 4 * n);
+  EXPECT_EQ(h.data_bytes, 4 * n);
   EXPECT_LT(per_read_ms, 50.0) << "header-only read took " << per_read_ms << " ms";
 
   const auto t1 = std::chrono::steady_clock::now();
