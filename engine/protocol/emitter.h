@@ -18,6 +18,7 @@ class Emitter {
   // `events_path` "" = no file. An existing file is scanned for this rank's last seq so that a
   // resumed run continues at last + 1 (seqs start at 1); a torn last line (a writer that died
   // mid-line) is terminated with '\n' first so our lines never glue onto it.
+  // One Emitter per (events file, rank) at a time: two writers of the same rank would reuse seqs.
   // Throws std::runtime_error naming the path when the file cannot be opened for appending.
   // With to_stdout, SIGPIPE is set to SIG_IGN if it was at its default: a workbench that lost the
   // pipe must not kill the run; stdout output is then switched off and events.jsonl carries on.

@@ -1,5 +1,6 @@
 // Workbench side of re-attach: follows a run's events.jsonl from a byte offset, returning only
-// complete lines, so a line the engine is still writing is never mis-parsed. POSIX file I/O.
+// complete lines, so a line the engine is still writing is never mis-parsed. POSIX file I/O;
+// one reader per thread (not thread-safe); the file is opened per read_new(), never held.
 #pragma once
 
 #include <cstddef>

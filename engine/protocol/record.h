@@ -63,9 +63,11 @@ std::optional<Record> decode_line(std::string_view line, std::string* error = nu
 // Incremental decoder for a byte stream (pipe, SSH channel, file): feed arbitrary chunks, get the
 // records of the lines completed so far. Blank lines are skipped silently; malformed lines and
 // lines over `max_line_bytes` are counted and described in last_error(), never thrown.
+// One decoder per stream; not thread-safe.
 class LineDecoder {
  public:
-  explicit LineDecoder(std::size_t max_line_bytes = kMaxLineBytes);
+  LineDecoder() : LineDecoder(kMaxLineBytes) {}
+  explicit LineDecoder(std::size_t max_line_bytes);
 
   // Records of the complete lines in (kept tail + chunk); the unterminated tail is kept.
   std::vector<Record> feed(std::string_view chunk);
