@@ -208,6 +208,27 @@ TEST(BpeTrain, SaveLoadKeepsKindEosAndEncodings) {
             fathom::test::read_text(dir.file("tokenizer.json")));
 }
 
+TEST(BpeTrain, IgnoreMergesTakesWholePiecesFromTheVocabulary) {
+  // Llama 3 style: with model.ignore_merges a piece that is itself a vocabulary entry is emitted
+  // whole, even when the merges could not build it.
+  const Tokenizer t = fathom::tok::train_bpe_from_texts(corpus_texts(), options(400));
+  fathom::test::TempDir dir;
+  t.save(dir.file("tokenizer.json"));
+  auto j = nlohmann::json::parse(fathom::test::read_text(dir.file("tokenizer.json")));
+  const uint32_t zebra = uint32_t(t.vocab_size());
+  j["model"]["vocab"]["Ġzebra"] = zebra;
+  j.erase("fathom");
+  fathom::test::write_text(dir.file("plain.json"), j.dump());
+  j["model"]["ignore_merges"] = true;
+  fathom::test::write_text(dir.file("ignore.json"), j.dump());
+  const Tokenizer plain = Tokenizer::load(dir.file("plain.json"));
+  const Tokenizer ignore = Tokenizer::load(dir.file("ignore.json"));
+  EXPECT_EQ(plain.kind(), "hf");
+  EXPECT_EQ(ignore.encode(" zebra"), (Ids{zebra}));
+  EXPECT_GT(plain.encode(" zebra").size(), 1u);
+  EXPECT_EQ(plain.decode(plain.encode(" zebra")), " zebra");
+}
+
 TEST(BpeTrain, FilesEqualTextsAndMaxBytesLimitsInput) {
   const auto files = corpus_files();
   const auto texts = corpus_texts();
