@@ -19,6 +19,7 @@
 #include "engine/tokenizer/pretokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/tokenizer_internal.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace fathom::tok {
 namespace {
@@ -90,6 +91,12 @@ Tokenizer train_from_chunks(const std::vector<Chunk>& chunks, const BpeTrainOpti
   const size_t n_special = opt.special_tokens.size();
   for (const std::string& s : opt.special_tokens) {
     if (s.empty()) throw TokenizerError("train_bpe: a special token is empty");
+    // tokenizer.json stores token contents as JSON strings, which must be valid UTF-8.
+    for (size_t i = 0; i < s.size();) {
+      const unicode::Char c = unicode::decode_utf8(s.data() + i, s.data() + s.size());
+      if (!c.valid) throw TokenizerError("train_bpe: special token '" + s + "' is not valid UTF-8");
+      i += c.len;
+    }
   }
   if (opt.vocab_size < 256 + n_special) {
     throw TokenizerError("train_bpe: vocab_size " + std::to_string(opt.vocab_size) +

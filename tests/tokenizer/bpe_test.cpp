@@ -258,6 +258,11 @@ TEST(BpeTrain, ReportsProgress) {
 TEST(BpeTrain, RejectsBadOptions) {
   EXPECT_THROW((void)fathom::tok::train_bpe_from_texts({"abc"}, options(100)), TokenizerError);
   EXPECT_THROW((void)fathom::tok::train_bpe({}, options(300)), TokenizerError);
+  BpeTrainOptions bad = options(300);
+  bad.special_tokens = {"<|bad\xFF|>"};
+  EXPECT_THROW((void)fathom::tok::train_bpe_from_texts({"abc"}, bad), TokenizerError);
+  bad.special_tokens = {""};
+  EXPECT_THROW((void)fathom::tok::train_bpe_from_texts({"abc"}, bad), TokenizerError);
   try {
     (void)fathom::tok::train_bpe({"/nonexistent/corpus.txt"}, options(300));
     FAIL();
