@@ -208,6 +208,25 @@ TEST(BpeTrain, SaveLoadKeepsKindEosAndEncodings) {
             fathom::test::read_text(dir.file("tokenizer.json")));
 }
 
+TEST(BpeTrain, SavedFileIsReadTheSameByAnotherImplementation) {
+  // trained_bpe_400.json is what training on corpus/ with vocab 400 saves; make_fixtures.js had
+  // @lenml/tokenizers (a JavaScript reader of HF tokenizer.json) encode strings with it.
+  const std::string golden = std::string(FATHOM_FIXTURES_DIR) + "/tokenizer/trained_bpe_400.json";
+  fathom::test::TempDir dir;
+  fathom::tok::train_bpe(corpus_files(), options(400)).save(dir.file("tokenizer.json"));
+  EXPECT_EQ(fathom::test::read_text(dir.file("tokenizer.json")), fathom::test::read_text(golden))
+      << "training or save() changed; if intended, copy " << dir.file("tokenizer.json")
+      << " over the fixture and rerun tests/fixtures/tokenizer/make_fixtures.js";
+  const Tokenizer t = Tokenizer::load(golden);
+  EXPECT_EQ(t.kind(), "bpe");
+  const auto cases = fathom::test::read_fixture("tokenizer/trained_bpe_reference.json");
+  ASSERT_GE(cases.size(), 30u);
+  for (const auto& c : cases) {
+    const std::string text = c["text"].get<std::string>();
+    EXPECT_EQ(t.encode_with_special(text), c["ids"].get<Ids>()) << ::testing::PrintToString(text);
+  }
+}
+
 TEST(BpeTrain, IgnoreMergesTakesWholePiecesFromTheVocabulary) {
   // Llama 3 style: with model.ignore_merges a piece that is itself a vocabulary entry is emitted
   // whole, even when the merges could not build it.
