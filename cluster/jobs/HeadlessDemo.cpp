@@ -208,7 +208,7 @@ void HeadlessDemo::onFinished(const QString& id, const QString& status) {
           .arg(run ? run->runDir : QString()));
   if (run && !run->error.isEmpty()) err(QStringLiteral("fathom: %1\n").arg(run->error));
   m_exitCode = (status == run_status::completed || status == run_status::stopped) ? 0 : 1;
-  emit done(m_exitCode);
+  Q_EMIT done(m_exitCode);
 }
 
 int HeadlessDemo::run(const QStringList& arguments) {

@@ -47,7 +47,7 @@ class HeadlessDemo : public QObject {
   // process exit code. Handles SIGINT/SIGTERM while it runs.
   static int run(const QStringList& arguments);
 
- signals:
+ Q_SIGNALS:
   void done(int exitCode);
 
  private:

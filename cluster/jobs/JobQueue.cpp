@@ -263,8 +263,8 @@ bool JobQueue::startRun(RunRecord run) {
     run.endedAt = QDateTime::currentDateTime();
     m_ws->runs().upsert(run);
     m_error = r.error;
-    emit jobsChanged();
-    emit runFinished(run.id, run.status);
+    Q_EMIT jobsChanged();
+    Q_EMIT runFinished(run.id, run.status);
     return false;
   }
   run.status = run_status::running;
@@ -280,8 +280,8 @@ bool JobQueue::startRun(RunRecord run) {
   for (int i = 0; i < r.rankPids.size(); ++i) ranks.append(RankRecord{i, r.rankPids[i], r.pgid, QStringLiteral("local")});
   m_ws->runs().setRanks(run.id, ranks);
   attach(run, r.rankPids, r.pgid);
-  emit runStarted(run.id);
-  emit jobsChanged();
+  Q_EMIT runStarted(run.id);
+  Q_EMIT jobsChanged();
   return true;
 }
 
@@ -366,8 +366,8 @@ void JobQueue::finalize(const QString& id, const Live& live) {
   m_finalizing.remove(id);
   m_engineFor.remove(id);
   if (!s->hasExitRecord() || s->status() != run.status) s->markEnded(run.status, run.exitCode);
-  emit runFinished(id, run.status);
-  emit jobsChanged();
+  Q_EMIT runFinished(id, run.status);
+  Q_EMIT jobsChanged();
   QTimer::singleShot(0, this, &JobQueue::schedule);
 }
 
@@ -420,7 +420,7 @@ QString JobQueue::enqueue(const LaunchSpec& spec) {
     return {};
   }
   if (!spec.engineBinary.isEmpty()) m_engineFor.insert(run.id, spec.engineBinary);
-  emit jobsChanged();
+  Q_EMIT jobsChanged();
   schedule();
   return run.id;
 }
@@ -444,8 +444,8 @@ bool JobQueue::stop(const QString& id) {
     run->error = QStringLiteral("cancelled before it started");
     run->endedAt = QDateTime::currentDateTime();
     m_ws->runs().upsert(*run);
-    emit jobsChanged();
-    emit runFinished(id, run->status);
+    Q_EMIT jobsChanged();
+    Q_EMIT runFinished(id, run->status);
     return true;
   }
   return fail(QStringLiteral("run %1 is %2, not running").arg(id, run->status));
@@ -468,8 +468,8 @@ bool JobQueue::kill(const QString& id) {
     run->error = QStringLiteral("cancelled before it started");
     run->endedAt = QDateTime::currentDateTime();
     m_ws->runs().upsert(*run);
-    emit jobsChanged();
-    emit runFinished(id, run->status);
+    Q_EMIT jobsChanged();
+    Q_EMIT runFinished(id, run->status);
     return true;
   }
   return fail(QStringLiteral("run %1 is %2, not running").arg(id, run->status));
@@ -489,7 +489,7 @@ bool JobQueue::resume(const QString& id) {
   run->exitCode = 0;
   run->endedAt = QDateTime();
   if (!m_ws->runs().upsert(*run)) return fail(m_ws->runs().lastError());
-  emit jobsChanged();
+  Q_EMIT jobsChanged();
   schedule();
   return true;
 }
@@ -519,7 +519,7 @@ bool JobQueue::remove(const QString& id, bool deleteFiles) {
                                  "by hand, or Rescan will list it again").arg(id, run->runDir));
   }
   m_engineFor.remove(id);
-  emit jobsChanged();
+  Q_EMIT jobsChanged();
   return true;
 }
 

@@ -73,7 +73,7 @@ class JobQueue : public QObject {
   // Starts whatever queued runs fit now (also run by a timer and whenever a run ends).
   void schedule();
 
- signals:
+ Q_SIGNALS:
   void jobsChanged();
   void runStarted(const QString& id);
   void runFinished(const QString& id, const QString& status);

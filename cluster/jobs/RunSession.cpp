@@ -145,7 +145,7 @@ void RunSession::readEvents(std::size_t maxBytes) {
       // The file was replaced or truncated: what we hold no longer describes it.
       m_readerRestarts = m_reader->restarts();
       clearData();
-      emit sessionReset(m_runId);
+      Q_EMIT sessionReset(m_runId);
     }
     if (records.empty()) return;
     QVector<MetricPoint> points;
@@ -267,19 +267,19 @@ void RunSession::flush() {
   const QVector<EventItem> events = std::exchange(m_pendingEvents, {});
   const QVector<SampleItem> samples = std::exchange(m_pendingSamples, {});
   const QStringList logs = std::exchange(m_pendingLogs, {});
-  for (const QJsonObject& h : hellos) emit helloReceived(m_runId, h);
-  if (!metrics.isEmpty()) emit metricsAppended(m_runId, metrics);
-  if (!events.isEmpty()) emit eventsAppended(m_runId, events);
-  if (!samples.isEmpty()) emit samplesAppended(m_runId, samples);
-  if (!logs.isEmpty()) emit logsAppended(m_runId, logs);
+  for (const QJsonObject& h : hellos) Q_EMIT helloReceived(m_runId, h);
+  if (!metrics.isEmpty()) Q_EMIT metricsAppended(m_runId, metrics);
+  if (!events.isEmpty()) Q_EMIT eventsAppended(m_runId, events);
+  if (!samples.isEmpty()) Q_EMIT samplesAppended(m_runId, samples);
+  if (!logs.isEmpty()) Q_EMIT logsAppended(m_runId, logs);
   if (m_status != m_emittedStatus) {
     m_emittedStatus = m_status;
-    emit statusChanged(m_runId, m_status);
+    Q_EMIT statusChanged(m_runId, m_status);
   }
   if (m_pendingFinished && !m_finishedEmitted) {
     m_pendingFinished = false;
     m_finishedEmitted = true;
-    emit finished(m_runId, m_status, m_exitCode);
+    Q_EMIT finished(m_runId, m_status, m_exitCode);
   }
 }
 

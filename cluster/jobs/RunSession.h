@@ -90,7 +90,7 @@ class RunSession : public QObject {
   // The job queue saw the processes end without (all) exit records: record how.
   void markEnded(const QString& status, int code);
 
- signals:
+ Q_SIGNALS:
   void metricsAppended(const QString& runId, const QVector<fathom::cluster::MetricPoint>& points);
   void eventsAppended(const QString& runId, const QVector<fathom::cluster::EventItem>& events);
   void samplesAppended(const QString& runId, const QVector<fathom::cluster::SampleItem>& samples);

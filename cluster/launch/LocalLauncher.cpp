@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -156,6 +157,7 @@ void resetSignals() {
 [[noreturn]] void supervise(std::vector<RankPlan>& plans, const char* engine, const char* runDir, const char* devNull,
                             const char* statusTmp, const char* statusPath, int reportFd) {
   setsid();
+  prctl(PR_SET_NAME, "fathom-superv", 0, 0, 0);  // what ps shows instead of the workbench's name
   struct sigaction ign {};
   ign.sa_handler = SIG_IGN;
   sigemptyset(&ign.sa_mask);
@@ -176,6 +178,10 @@ void resetSignals() {
     if (nul > 2 && nul != reportFd) close(nul);
   }
 
+  {
+    const RankReport self{-2, static_cast<int32_t>(getpid()), 0};  // the supervisor itself
+    writeAll(reportFd, reinterpret_cast<const char*>(&self), sizeof self);
+  }
   const size_t n = plans.size();
   pid_t pids[256];
   int status[256];
@@ -481,6 +487,10 @@ LaunchResult LocalLauncher::start(const LaunchSpec& spec) {
   for (int off = 0; off + static_cast<int>(sizeof(RankReport)) <= got.size(); off += sizeof(RankReport)) {
     RankReport r{};
     std::memcpy(&r, got.constData() + off, sizeof r);
+    if (r.rank == -2) {
+      result.supervisorPid = r.pid;
+      continue;
+    }
     if (r.rank < 0) {
       problems << QStringLiteral("cannot start the supervisor process: %1").arg(QString::fromLocal8Bit(strerror(r.execErrno)));
       continue;

@@ -82,7 +82,7 @@ bool CheckpointRepository::upsert(const CheckpointRecord& c) {
     m_error = st.error();
     return false;
   }
-  emit m_ws.checkpointsChanged(c.runId);
+  Q_EMIT m_ws.checkpointsChanged(c.runId);
   return true;
 }
 
@@ -114,7 +114,7 @@ bool CheckpointRepository::remove(const QString& runId, const QString& path) {
     m_error = st.error();
     return false;
   }
-  emit m_ws.checkpointsChanged(runId);
+  Q_EMIT m_ws.checkpointsChanged(runId);
   return true;
 }
 
@@ -125,7 +125,7 @@ bool CheckpointRepository::removeForRun(const QString& runId) {
     m_error = st.error();
     return false;
   }
-  emit m_ws.checkpointsChanged(runId);
+  Q_EMIT m_ws.checkpointsChanged(runId);
   return true;
 }
 

@@ -94,7 +94,7 @@ bool RunRepository::upsert(const RunRecord& r) {
     m_error = up.error();
     return false;
   }
-  emit m_ws.runsChanged({r.id});
+  Q_EMIT m_ws.runsChanged({r.id});
   return true;
 }
 
@@ -133,8 +133,8 @@ bool RunRepository::remove(const QString& id) {
     m_error = st.error();
     return false;
   }
-  emit m_ws.runsChanged({id});
-  emit m_ws.checkpointsChanged(id);
+  Q_EMIT m_ws.runsChanged({id});
+  Q_EMIT m_ws.checkpointsChanged(id);
   return true;
 }
 

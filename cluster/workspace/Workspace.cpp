@@ -101,7 +101,7 @@ bool Workspace::open(const QString& dir, QString* error) {
   if (!m_db->exec(QStringLiteral("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON"), &err)) return fail(err);
   if (!migrateDatabase(*m_db, -1, &err)) return fail(err);
   m_error.clear();
-  emit reloaded();
+  Q_EMIT reloaded();
   return true;
 }
 
@@ -168,7 +168,7 @@ int Workspace::rescan(QString* report) {
   }
   lines.append(QStringLiteral("%1 run(s) indexed from %2").arg(indexed).arg(runsDir()));
   if (report) *report = lines.join(QLatin1Char('\n'));
-  emit reloaded();
+  Q_EMIT reloaded();
   return indexed;
 }
 

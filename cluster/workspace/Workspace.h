@@ -70,7 +70,7 @@ class Workspace : public QObject {
   QString lastError() const { return m_error; }
   void setLastError(const QString& error) { m_error = error; }
 
- signals:
+ Q_SIGNALS:
   void runsChanged(const QStringList& ids);
   void checkpointsChanged(const QString& runId);
   // After open() and after rescan(): every view should reload.
