@@ -5,15 +5,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "engine/checkpoint/fs_posix.h"
 #include "engine/checkpoint/manifest.h"
 #include "engine/checkpoint/safetensors.h"
 #include "engine/checkpoint/sha256.h"
-
-namespace fs = std::filesystem;
 
 namespace fathom::ckpt {
 
@@ -118,14 +116,13 @@ nlohmann::json inspect_checkpoint(const std::string& dir, const InspectOptions& 
     }
   } catch (const std::exception&) {
     // No usable manifest: list what is there (info.error says why).
-    std::error_code ec;
-    std::vector<std::string> names;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) names.push_back(it->path().filename().string());
-    std::sort(names.begin(), names.end());
-    for (const auto& n : names) {
-      std::error_code ec2;
-      const auto size = fs::file_size(dir + "/" + n, ec2);
-      files.push_back({{"name", n}, {"bytes", ec2 ? 0 : size}, {"sha256", ""}, {"status", "not in manifest"}, {"detail", ""}});
+    for (const auto& n : posix::list_directory(dir)) {
+      const int64_t size = posix::file_size(dir + "/" + n);
+      files.push_back({{"name", n},
+                       {"bytes", size < 0 ? 0 : size},
+                       {"sha256", ""},
+                       {"status", "not in manifest"},
+                       {"detail", ""}});
     }
   }
   r["files"] = std::move(files);
@@ -142,7 +139,7 @@ nlohmann::json inspect_checkpoint(const std::string& dir, const InspectOptions& 
   }
   for (const auto& [key, file] : {std::pair<const char*, const char*>{"model", kModelFile}, {"optimizer", kOptimizerFile}}) {
     const std::string p = dir + "/" + file;
-    if (!fs::exists(p)) continue;
+    if (!posix::exists(p)) continue;
     try {
       r[key] = summarize_header(SafetensorsFile::read_header_only(p));
     } catch (const std::exception& e) {
@@ -164,12 +161,9 @@ nlohmann::json inspect_checkpoint_dir(const std::string& dir) {
     r["latest"] = nullptr;
   }
   std::vector<std::pair<int64_t, std::string>> steps;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+  for (const std::string& n : posix::list_directory(dir)) {
     int64_t step;
-    const std::string n = it->path().filename().string();
-    std::error_code ec2;
-    if (parse_checkpoint_dir_name(n, &step) && it->is_directory(ec2)) steps.emplace_back(step, n);
+    if (parse_checkpoint_dir_name(n, &step) && posix::is_directory(dir + "/" + n)) steps.emplace_back(step, n);
   }
   std::sort(steps.begin(), steps.end());
   nlohmann::json list = nlohmann::json::array();
@@ -242,14 +236,12 @@ std::string format_count(uint64_t n) {
 }
 
 nlohmann::json inspect_path(const std::string& path, const InspectOptions& options) {
-  std::error_code ec;
-  const auto st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) throw CheckpointError("cannot inspect " + path + ": no such file or directory.");
-  if (!fs::is_directory(st)) return inspect_safetensors(path);
+  if (!posix::exists(path)) throw CheckpointError("cannot inspect " + path + ": no such file or directory.");
+  if (!posix::is_directory(path)) return inspect_safetensors(path);
   std::string dir = path;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   for (const char* marker : {kManifestFile, kStateFile, kModelFile}) {
-    if (fs::exists(dir + "/" + marker, ec)) return inspect_checkpoint(dir, options);
+    if (posix::exists(dir + "/" + marker)) return inspect_checkpoint(dir, options);
   }
   nlohmann::json r = inspect_checkpoint_dir(dir);
   if (r["checkpoints"].empty() && r["latest"].is_null()) {

@@ -13,19 +13,17 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <set>
 #include <sstream>
 
+#include "engine/checkpoint/fs_posix.h"
 #include "engine/checkpoint/sha256.h"
 
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1)  // linux/fs.h; not always exposed by libc headers
 #endif
-
-namespace fs = std::filesystem;
 
 namespace fathom::ckpt {
 
@@ -49,12 +47,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // Checkpoint directories (step-<N>) present in save_dir, whole or not, by ascending step.
 std::vector<std::pair<int64_t, std::string>> step_dirs(const std::string& save_dir) {
   std::vector<std::pair<int64_t, std::string>> out;
-  std::error_code ec;
-  for (fs::directory_iterator it(save_dir, ec), end; !ec && it != end; it.increment(ec)) {
+  for (const std::string& name : posix::list_directory(save_dir)) {
     int64_t step;
-    const std::string name = it->path().filename().string();
-    std::error_code ec2;
-    if (parse_checkpoint_dir_name(name, &step) && it->is_directory(ec2)) out.emplace_back(step, name);
+    if (parse_checkpoint_dir_name(name, &step) && posix::is_directory(join(save_dir, name))) out.emplace_back(step, name);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -116,11 +111,10 @@ CheckpointManager::CheckpointManager(CheckpointPolicy policy) : policy_(std::mov
                           ": keep_n_latest, keep_best, save_interval and save_every_steps must be >= 0.");
   }
   while (policy_.save_dir.size() > 1 && policy_.save_dir.back() == '/') policy_.save_dir.pop_back();
-  std::error_code ec;
-  fs::create_directories(policy_.save_dir, ec);
-  if (ec || !fs::is_directory(policy_.save_dir)) {
-    throw CheckpointError("cannot create checkpoint directory " + policy_.save_dir + ": " +
-                          (ec ? ec.message() : std::string("a file with that name exists")) + ".");
+  try {
+    posix::make_directories(policy_.save_dir);
+  } catch (const std::exception& e) {
+    throw CheckpointError(std::string(e.what()) + "; checkpoints cannot be saved (check checkpoint.save_dir).");
   }
 
   // One writer per directory: two trainers sharing one would delete each other's checkpoints.
@@ -142,15 +136,14 @@ CheckpointManager::CheckpointManager(CheckpointPolicy policy) : policy_(std::mov
     const std::string pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, pid.data(), pid.size(), 0);
     // Leftovers of an interrupted save or deletion; never whole by construction.
-    for (fs::directory_iterator it(policy_.save_dir, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string name = it->path().filename().string();
+    for (const std::string& name : posix::list_directory(policy_.save_dir)) {
       if ((name.rfind("step-", 0) == 0 && ends_with(name, ".tmp")) || name == std::string(kLatestFile) + ".tmp") {
-        std::error_code rm;
-        fs::remove_all(it->path(), rm);
-        if (rm) {
-          log_warning("could not remove stale " + it->path().string() + ": " + rm.message());
+        const std::string path = join(policy_.save_dir, name);
+        std::string err;
+        if (!posix::remove_tree(path, &err)) {
+          log_warning("could not remove stale " + path + ": " + err);
         } else {
-          log_warning("removed " + it->path().string() + ", left by an interrupted save");
+          log_warning("removed " + path + ", left by an interrupted save");
         }
       }
     }
@@ -254,11 +247,9 @@ CheckpointInfo CheckpointManager::write_checkpoint(const Job& job) {
   info.val_loss = job.val_loss;
   bool published = false;
   try {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    if (!fs::create_directory(tmp, ec) || ec) {
-      throw CheckpointError("cannot create " + tmp + ": " + (ec ? ec.message() : std::string("it already exists")) + ".");
-    }
+    std::string err;
+    if (!posix::remove_tree(tmp, &err)) throw CheckpointError(err + ".");
+    if (!posix::make_directory(tmp, &err)) throw CheckpointError(err + ".");
     Manifest m;
     m.step = job.step;
     m.val_loss = job.val_loss;
@@ -292,8 +283,7 @@ CheckpointInfo CheckpointManager::write_checkpoint(const Job& job) {
       info.error = "checkpoint " + final_dir + " was written but " + std::string(kLatestFile) + " was not updated: " +
                    e.what();
     } else {
-      std::error_code ec;
-      fs::remove_all(tmp, ec);
+      posix::remove_tree(tmp);
       const auto prev = read_latest_name(policy_.save_dir);
       info.error = "could not write checkpoint " + final_dir + ": " + e.what() +
                    (prev ? " The previous checkpoint " + join(policy_.save_dir, *prev) + " is unchanged."
@@ -305,8 +295,7 @@ CheckpointInfo CheckpointManager::write_checkpoint(const Job& job) {
 
 // Called with dir_mu_ held.
 void CheckpointManager::publish(const std::string& tmp, const std::string& final_dir, int64_t step) {
-  std::error_code ec;
-  if (fs::exists(final_dir, ec)) {
+  if (posix::exists(final_dir)) {
     // Saving a step again (e.g. a stop request at a scheduled step): swap atomically so that
     // step-<N> is whole at every instant, then delete the old one.
     bool swapped = false;
@@ -314,10 +303,10 @@ void CheckpointManager::publish(const std::string& tmp, const std::string& final
     swapped = ::syscall(SYS_renameat2, AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0;
 #endif
     if (swapped) {
-      fs::remove_all(tmp, ec);
+      posix::remove_tree(tmp);  // the old step-<N>; a leftover is cleaned at next start
     } else {  // filesystems without RENAME_EXCHANGE: a short window with no step-<N>
       const std::string old = final_dir + ".replaced.tmp";
-      fs::remove_all(old, ec);
+      posix::remove_tree(old);
       if (::rename(final_dir.c_str(), old.c_str()) != 0) {
         throw CheckpointError("cannot move the existing " + final_dir + " aside: " + std::strerror(errno) + ".");
       }
@@ -326,7 +315,7 @@ void CheckpointManager::publish(const std::string& tmp, const std::string& final
         (void)::rename(old.c_str(), final_dir.c_str());
         throw CheckpointError("cannot rename " + tmp + " to " + final_dir + ": " + std::strerror(err) + ".");
       }
-      fs::remove_all(old, ec);
+      posix::remove_tree(old);
     }
   } else if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
     throw CheckpointError("cannot rename " + tmp + " to " + final_dir + ": " + std::strerror(errno) + ".");
@@ -364,21 +353,19 @@ void CheckpointManager::remove_checkpoint_dir(const std::string& name) {
   // that lost some files.
   const std::string dir = join(policy_.save_dir, name);
   const std::string doomed = dir + ".deleting.tmp";
-  std::error_code ec;
-  fs::remove_all(doomed, ec);
+  posix::remove_tree(doomed);
   if (::rename(dir.c_str(), doomed.c_str()) != 0) {
     log_warning("could not remove old checkpoint " + dir + ": " + std::strerror(errno));
     return;
   }
-  fs::remove_all(doomed, ec);
-  if (ec) log_warning("could not finish removing " + doomed + ": " + ec.message());
+  std::string err;
+  if (!posix::remove_tree(doomed, &err)) log_warning("could not finish removing " + doomed + ": " + err);
 }
 
 std::optional<int64_t> CheckpointManager::latest_step_locked() const {
   if (auto name = read_latest_name(policy_.save_dir)) {
     int64_t step;
-    std::error_code ec;
-    if (parse_checkpoint_dir_name(*name, &step) && fs::is_directory(join(policy_.save_dir, *name), ec)) return step;
+    if (parse_checkpoint_dir_name(*name, &step) && posix::is_directory(join(policy_.save_dir, *name))) return step;
   }
   const auto whole = scan_whole(policy_.save_dir);
   if (!whole.empty()) return whole.back().step;
@@ -437,10 +424,7 @@ CheckpointInfo CheckpointManager::verify(const std::string& checkpoint_dir) {
 CheckpointPayload CheckpointManager::load(const std::string& checkpoint_dir) {
   const CheckpointInfo info = verify(checkpoint_dir);
   if (!info.verified) {
-    std::string trimmed = checkpoint_dir;
-    while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
-    std::string parent = fs::path(trimmed).parent_path().string();
-    if (parent.empty()) parent = ".";
+    const std::string parent = posix::parent_directory(checkpoint_dir);
     throw CheckpointError("cannot load checkpoint " + checkpoint_dir + ": " + info.error +
                           " Resume from an older checkpoint (`fathom-engine inspect " + parent + "` lists them).");
   }

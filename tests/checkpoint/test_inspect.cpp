@@ -23,7 +23,7 @@ namespace {
 // A checkpoint directory assembled from the documented layout, without the (torch) manager.
 std::string make_checkpoint(const std::string& save_dir, int64_t step, const std::vector<float>& w) {
   const std::string dir = save_dir + "/" + checkpoint_dir_name(step);
-  std::filesystem::create_directories(dir);
+  fathom::test::make_dirs(dir);
   Manifest m;
   m.step = step;
   m.val_loss = 1.25;
@@ -129,7 +129,7 @@ TEST(Inspect, CheckpointReportVerifiesEveryFile) {
   std::string state = read_file(ck + "/state.json");
   state[state.size() / 2] ^= 1;
   write_file(ck + "/state.json", state);
-  std::filesystem::resize_file(ck + "/model.safetensors", 50);
+  fathom::test::resize_file(ck + "/model.safetensors", 50);
   r = inspect_path(ck);
   EXPECT_FALSE(r["verified"].get<bool>());
   EXPECT_EQ(inspect_exit_code(r), 1);
@@ -151,7 +151,7 @@ TEST(Inspect, CheckpointDirectoryListsWholeAndBroken) {
   const std::string sd = dir / "ckpts";
   make_checkpoint(sd, 10, std::vector<float>(16, 1.f));
   make_checkpoint(sd, 20, std::vector<float>(16, 1.f));
-  std::filesystem::create_directories(sd + "/step-30");  // no manifest
+  fathom::test::make_dirs(sd + "/step-30");  // no manifest
   write_file(sd + "/latest", "step-20\n");
   const auto r = inspect_path(sd);
   EXPECT_EQ(r["kind"], "checkpoint_dir");
@@ -163,7 +163,7 @@ TEST(Inspect, CheckpointDirectoryListsWholeAndBroken) {
   EXPECT_NE(r["checkpoints"][2]["error"].get<std::string>().find("MANIFEST.json is missing"), std::string::npos);
   EXPECT_NE(format_inspect_report(r).find("NOT WHOLE"), std::string::npos);
 
-  std::filesystem::create_directories(dir / "empty");
+  fathom::test::make_dirs(dir / "empty");
   try {
     inspect_path(dir / "empty");
     ADD_FAILURE() << "an empty directory was accepted";
@@ -186,7 +186,7 @@ TEST(Inspect, EngineBinary) {
   std::tie(rc, out) = run(std::string(bin) + " inspect " + ck);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("verification (sha256): OK"), std::string::npos) << out;
-  std::filesystem::resize_file(ck + "/model.safetensors", 10);
+  fathom::test::resize_file(ck + "/model.safetensors", 10);
   std::tie(rc, out) = run(std::string(bin) + " inspect " + ck + " 2>&1");
   EXPECT_EQ(rc, 1) << out;
   std::tie(rc, out) = run(std::string(bin) + " inspect " + ck + "/model.safetensors 2>&1");

@@ -17,7 +17,14 @@ using namespace fathom::ckpt;
 using fathom::test::read_file;
 using fathom::test::TempDir;
 using fathom::test::write_file;
-namespace fs = std::filesystem;
+namespace fs {
+using fathom::test::exists;
+using fathom::test::file_size;
+using fathom::test::resize_file;
+inline bool is_regular_file(const std::string& p) { return fathom::ckpt::posix::is_regular_file(p); }
+inline void create_directories(const std::string& p) { fathom::test::make_dirs(p); }
+inline void remove(const std::string& p) { fathom::test::remove_file(p); }
+}  // namespace fs
 
 namespace {
 
@@ -54,8 +61,7 @@ std::vector<int64_t> steps_of(const std::vector<CheckpointInfo>& infos) {
 }
 
 bool any_tmp(const std::string& dir) {
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string n = e.path().filename().string();
+  for (const std::string& n : fathom::ckpt::posix::list_directory(dir)) {
     if (n.size() >= 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) return true;
   }
   return false;
@@ -438,4 +444,29 @@ TEST(CheckpointManager, RejectsBadInputEarly) {
   EXPECT_THROW(CheckpointManager{inline_policy(dir / "file")}, CheckpointError);
   EXPECT_TRUE(m.list().empty());
   EXPECT_FALSE(m.latest_valid());
+}
+
+TEST(CheckpointManager, AsyncSaveOfCudaTensorsHoldsTheValuesAtSaveTime) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  CheckpointPolicy p = inline_policy(dir / "ck");
+  p.async = true;
+  CheckpointManager m(p);
+  CheckpointPayload payload = make_payload(3, std::nullopt, 1 << 14);
+  std::map<std::string, torch::Tensor> expected;
+  NamedTensors live;
+  for (auto* group : {&payload.model, &payload.optimizer}) {
+    for (auto& [n, t] : *group) {
+      t = t.to(torch::kCUDA);
+      expected[n] = t.cpu();
+      live.emplace_back(n, t);
+    }
+  }
+  m.save(std::move(payload));
+  for (auto& [n, t] : live) t.zero_();
+  m.wait();
+  const CheckpointPayload back = CheckpointManager::load(dir / "ck/step-3");
+  for (const auto* group : {&back.model, &back.optimizer}) {
+    for (const auto& [n, t] : *group) EXPECT_TRUE(torch::equal(t, expected.at(n))) << n;
+  }
 }

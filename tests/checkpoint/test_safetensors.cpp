@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "checkpoint/test_util.h"
@@ -131,6 +132,47 @@ TEST(SafetensorsWriter, MatchesReferenceSerializationByteForByte) {
     w.write(dir / "empty_meta.safetensors");
     EXPECT_EQ(read_file(dir / "empty_meta.safetensors"),
               le64(40) + R"({"__metadata__":{"framework":"pt"}})" + std::string(5, ' '));
+  }
+}
+
+// Files written by Hugging Face's safetensors 0.8.0 (tests/fixtures/safetensors/make_fixtures.py,
+// every dtype incl. float8 and unsigned, scalars, zero-size, escaped and non-ASCII names): our
+// reader must see exactly the sidecar's tensors, and our writer must reproduce each file byte for
+// byte from the same tensors and metadata.
+TEST(SafetensorsReference, ReadsAndReproducesHuggingFaceFilesExactly) {
+  TempDir dir;
+  auto unhex = [](const std::string& h) {
+    std::string out(h.size() / 2, '\0');
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<char>(std::stoi(h.substr(2 * i, 2), nullptr, 16));
+    return out;
+  };
+  for (const char* name : {"hf_all_dtypes", "hf_names", "hf_empty"}) {
+    SCOPED_TRACE(name);
+    const std::string base = std::string(FATHOM_FIXTURES_DIR) + "/safetensors/" + name;
+    const auto side = nlohmann::json::parse(read_file(base + ".json"));
+    const std::string reference = read_file(base + ".safetensors");
+
+    SafetensorsFile f(base + ".safetensors");
+    EXPECT_EQ(nlohmann::json(f.metadata()), side["metadata"]);
+    ASSERT_EQ(f.tensors().size(), side["tensors"].size());
+    std::vector<std::string> buffers;
+    buffers.reserve(side["tensors"].size());
+    SafetensorsWriter w;
+    for (auto it = side["tensors"].begin(); it != side["tensors"].end(); ++it) {
+      SCOPED_TRACE(it.key());
+      ASSERT_TRUE(f.contains(it.key()));
+      const TensorInfo& t = f.info(it.key());
+      EXPECT_STREQ(dtype_name(t.dtype), it.value()["dtype"].get<std::string>().c_str());
+      EXPECT_EQ(t.shape, it.value()["shape"].get<std::vector<int64_t>>());
+      buffers.push_back(unhex(it.value()["hex"].get<std::string>()));
+      const auto bytes = f.data(t);
+      ASSERT_EQ(bytes.size, buffers.back().size());
+      EXPECT_EQ(std::memcmp(bytes.data, buffers.back().data(), bytes.size), 0);
+      w.add(it.key(), t.dtype, t.shape, buffers.back().data(), buffers.back().size());  // sidecar (name) order
+    }
+    for (auto it = side["metadata"].begin(); it != side["metadata"].end(); ++it) w.set_metadata(it.key(), it.value());
+    w.write(dir / "ours.safetensors");
+    EXPECT_EQ(read_file(dir / "ours.safetensors"), reference) << "our writer's bytes differ from the reference's";
   }
 }
 
@@ -391,7 +433,7 @@ TEST(SafetensorsFile, SurvivesRandomCorruption) {
   std::mt19937 rng(12345);
   const std::string path = dir / "fuzz.safetensors";
   int accepted = 0, rejected = 0;
-  for (int iter = 0; iter < 1500; ++iter) {
+  for (int iter = 0; iter < 600; ++iter) {
     std::string bytes = good;
     switch (iter % 4) {
       case 0:  // flip bytes anywhere in prefix + header
@@ -423,7 +465,7 @@ TEST(SafetensorsFile, SurvivesRandomCorruption) {
       ADD_FAILURE() << "iteration " << iter << " threw a non-SafetensorsError: " << e.what();
     }
   }
-  EXPECT_GT(rejected, 1000);  // most damage must be caught
+  EXPECT_GT(rejected, 400);  // most damage must be caught
   RecordProperty("accepted", accepted);
 }
 
@@ -487,7 +529,7 @@ TEST(SafetensorsWriter, RejectsMisuseWithClearErrors) {
   SafetensorsWriter s;
   s.add_streamed("p", DType::DTYPE_F32, {2}, 8, [&](const SafetensorsWriter::Emit& emit) { emit(x, 4); });
   expect([&] { s.write(dir / "short.safetensors"); }, "emitted 4 bytes, declared 8");
-  EXPECT_FALSE(std::filesystem::exists(dir / "short.safetensors"));
+  EXPECT_FALSE(fathom::test::exists(dir / "short.safetensors"));
   SafetensorsWriter ok;
   ok.add_streamed("p", DType::DTYPE_F32, {2}, 8, [&](const SafetensorsWriter::Emit& emit) {
     emit(x, 4);

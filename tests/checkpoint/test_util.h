@@ -4,11 +4,12 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 #include <string>
+
+#include "engine/checkpoint/fs_posix.h"
 
 namespace fathom::test {
 
@@ -21,8 +22,7 @@ class TempDir {
     path_ = tmpl;
   }
   ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    fathom::ckpt::posix::remove_tree(path_);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
@@ -50,6 +50,17 @@ inline std::string le64(uint64_t n) {
   std::string s(8, '\0');
   for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
   return s;
+}
+
+// Tests avoid std::filesystem for the reason given in engine/checkpoint/fs_posix.h.
+inline void make_dirs(const std::string& path) { fathom::ckpt::posix::make_directories(path); }
+inline bool exists(const std::string& path) { return fathom::ckpt::posix::exists(path); }
+inline int64_t file_size(const std::string& path) { return fathom::ckpt::posix::file_size(path); }
+inline void resize_file(const std::string& path, uint64_t size) {
+  if (::truncate(path.c_str(), static_cast<off_t>(size)) != 0) throw std::runtime_error("cannot truncate " + path);
+}
+inline void remove_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) throw std::runtime_error("cannot remove " + path);
 }
 
 }  // namespace fathom::test
