@@ -248,6 +248,50 @@ TEST(BpeTrain, IgnoreMergesTakesWholePiecesFromTheVocabulary) {
   EXPECT_EQ(plain.decode(plain.encode(" zebra")), " zebra");
 }
 
+TEST(TokenizerJson, UnsupportedComponentsAreNamed) {
+  const std::string golden = std::string(FATHOM_FIXTURES_DIR) + "/tokenizer/trained_bpe_400.json";
+  const auto base = nlohmann::json::parse(fathom::test::read_text(golden));
+  fathom::test::TempDir dir;
+  auto expect_error = [&](nlohmann::json doc, const std::vector<std::string>& parts) {
+    fathom::test::write_text(dir.file("tokenizer.json"), doc.dump());
+    try {
+      (void)Tokenizer::load(dir.file("tokenizer.json"));
+      ADD_FAILURE() << "expected TokenizerError for " << parts[0];
+    } catch (const TokenizerError& e) {
+      for (const auto& p : parts) {
+        EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
+      }
+    }
+  };
+  auto doc = base;
+  doc["pre_tokenizer"] = {{"type", "Sequence"},
+                          {"pretokenizers",
+                           {{{"type", "Split"}, {"pattern", {{"Regex", "\\p{L}+|\\s+"}}}, {"behavior", "Isolated"}, {"invert", false}},
+                            {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
+  expect_error(doc, {dir.file("tokenizer.json"), "\\\\p{L}+|\\\\s+", "not implemented"});
+  doc = base;
+  doc["normalizer"] = {{"type", "NFKC"}};
+  expect_error(doc, {"NFKC", "normalizer"});
+  doc = base;
+  doc["pre_tokenizer"] = {{"type", "Metaspace"}};
+  expect_error(doc, {"Metaspace", "pre_tokenizer"});
+  doc = base;
+  doc["decoder"] = {{"type", "WordPiece"}};
+  expect_error(doc, {"WordPiece", "decoder"});
+  doc = base;
+  doc["model"]["type"] = "Unigram";
+  expect_error(doc, {"Unigram"});
+  doc = base;
+  doc["model"]["byte_fallback"] = true;
+  expect_error(doc, {"byte_fallback"});
+  doc = base;
+  doc["model"]["merges"].push_back("Ġ zzzz");
+  expect_error(doc, {"model.merges[", "not in model.vocab"});
+  doc = base;
+  doc["added_tokens"][0]["id"] = 5;
+  expect_error(doc, {"<|endoftext|>", "id 5"});
+}
+
 TEST(BpeTrain, FilesEqualTextsAndMaxBytesLimitsInput) {
   const auto files = corpus_files();
   const auto texts = corpus_texts();
