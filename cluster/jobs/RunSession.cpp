@@ -46,6 +46,7 @@ int statusSeverity(const QString& s) {
 
 RunSession::RunSession(const QString& runId, const QString& runDir, QObject* parent)
     : QObject(parent), m_runId(runId), m_runDir(QFileInfo(runDir).absoluteFilePath()) {
+  registerMetaTypes();
   m_reader = std::make_unique<proto::EventsFileReader>(
       QDir(m_runDir).filePath(run_files::eventsFile()).toStdString());
   m_pollTimer.setInterval(100);

@@ -91,6 +91,10 @@ struct SampleItem {
   int rank = 0;
 };
 
+// Registers the types above (and QVector<...> of them) with Qt's meta-type system, for queued
+// connections and QSignalSpy. Idempotent; Workspace and RunSession call it.
+void registerMetaTypes();
+
 }  // namespace fathom::cluster
 
 Q_DECLARE_METATYPE(fathom::cluster::RunRecord)

@@ -23,21 +23,6 @@ namespace proto = fathom::protocol;
 
 namespace {
 
-void registerMetaTypes() {
-  static const bool once = [] {
-    qRegisterMetaType<RunRecord>();
-    qRegisterMetaType<CheckpointRecord>();
-    qRegisterMetaType<MetricPoint>();
-    qRegisterMetaType<EventItem>();
-    qRegisterMetaType<SampleItem>();
-    qRegisterMetaType<QVector<MetricPoint>>();
-    qRegisterMetaType<QVector<EventItem>>();
-    qRegisterMetaType<QVector<SampleItem>>();
-    return true;
-  }();
-  Q_UNUSED(once);
-}
-
 // Severity order used to combine the exit statuses of several ranks into the run's.
 int statusRank(const QString& s) {
   if (s == run_status::failed) return 4;
