@@ -278,6 +278,11 @@ std::string format_double(double value) {
     if (std::strtod(buf, nullptr) == value) break;
   }
   std::string s = buf;
+  // Whole numbers read better written out: 500000.0, not 5e+05.
+  if (s.find("e+") != std::string::npos && std::fabs(value) < 1e16 && std::floor(value) == value) {
+    std::snprintf(buf, sizeof buf, "%.0f", value);
+    s = buf;
+  }
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
   return s;
 }

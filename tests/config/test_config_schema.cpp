@@ -106,6 +106,8 @@ TEST(ConfigSchema, FormatDoubleRoundTrips) {
     EXPECT_EQ(std::strtod(format_double(v).c_str(), nullptr), v) << format_double(v);
   EXPECT_EQ(format_double(1.0), "1.0");
   EXPECT_EQ(format_double(3e-4), "0.0003");
+  EXPECT_EQ(format_double(500000.0), "500000.0");
+  EXPECT_EQ(format_double(1e-5), "1e-05");
 }
 
 TEST(ConfigSchema, JsonSchemaIsDraft07WithEveryKey) {
