@@ -180,9 +180,29 @@ nlohmann::json inspect_checkpoint_dir(const std::string& dir) {
   return r;
 }
 
-std::string pad(std::string s, size_t width) {
-  if (s.size() < width) s.append(width - s.size(), ' ');
+// Names and metadata come from files: show control characters escaped, not raw.
+std::string printable(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7F) return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
   return s;
+}
+
+// Columns count code points, not bytes, so non-ASCII names line up (wide CJK glyphs aside).
+size_t display_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string pad(std::string s, size_t width) {
+  const size_t w = display_width(s);
+  if (w < width) s.append(width - w, ' ');
+  return s;
+}
+
+std::string plural(uint64_t n, const char* word) {
+  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
 }
 
 std::string shape_text(const nlohmann::json& shape) {
@@ -194,11 +214,11 @@ std::string shape_text(const nlohmann::json& shape) {
 std::string scalar_text(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 void format_summary(std::ostringstream& o, const nlohmann::json& s, const std::string& indent) {
-  o << indent << s.value("tensor_count", 0) << " tensors, " << format_count(s.value("total_params", uint64_t{0}))
+  o << indent << plural(s.value("tensor_count", uint64_t{0}), "tensor") << ", " << format_count(s.value("total_params", uint64_t{0}))
     << " parameters, " << format_bytes(s.value("bytes", uint64_t{0})) << "\n";
   if (s.contains("dtypes")) {
     for (auto it = s["dtypes"].begin(); it != s["dtypes"].end(); ++it) {
-      o << indent << "  " << pad(it.key(), 8) << pad(std::to_string(it.value()["tensors"].get<uint64_t>()) + " tensors", 14)
+      o << indent << "  " << pad(it.key(), 8) << pad(plural(it.value()["tensors"].get<uint64_t>(), "tensor"), 14)
         << pad(format_count(it.value()["params"].get<uint64_t>()) + " params", 16)
         << format_bytes(it.value()["bytes"].get<uint64_t>()) << "\n";
     }
@@ -267,19 +287,19 @@ std::string format_inspect_report(const nlohmann::json& r) {
     if (!r["metadata"].empty()) {
       o << "metadata:\n";
       for (auto it = r["metadata"].begin(); it != r["metadata"].end(); ++it) {
-        o << "  " << it.key() << ": " << it.value().get<std::string>() << "\n";
+        o << "  " << printable(it.key()) << ": " << printable(it.value().get<std::string>()) << "\n";
       }
     }
     nlohmann::json s = r;
     s["bytes"] = r["data_bytes"];
     format_summary(o, s, "");
     size_t w = 4;
-    for (const auto& t : r["tensors"]) w = std::max(w, t["name"].get<std::string>().size());
+    for (const auto& t : r["tensors"]) w = std::max(w, display_width(printable(t["name"].get<std::string>())));
     w = std::min<size_t>(w, 80) + 2;
     if (!r["tensors"].empty()) {
       o << "\n" << pad("name", w) << pad("dtype", 9) << pad("shape", 22) << pad("params", 10) << "bytes\n";
       for (const auto& t : r["tensors"]) {
-        o << pad(t["name"].get<std::string>(), w) << pad(t["dtype"].get<std::string>(), 9)
+        o << pad(printable(t["name"].get<std::string>()), w) << pad(t["dtype"].get<std::string>(), 9)
           << pad(shape_text(t["shape"]), 22) << pad(format_count(t["params"].get<uint64_t>()), 10)
           << format_bytes(t["bytes"].get<uint64_t>()) << "\n";
       }
@@ -302,7 +322,7 @@ std::string format_inspect_report(const nlohmann::json& r) {
     if (r.contains("state")) {
       o << "state.json:\n";
       for (auto it = r["state"].begin(); it != r["state"].end(); ++it) {
-        o << "  " << pad(it.key() + ":", 20) << scalar_text(it.value()) << "\n";
+        o << "  " << pad(printable(it.key()) + ":", 20) << printable(scalar_text(it.value())) << "\n";
       }
     }
     for (const char* key : {"model", "optimizer"}) {

@@ -102,6 +102,16 @@ TEST(Inspect, SafetensorsReportComesFromTheHeader) {
   EXPECT_NE(text.find("a.weight"), std::string::npos) << text;
   EXPECT_NE(text.find("[8, 4]"), std::string::npos) << text;
   EXPECT_NE(text.find("3 tensors, 36 parameters"), std::string::npos) << text;
+  EXPECT_NE(text.find("BF16    1 tensor "), std::string::npos) << text;
+
+  // Control characters from a file are shown escaped.
+  SafetensorsWriter odd;
+  odd.add("tab\there", DType::DTYPE_U8, {0}, nullptr, 0);
+  odd.set_metadata("k", "line\nbreak");
+  odd.write(dir / "odd.safetensors");
+  const std::string odd_text = format_inspect_report(inspect_path(dir / "odd.safetensors"));
+  EXPECT_NE(odd_text.find("\"tab\\there\""), std::string::npos) << odd_text;
+  EXPECT_NE(odd_text.find("\"line\\nbreak\""), std::string::npos) << odd_text;
   EXPECT_NE(text.find("format: pt"), std::string::npos) << text;
 
   write_file(dir / "bad.safetensors", "not a safetensors file at all");
