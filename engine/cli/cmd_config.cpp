@@ -1,7 +1,9 @@
 // fathom-engine validate | estimate | config: check a run config, estimate its cost, print the
 // schema and presets. Their output is the product, so it goes to stdout (no protocol records).
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <iostream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "engine/cli/commands.h"
@@ -98,7 +100,7 @@ int cmd_estimate(int argc, char** argv) {
   const cfg::LoadResult r = cfg::load_config_file(path, options);
   if (!r.ok()) {
     print_problems(r, std::cout);
-    std::cerr << "estimate: fix the config first (" << r.errors.size() << " errors)\n";
+    std::cerr << "estimate: fix the config first (" << r.errors.size() << (r.errors.size() == 1 ? " error" : " errors") << ")\n";
     return 1;
   }
   if (devices_text.empty() && r.config.run.device == "cpu") devices_text = "cpu";
@@ -138,10 +140,17 @@ int cmd_config(int argc, char** argv) {
     std::cout << cfg::schema_markdown();
   } else if (presets) {
     for (const auto& name : cfg::preset_names()) {
-      // The first comment line says what the preset is for.
-      std::string text = cfg::preset_text(name), line = text.substr(0, text.find('\n'));
-      if (line.rfind("# ", 0) == 0) line = line.substr(2);
-      if (line.rfind(name + ": ", 0) == 0) line = line.substr(name.size() + 2);
+      // The opening comment says what the preset is for; show its first sentence.
+      std::istringstream text(cfg::preset_text(name));
+      std::string line, summary;
+      while (std::getline(text, line) && line.rfind("# ", 0) == 0) summary += (summary.empty() ? "" : " ") + line.substr(2);
+      if (summary.rfind(name + ": ", 0) == 0) summary = summary.substr(name.size() + 2);
+      for (size_t i = 0; i + 2 < summary.size(); ++i)
+        if (summary[i] == '.' && summary[i + 1] == ' ' && std::isupper(static_cast<unsigned char>(summary[i + 2]))) {
+          summary.resize(i + 1);
+          break;
+        }
+      line = summary;
       std::cout << name << std::string(name.size() < 20 ? 20 - name.size() : 1, ' ') << line << "\n";
     }
   } else if (!preset.empty()) {

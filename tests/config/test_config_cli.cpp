@@ -1,5 +1,6 @@
 // fathom-engine validate / estimate / config through the real binary (FATHOM_ENGINE_BIN): exit
-// codes and the exact error lines a user sees.
+// codes and the exact error lines a user sees. Each start of the engine costs about a second
+// (torch libraries load), so the library tests cover the cases and this file only the plumbing.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -16,7 +17,7 @@ namespace {
 
 const std::string kDir = std::string(FATHOM_FIXTURES_DIR) + "/configs/";
 
-struct Run {
+struct CliRun {
   int exit_code = -1;
   std::string out;  // stdout
   std::string err;  // stderr
@@ -27,8 +28,8 @@ std::string engine() {
   return bin ? bin : "";
 }
 
-Run run(const std::string& args) {
-  Run r;
+CliRun run_engine(const std::string& args) {
+  CliRun r;
   const std::string err_file = ::testing::TempDir() + "fathom_cli_stderr.txt";
   const std::string cmd = "'" + engine() + "' " + args + " 2>'" + err_file + "'";
   FILE* pipe = popen(cmd.c_str(), "r");
@@ -57,7 +58,7 @@ class ConfigCli : public ::testing::Test {
 }  // namespace
 
 TEST_F(ConfigCli, ValidateOk) {
-  const Run r = run("validate --no-path-checks '" + kDir + "valid.yaml'");
+  const CliRun r = run_engine("validate --no-path-checks '" + kDir + "valid.yaml'");
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   fathom::config::LoadOptions o;
   o.check_paths = false;
@@ -66,7 +67,7 @@ TEST_F(ConfigCli, ValidateOk) {
 }
 
 TEST_F(ConfigCli, ValidatePrintsEveryErrorOnePerLine) {
-  const Run r = run("validate '" + kDir + "multiple_errors.yaml'");
+  const CliRun r = run_engine("validate '" + kDir + "multiple_errors.yaml'");
   EXPECT_EQ(r.exit_code, 1);
   const std::string f = kDir + "multiple_errors.yaml";
   const std::string expected =
@@ -79,57 +80,35 @@ TEST_F(ConfigCli, ValidatePrintsEveryErrorOnePerLine) {
   EXPECT_NE(r.err.find("4 errors"), std::string::npos) << r.err;
 }
 
-TEST_F(ConfigCli, ValidateSyntaxErrorAndBadSet) {
-  const Run syntax = run("validate '" + kDir + "yaml_syntax.yaml'");
-  EXPECT_EQ(syntax.exit_code, 1);
-  EXPECT_NE(syntax.out.find(kDir + "yaml_syntax.yaml:4:6: YAML syntax error: "), std::string::npos) << syntax.out;
-
-  const Run set = run("validate --no-path-checks '" + kDir + "valid.yaml' --set optimizer.lrr=1 --set train.max_steps=20");
+TEST_F(ConfigCli, ValidateBadSetAndPrint) {
+  const CliRun set = run_engine("validate --no-path-checks '" + kDir + "valid.yaml' --set optimizer.lrr=1 --set train.max_steps=20");
   EXPECT_EQ(set.exit_code, 1);
   EXPECT_EQ(set.out, "--set: optimizer.lrr: unknown key 'optimizer.lrr' (fix: did you mean 'optimizer.lr'?)\n");
-}
 
-TEST_F(ConfigCli, ValidatePrintAndJson) {
-  const Run p = run("validate --no-path-checks '" + kDir + "valid.yaml' --set train.max_steps=33 --print");
+  const CliRun p = run_engine("validate --no-path-checks '" + kDir + "valid.yaml' --set train.max_steps=33 --print");
   EXPECT_EQ(p.exit_code, 0);
   EXPECT_NE(p.out.find("train:\n  micro_batch_size: 4\n"), std::string::npos) << p.out;
   EXPECT_NE(p.out.find("  max_steps: 33\n"), std::string::npos);
   EXPECT_NE(p.err.find("OK: "), std::string::npos);
-  const Run j = run("validate --json '" + kDir + "cross_key.yaml'");
-  EXPECT_EQ(j.exit_code, 1);
-  const auto doc = nlohmann::json::parse(j.out);
-  EXPECT_EQ(doc["ok"], false);
-  ASSERT_EQ(doc["errors"].size(), 2u);
-  EXPECT_EQ(doc["errors"][0]["line"], 3);
-  EXPECT_EQ(doc["errors"][0]["key"], "model.n_heads");
 }
 
 TEST_F(ConfigCli, Estimate) {
-  const Run table = run("estimate '" + kDir + "valid.yaml' --devices h200:2");
+  const CliRun table = run_engine("estimate '" + kDir + "valid.yaml' --devices h200:2");
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("131.4K"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("h200 #1"), std::string::npos) << table.out;
-  const Run json = run("estimate '" + kDir + "valid.yaml' --json --set model.tie_embeddings=false");
+  const CliRun json = run_engine("estimate '" + kDir + "valid.yaml' --json --set model.tie_embeddings=false");
   EXPECT_EQ(json.exit_code, 0) << json.err;
   const auto doc = nlohmann::json::parse(json.out);
   EXPECT_EQ(doc["params"]["total"], 131392 + 32768);
   EXPECT_EQ(doc["devices"].size(), 1u);  // run.device cpu -> the cpu by default
-  const Run bad = run("estimate '" + kDir + "valid.yaml' --devices h300");
-  EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.err.find("unknown device 'h300'"), std::string::npos) << bad.err;
 }
 
 TEST_F(ConfigCli, ConfigSchemaAndPresets) {
-  const Run md = run("config --schema --markdown");
+  const CliRun md = run_engine("config --schema --markdown");
   EXPECT_EQ(md.exit_code, 0);
   EXPECT_EQ(md.out, fathom::config::schema_markdown());
-  const Run js = run("config --json-schema");
-  EXPECT_EQ(js.exit_code, 0);
-  EXPECT_EQ(nlohmann::json::parse(js.out)["title"], "Fathom run config");
-  const Run list = run("config --presets");
+  const CliRun list = run_engine("config --presets");
   EXPECT_EQ(list.exit_code, 0);
   for (const auto& name : fathom::config::preset_names()) EXPECT_NE(list.out.find(name + " "), std::string::npos) << name;
-  const Run one = run("config --preset demo");
-  EXPECT_EQ(one.out, fathom::config::preset_text("demo"));
-  EXPECT_EQ(run("config --preset nope").exit_code, 1);
 }
