@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -102,7 +103,7 @@ std::vector<DeviceSpec> parse_devices(const std::string& text, std::string* erro
   std::string item;
   std::stringstream ss(text);
   while (std::getline(ss, item, ',')) {
-    item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
+    item.erase(std::remove_if(item.begin(), item.end(), [](unsigned char ch) { return std::isspace(ch) != 0; }), item.end());
     if (item.empty()) continue;
     std::string spec = item;
     int64_t count = 1;

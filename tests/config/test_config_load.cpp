@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "engine/config/config.h"
 #include "engine/config/schema.h"
@@ -71,6 +73,17 @@ TEST(ConfigLoad, EveryPresetValidatesWithoutWarnings) {
     EXPECT_EQ(r.sources[1], "preset:" + name);
   }
   EXPECT_EQ(preset_text("no-such-preset"), "");
+}
+
+TEST(ConfigLoad, EmbeddedPresetsMatchTheResourceFiles) {
+  // The build regenerates the embedded copies whenever a preset file changes.
+  for (const auto& name : preset_names()) {
+    std::ifstream in(std::string(FATHOM_SOURCE_DIR) + "/resources/presets/" + name + ".yaml", std::ios::binary);
+    ASSERT_TRUE(in) << name;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    EXPECT_EQ(preset_text(name), ss.str()) << name << " is stale in the build";
+  }
 }
 
 TEST(ConfigLoad, PresetShapes) {
