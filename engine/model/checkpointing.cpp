@@ -13,11 +13,14 @@ struct FnHolder : torch::CustomClassHolder {
 };
 
 struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
-  static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<FnHolder> holder, variable_list inputs) {
+  // Inputs arrive as a TensorList: apply() only sees tensors inside an ArrayRef (a std::vector
+  // argument would be taken for a non-tensor and the result would not require grad).
+  static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<FnHolder> holder, at::TensorList inputs) {
     ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
-    ctx->save_for_backward(inputs);
+    variable_list in(inputs.begin(), inputs.end());
+    ctx->save_for_backward(in);
     torch::NoGradGuard no_grad;
-    variable_list outputs = holder->fn(inputs);
+    variable_list outputs = holder->fn(in);
     return outputs;
   }
 
@@ -55,7 +58,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
 
 variable_list checkpoint(CheckpointedFn fn, const variable_list& inputs) {
   auto holder = c10::make_intrusive<FnHolder>(std::move(fn));
-  return CheckpointFunction::apply(holder, inputs);
+  return CheckpointFunction::apply(holder, at::TensorList(inputs));
 }
 
 }  // namespace fathom::model

@@ -225,6 +225,7 @@ struct TrainState {
   int64_t consecutive_skips = 0;
   std::string parent_checkpoint;
   std::optional<double> best_val_loss;
+  std::optional<double> last_val_loss;  // the newest evaluation: what a checkpoint is ranked by
 };
 
 }  // namespace
@@ -396,7 +397,13 @@ int run_training(const TrainInvocation& inv) {
       std::cerr << "resumed from " << resume_dir << " at step " << st.step << "\n";
     }
 
+    int64_t last_saved_step = -1;
     auto save_checkpoint = [&](bool wait) {
+      if (last_saved_step == st.step) {
+        if (wait) checkpoints.wait();
+        return;
+      }
+      last_saved_step = st.step;
       ckpt::CheckpointPayload payload;
       payload.step = st.step;
       for (auto& [n, m] : masters) payload.model.emplace_back(n, m.detach());
@@ -413,7 +420,7 @@ int run_training(const TrainInvocation& inv) {
                            {"world_size", world},
                            {"tokenizer", prepared.tokenizer_path}};
       if (st.best_val_loss) payload.state["best_val_loss"] = *st.best_val_loss;
-      payload.val_loss = st.best_val_loss;
+      payload.val_loss = st.last_val_loss;
       const int64_t step = st.step;
       checkpoints.save(std::move(payload), [&emitter, step](const ckpt::CheckpointInfo& info, double seconds) {
         if (!info.error.empty()) {
@@ -606,6 +613,7 @@ int run_training(const TrainInvocation& inv) {
           (st.step % cfg.train.eval_interval == 0 || st.step == cfg.train.max_steps)) {
         val_loss = evaluate();
         if (!st.best_val_loss || *val_loss < *st.best_val_loss) st.best_val_loss = *val_loss;
+        st.last_val_loss = val_loss;
         emitter.emit(proto::EventData{"eval", json{{"step", st.step}, {"val_loss", *val_loss}, {"val_ppl", std::exp(*val_loss)}}});
       }
       if (log_now || val_loss) {
@@ -650,7 +658,7 @@ int run_training(const TrainInvocation& inv) {
     progress.done();
     loader.start(st.step);  // stop prefetching past the end (restart is cheap)
     if (!inv.bench && exit_status == "completed") {
-      if (checkpoints.list().empty() || checkpoints.list().back().step != st.step) save_checkpoint(true);
+      save_checkpoint(true);
     }
     checkpoints.wait();
     if (inv.bench) {

@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Independent PyTorch reference for the engine's first training steps.
 
-Reads initial weights and a fixed batch written by test_reference_loss (safetensors, parsed here
-with the standard library so no extra package is needed), rebuilds the same LLaMA-style model in
+Reads the initial weights the engine dumped (safetensors, parsed here with the standard library so
+no extra package is needed) and its training token shard, replays the engine's batch rule, rebuilds the same LLaMA-style model in
 plain PyTorch (RMSNorm, rotate-half RoPE, GQA, SwiGLU, tied embeddings), trains it with
-torch.optim.AdamW + clip_grad_norm_ + warmup/cosine for N steps on that batch, and prints the
+torch.optim.AdamW + clip_grad_norm_ + warmup/cosine for N steps on the same batches, and prints the
 losses as JSON. Run with Debian's python3-torch (CPU, fp32).
 """
 import json
@@ -82,13 +82,47 @@ def lr_at(step, cfg):
     return cfg["min_lr"] + 0.5 * (1 + math.cos(math.pi * prog)) * (cfg["lr"] - cfg["min_lr"])
 
 
+MASK = (1 << 64) - 1
+
+
+def splitmix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def load_shard(path):
+    """fathom token shard: 64-byte header (magic FATHOMTK, version, bytes/token, count, vocab)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"FATHOMTK", "not a fathom token shard"
+    width, count = struct.unpack_from("<IQ", data, 12)
+    dtype = {2: torch.int16, 4: torch.int32}[width]
+    t = torch.frombuffer(bytearray(data[64 : 64 + count * width]), dtype=dtype).to(torch.int64)
+    return t & (0xFFFF if width == 2 else 0xFFFFFFFF)
+
+
+def batch_at(tokens, cfg, step):
+    """The engine's window rule (engine/data/batch_loader.cpp): row b of (step, micro 0), rank 0."""
+    B, T = cfg["micro_batch_size"], cfg["seq_len"]
+    span = tokens.numel() - T - 1
+    rows = []
+    for b in range(B):
+        global_row = step * B + b
+        h = splitmix64(splitmix64(cfg["seed"]) ^ global_row)
+        off = h % span
+        rows.append(tokens[off : off + T + 1])
+    buf = torch.stack(rows)
+    return buf[:, :-1], buf[:, 1:]
+
+
 def main():
-    weights_path, batch_path, cfg_path = sys.argv[1:4]
+    weights_path, shard_path, cfg_path = sys.argv[1:4]
     cfg = json.load(open(cfg_path))
     torch.set_num_threads(1)
     p = {k: v.requires_grad_(True) for k, v in load_safetensors(weights_path).items()}
-    batch = load_safetensors(batch_path)
-    x, y = batch["inputs"], batch["targets"]
+    tokens = load_shard(shard_path)
     decay = [v for k, v in p.items() if v.dim() >= 2]
     no_decay = [v for k, v in p.items() if v.dim() < 2]
     opt = torch.optim.AdamW(
@@ -98,6 +132,7 @@ def main():
     for step in range(cfg["steps"]):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
+        x, y = batch_at(tokens, cfg, step)
         logits = forward(p, cfg, x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         opt.zero_grad(set_to_none=True)

@@ -50,11 +50,11 @@ void expect_identical(const std::string& a, const std::string& b) {
 
 TEST(TrainE2E, DebugTinyLossFalls) {
   const auto dir = make_temp_dir("train");
-  const auto cfg = tiny_config(dir, 60, 30);
+  const auto cfg = tiny_config(dir, 150, 75);
   ASSERT_EQ(run_engine({"train", cfg, "--run-dir", dir + "/run"}, dir), 0) << read_text(dir + "/stderr.txt");
   auto recs = read_records(dir + "/run/events.jsonl");
   auto metrics = records_of(recs, "metric");
-  ASSERT_EQ(metrics.size(), 60u);
+  ASSERT_EQ(metrics.size(), 150u);
   const double first = metrics.front()["data"]["loss"].get<double>();
   const double last = metrics.back()["data"]["loss"].get<double>();
   EXPECT_NEAR(first, std::log(384.0), 0.5);
@@ -62,7 +62,7 @@ TEST(TrainE2E, DebugTinyLossFalls) {
   auto exits = records_of(recs, "exit");
   ASSERT_EQ(exits.size(), 1u);
   EXPECT_EQ(exits[0]["data"]["status"], "completed");
-  EXPECT_TRUE(fs::exists(dir + "/run/checkpoints/step-60/MANIFEST.json"));
+  EXPECT_TRUE(fs::exists(dir + "/run/checkpoints/step-150/MANIFEST.json"));
   EXPECT_TRUE(fs::exists(dir + "/run/config.yaml"));
   EXPECT_EQ(records_of(recs, "hello").size(), 1u);
   // stdout carried the same records as events.jsonl
