@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cmath>
 
+#include "cluster/launch/ProcessInfo.h"
 #include "cluster/workspace/RunFiles.h"
 
 namespace fathom::cluster {
@@ -201,10 +202,11 @@ void JobQueue::reattach() {
   }
 }
 
-void JobQueue::attach(const RunRecord& run, const QList<qint64>& pids, qint64 pgid) {
+void JobQueue::attach(const RunRecord& run, const QList<qint64>& pids, qint64 pgid, qint64 supervisorPid) {
   Live live;
   live.pids = pids;
   live.pgid = pgid;
+  live.supervisorPid = supervisorPid;
   live.devices = normalizedDevices(run.devices);
   m_live.insert(run.id, live);
   RunSession* s = sessionFor(run);
@@ -279,7 +281,7 @@ bool JobQueue::startRun(RunRecord run) {
   QList<RankRecord> ranks;
   for (int i = 0; i < r.rankPids.size(); ++i) ranks.append(RankRecord{i, r.rankPids[i], r.pgid, QStringLiteral("local")});
   m_ws->runs().setRanks(run.id, ranks);
-  attach(run, r.rankPids, r.pgid);
+  attach(run, r.rankPids, r.pgid, r.supervisorPid);
   Q_EMIT runStarted(run.id);
   Q_EMIT jobsChanged();
   return true;
@@ -298,7 +300,17 @@ void JobQueue::checkProcesses() {
     bool alive = false;
     for (qint64 pid : it->pids) alive = alive || LocalLauncher::isAlive(pid, runDir);
     if (!alive) {
-      const Live live = *it;
+      // The launch supervisor records exit codes and signals a moment after the ranks end; wait
+      // for it (bounded), so the run's error says how it ended and its directory is left alone.
+      const qint64 now = QDateTime::currentMSecsSinceEpoch();
+      if (it->deadSinceMs == 0) m_live[id].deadSinceMs = now;
+      const bool statusWritten = QFileInfo::exists(QDir(runDir).filePath(run_files::exitStatusFile()));
+      if (!statusWritten && it->supervisorPid > 0 && processExists(it->supervisorPid) &&
+          now - m_live[id].deadSinceMs < 5000) {
+        QTimer::singleShot(50, this, &JobQueue::checkProcesses);
+        continue;
+      }
+      const Live live = m_live.value(id);
       m_live.remove(id);
       finalize(id, live);
     }
@@ -313,7 +325,7 @@ void JobQueue::finalize(const QString& id, const Live& live) {
   RunSession* s = sessionFor(run);
   if (!s->isFollowing()) s->start();
   // Drain: everything the engine wrote before it ended goes into the registry now.
-  for (qint64 before = -1; before != s->recordCount();) {
+  for (qint64 before = -1, rounds = 0; before != s->recordCount() && rounds < 1000; ++rounds) {
     before = s->recordCount();
     s->poll();
   }

@@ -82,6 +82,8 @@ class JobQueue : public QObject {
   struct Live {
     QList<qint64> pids;  // per rank
     qint64 pgid = 0;
+    qint64 supervisorPid = 0;  // 0 when re-attached (not known)
+    qint64 deadSinceMs = 0;    // when the ranks were first seen gone
     QStringList devices;
     bool stopRequested = false, killRequested = false;
     bool dirty = false;  // registry row needs lastStep/lastLoss written
@@ -89,7 +91,7 @@ class JobQueue : public QObject {
 
   void reattach();
   RunSession* sessionFor(const RunRecord& run);
-  void attach(const RunRecord& run, const QList<qint64>& pids, qint64 pgid);
+  void attach(const RunRecord& run, const QList<qint64>& pids, qint64 pgid, qint64 supervisorPid = 0);
   bool startRun(RunRecord run);
   bool devicesFree(const QStringList& devices) const;
   void checkProcesses();

@@ -200,7 +200,10 @@ bool Workspace::rescanRun(const QString& runDir, QStringList* lines) {
   int worldSize = 0;
   QStringList checkpointPaths;
   bool anyRecord = false;
-  for (;;) {
+  // Up to the size the file has now: a live run keeps appending, and "until nothing is new"
+  // might never come.
+  const qint64 sizeNow = QFileInfo(QDir(runDir).filePath(run_files::eventsFile())).size();
+  while (reader.offset() < sizeNow) {
     const auto records = reader.read_new(8u << 20);  // bounded chunks keep memory flat on long runs
     if (records.empty()) break;
     QVector<MetricPoint> points;

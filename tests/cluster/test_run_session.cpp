@@ -230,6 +230,29 @@ class RunSessionTest : public QObject {
     QCOMPARE(metrics.size(), 1);  // nothing new, nothing emitted
   }
 
+  void catchUpEndsWhileAFastWriterKeepsAppending() {
+    // Regression: catch-up read "until nothing is new", which never came while an engine appended
+    // a line between any two reads (re-attach to a fast run hung the workbench).
+    QTemporaryDir tmp;
+    const QString events = tmp.filePath("events.jsonl");
+    std::string all = helloLine(0, 1, 1);
+    for (int step = 1; step <= 20000; ++step) all += metricLine(step, 0, step + 1);
+    appendBytes(events, all);
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {
+      for (int64_t step = 20001; !stop; ++step) appendBytes(events, metricLine(step, 0, step + 1));
+    });
+    RunSession s(QStringLiteral("r"), tmp.path());
+    QElapsedTimer t;
+    t.start();
+    s.start();
+    const qint64 ms = t.elapsed();
+    stop = true;
+    writer.join();
+    QVERIFY2(ms < 10000, qPrintable(QStringLiteral("start() took %1 ms").arg(ms)));
+    QVERIFY(s.series(QStringLiteral("loss")).size() >= 20000);
+  }
+
   void multiRankFinishesWhenEveryRankHasExited() {
     QTemporaryDir tmp;
     const QString events = tmp.filePath("events.jsonl");
