@@ -109,11 +109,16 @@ RunSession* JobQueue::session(const QString& id) {
   return s;
 }
 
-QStringList JobQueue::runningIds() const { return m_live.keys(); }
+QStringList JobQueue::runningIds() const {
+  QStringList ids = m_live.keys();
+  ids.sort();
+  return ids;
+}
 
 QStringList JobQueue::busyDevices() const {
   QStringList out;
   for (const Live& l : m_live) out += l.devices;
+  out.sort();
   return out;
 }
 

@@ -63,9 +63,9 @@ class JobQueue : public QObject {
   // The session of a running run, or a read-only one created on demand for an ended run (kept
   // until remove()); nullptr for an unknown id.
   RunSession* session(const QString& id);
-  // Ids of the runs this queue is following as running.
+  // Ids of the runs this queue is following as running, sorted.
   QStringList runningIds() const;
-  // Devices in use by running runs, e.g. {"cuda:0"} or {"cpu", "cpu"}.
+  // Devices in use by running runs, sorted, e.g. {"cuda:0"} or {"cpu", "cpu"}.
   QStringList busyDevices() const;
 
   QString lastError() const { return m_error; }
