@@ -39,7 +39,13 @@ bool isInside(const QString& path, const QString& dir) {
 }  // namespace
 
 JobQueue::JobQueue(Workspace* workspace, QObject* parent) : QObject(parent), m_ws(workspace) {
-  Q_ASSERT(m_ws && m_ws->isOpen());
+  Q_ASSERT(m_ws);
+  if (!m_ws->isOpen()) {
+    // Nothing to manage: every action fails with this message instead of touching a closed database.
+    m_error = QStringLiteral("the workspace is not open (%1); open it before creating the job queue")
+                  .arg(m_ws->lastError().isEmpty() ? QStringLiteral("no error recorded") : m_ws->lastError());
+    return;
+  }
   m_lock = std::make_unique<QLockFile>(QDir(m_ws->dir()).filePath(QStringLiteral("queue.lock")));
   // No time-based staleness: a lock is stale only when its process is gone (QLockFile checks).
   m_lock->setStaleLockTime(0);
@@ -65,10 +71,10 @@ JobQueue::JobQueue(Workspace* workspace, QObject* parent) : QObject(parent), m_w
 
 JobQueue::~JobQueue() {
   // Runs keep going (they are detached); only the registry is brought up to date.
-  flushDirty();
+  if (m_ws->isOpen()) flushDirty();
   for (auto& s : m_sessions)
     if (s) s->disconnect(this);
-  if (m_manager) m_lock->unlock();
+  if (m_manager && m_lock) m_lock->unlock();
 }
 
 void JobQueue::setMaxConcurrentCpuRuns(int n) {
@@ -403,6 +409,10 @@ QString JobQueue::newRunId(const QString& name) const {
 }
 
 QString JobQueue::enqueue(const LaunchSpec& spec) {
+  if (!m_ws->isOpen()) {
+    fail(QStringLiteral("the workspace is not open; nothing can be queued"));
+    return {};
+  }
   if (spec.configPath.isEmpty() || !QFileInfo(spec.configPath).isFile()) {
     fail(QStringLiteral("config file '%1' does not exist; save the config first").arg(spec.configPath));
     return {};

@@ -186,6 +186,13 @@ class JobQueueTest : public QObject {
     track(ws);
     QVERIFY(q.kill(queued));
     QTRY_VERIFY_WITH_TIMEOUT(q.runningIds().isEmpty(), 10000);
+
+    Workspace closed;
+    JobQueue none(&closed);
+    QVERIFY(!none.isManager());
+    QVERIFY(none.enqueue(spec({})).isEmpty());
+    QVERIFY2(none.lastError().contains(QStringLiteral("not open")), qPrintable(none.lastError()));
+    QVERIFY(!none.session(QStringLiteral("fixed-id")));
   }
 };
 

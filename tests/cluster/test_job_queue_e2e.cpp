@@ -6,9 +6,11 @@
 // Exits 77 (skipped) when no engine binary with --control-fifo is available.
 #include <QtTest>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include "cluster/jobs/HeadlessDemo.h"
 #include "cluster/jobs/JobQueue.h"
 #include "cluster/launch/ProcessInfo.h"
 #include "cluster/workspace/RunFiles.h"
@@ -247,6 +249,64 @@ class JobQueueE2E : public QObject {
     QVERIFY(after->lastStep >= 2);
     QVERIFY(q.runningIds().isEmpty());
     QVERIFY(q.session(id)->isReadOnly());
+  }
+
+  void headlessDemoRunsAndStopsOnCtrlC() {
+    const QString dir = m_tmp.filePath(QStringLiteral("ws4"));
+    const QString log = m_tmp.filePath(QStringLiteral("demo-stderr.txt"));
+    // The demo talks on stderr: capture it.
+    const int saved = ::dup(2);
+    const int fd = ::open(QFile::encodeName(log).constData(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    QVERIFY(saved >= 0 && fd >= 0);
+    ::dup2(fd, 2);
+    ::close(fd);
+    // A short demo that ends by itself; the device is probed through `fathom-engine devices`.
+    const int code = HeadlessDemo::run({QStringLiteral("fathom"), QStringLiteral("--headless-demo"), QStringLiteral("--workspace"),
+                                        dir, QStringLiteral("--config"), m_config, QStringLiteral("--steps"),
+                                        QStringLiteral("4"), QStringLiteral("--engine"), g_engine});
+    // Ctrl-C once the run trains: stop = checkpoint, then exit.
+    QTimer poke;
+    bool sent = false;
+    connect(&poke, &QTimer::timeout, this, [&] {
+      Workspace probe;
+      QString e;
+      if (sent || !probe.open(dir, &e)) return;
+      for (const RunRecord& r : probe.runs().list())
+        if (r.status == QLatin1String("running") && r.lastStep >= 2) {
+          sent = true;
+          ::raise(SIGINT);
+        }
+    });
+    poke.start(200);
+    const int code2 = HeadlessDemo::run({QStringLiteral("fathom"), QStringLiteral("--workspace"), dir, QStringLiteral("--config"),
+                                         m_config, QStringLiteral("--device"), QStringLiteral("cpu"), QStringLiteral("--engine"),
+                                         g_engine});
+    poke.stop();
+    ::dup2(saved, 2);
+    ::close(saved);
+    QFile f(log);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QString text = QString::fromUtf8(f.readAll());
+    qInfo("%s", qPrintable(text));
+    QCOMPARE(code, 0);
+    QCOMPARE(code2, 0);
+    QVERIFY(sent);
+
+    Workspace ws;
+    QString err;
+    QVERIFY2(ws.open(dir, &err), qPrintable(err));
+    QList<RunRecord> runs = ws.runs().list();
+    QCOMPARE(runs.size(), 2);
+    std::sort(runs.begin(), runs.end(), [](const RunRecord& a, const RunRecord& b) { return a.createdAt < b.createdAt; });
+    QCOMPARE(runs[0].status, QStringLiteral("completed"));
+    QCOMPARE(runs[0].lastStep, 4);
+    QVERIFY(runs[0].overrides.contains(QStringLiteral("train.max_steps=4")));
+    QCOMPARE(runs[1].status, QStringLiteral("stopped"));
+    QCOMPARE(ws.checkpoints().listForRun(runs[1].id).size(), 1);
+    QVERIFY(text.contains(QStringLiteral("[demo] step ")));
+    QVERIFY(text.contains(QStringLiteral(" completed at step 4")));
+    QVERIFY(text.contains(QStringLiteral("stopping ")));
+    QVERIFY(text.contains(QStringLiteral(" stopped at step ")));
   }
 };
 
