@@ -141,9 +141,10 @@ void JobQueue::onEvents(const QString& runId, const QVector<EventItem>& events) 
   if (!m_ws->events().ingest(runId, events))
     qWarning("fathom: run %s: events not stored: %s", qPrintable(runId), qPrintable(m_ws->events().lastError()));
   if (!m_live.contains(runId) && !m_finalizing.contains(runId)) return;
-  const auto run = m_ws->runs().get(runId);
+  std::optional<RunRecord> run;
   for (const EventItem& e : events) {
     if (e.name != QLatin1String("checkpoint_saved")) continue;
+    if (!run) run = m_ws->runs().get(runId);
     const QJsonObject o = QJsonDocument::fromJson(e.json.toUtf8()).object();
     QString path = o.value(QStringLiteral("path")).toString();
     if (path.isEmpty()) continue;

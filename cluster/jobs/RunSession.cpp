@@ -119,6 +119,7 @@ void RunSession::clearData() {
   m_events.clear();
   m_samples.clear();
   m_logs.clear();
+  m_stderr.clear();  // the Logs tab is rebuilt from the start too
   m_hello.clear();
   m_exits.clear();
   m_status.clear();

@@ -169,6 +169,7 @@ void resetSignals() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (reportFd < 3) reportFd = fcntl(reportFd, F_DUPFD_CLOEXEC, 3);  // 0..2 are about to become /dev/null
   closeFrom(3, reportFd);  // the workbench's sockets, X connection, database: not ours to hold
   const int nul = open(devNull, O_RDWR);
   if (nul >= 0) {
