@@ -1,6 +1,8 @@
 // `fathom-engine train CONFIG` and `fathom-engine bench train CONFIG`.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <iostream>
 
 #include "engine/cli/commands.h"
