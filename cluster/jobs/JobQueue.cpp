@@ -266,6 +266,9 @@ LaunchSpec JobQueue::specFor(const RunRecord& run) const {
   spec.devices = run.devices;
   spec.resume = run.resume;
   spec.engineBinary = m_engineFor.value(run.id, m_engineBinary);
+  // The engine's default workspace (prepared data, relative run.workspace) is this one, also
+  // when the workbench was opened on a workspace other than the default.
+  spec.environment << QStringLiteral("FATHOM_WORKSPACE=%1").arg(m_ws->dir());
   return spec;
 }
 

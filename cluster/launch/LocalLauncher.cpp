@@ -361,8 +361,11 @@ QStringList LocalLauncher::engineArguments(const LaunchSpec& spec, int rank) {
 }
 
 QStringList LocalLauncher::rankEnvironment(const LaunchSpec& spec, int rank, int masterPort) {
-  if (spec.nprocs <= 1) return {};
-  QStringList env{QStringLiteral("MASTER_ADDR=127.0.0.1")};
+  QStringList env;
+  for (const QString& e : spec.environment)
+    if (e.indexOf(QLatin1Char('=')) > 0) env << e;
+  if (spec.nprocs <= 1) return env;
+  env << QStringLiteral("MASTER_ADDR=127.0.0.1");
   if (masterPort > 0) env << QStringLiteral("MASTER_PORT=%1").arg(masterPort);
   env << QStringLiteral("RANK=%1").arg(rank) << QStringLiteral("WORLD_SIZE=%1").arg(spec.nprocs)
       << QStringLiteral("LOCAL_RANK=%1").arg(rank) << QStringLiteral("LOCAL_WORLD_SIZE=%1").arg(spec.nprocs);

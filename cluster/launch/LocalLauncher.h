@@ -23,6 +23,9 @@ struct LaunchSpec {
   QStringList devices;  // "cpu" or "cuda:0", "cuda:1", ...; empty = the config decides
   QString resume;       // "" | "auto" | a checkpoint directory
   QString engineBinary; // "" = lookup (see LocalLauncher::findEngineBinary)
+  // Added: extra environment, "NAME=value" (the job queue sets FATHOM_WORKSPACE so the engine
+  // keeps prepared data under the workbench's workspace).
+  QStringList environment;
 };
 
 struct LaunchResult {
@@ -43,8 +46,8 @@ class LocalLauncher {
   static QString findEngineBinary(const QString& preferred = QString(), QString* error = nullptr);
 
   // Argument vector of rank `rank` (without the binary) and its extra environment
-  // ("NAME=value"; for nprocs > 1: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK,
-  // LOCAL_WORLD_SIZE). `masterPort` 0 leaves MASTER_PORT out.
+  // ("NAME=value": spec.environment, then for nprocs > 1 MASTER_ADDR, MASTER_PORT, RANK,
+  // WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE). `masterPort` 0 leaves MASTER_PORT out.
   static QStringList engineArguments(const LaunchSpec& spec, int rank);
   static QStringList rankEnvironment(const LaunchSpec& spec, int rank, int masterPort);
 

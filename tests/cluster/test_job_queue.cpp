@@ -69,6 +69,9 @@ class JobQueueTest : public QObject {
     const QByteArray args = argv.readAll();
     QVERIFY(args.contains("run.device=cuda\n"));
     QVERIFY(args.contains("distributed.gpu_ids=[0]\n"));
+    QFile env(ws.runs().get(a)->runDir + QStringLiteral("/env.0.txt"));
+    QVERIFY(env.open(QIODevice::ReadOnly));
+    QVERIFY(env.readAll().split('\n').contains("FATHOM_WORKSPACE=" + ws.dir().toUtf8()));
 
     // The fake engine opens no control FIFO: stop must fall back to SIGTERM (after its hello).
     QTRY_VERIFY_WITH_TIMEOUT(q.session(a)->lastStep() >= 2, 10000);

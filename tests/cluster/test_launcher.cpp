@@ -63,7 +63,9 @@ class LauncherTest : public QObject {
     LocalLauncher l;
     LaunchSpec s = spec(QStringLiteral("preview"), 2);
     s.overrides = {QStringLiteral("train.sample_prompt=It's a test")};
+    s.environment = {QStringLiteral("FATHOM_WORKSPACE=/my ws")};
     const QStringList lines = l.commandPreview(s);
+    QVERIFY2(lines[1].contains(QStringLiteral("FATHOM_WORKSPACE='/my ws' ")), qPrintable(lines[1]));
     QCOMPARE(lines.size(), 2);
     QVERIFY2(lines[0].contains(QStringLiteral("'train.sample_prompt=It'\\''s a test'")), qPrintable(lines[0]));
     QVERIFY(lines[0].contains(LocalLauncher::shellQuote(s.configPath)));
@@ -79,7 +81,8 @@ class LauncherTest : public QObject {
 
   void singleRankIsDetachedAndStops() {
     LocalLauncher l;
-    const LaunchSpec s = spec(QStringLiteral("single"));
+    LaunchSpec s = spec(QStringLiteral("single"));
+    s.environment = {QStringLiteral("FATHOM_TEST_MARK=a b")};
     const LaunchResult r = l.start(s);
     QVERIFY2(r.ok, qPrintable(r.error));
     m_groups << r.pgid;
@@ -105,6 +108,7 @@ class LauncherTest : public QObject {
     QCOMPARE(readText(s.runDir + QStringLiteral("/cwd.0.txt")).trimmed(), QFileInfo(s.runDir).canonicalFilePath());
     const QString env = readText(s.runDir + QStringLiteral("/env.0.txt"));
     QVERIFY2(!env.contains(QStringLiteral("\nRANK=")) && !env.startsWith(QStringLiteral("RANK=")), "single-process runs get no RANK");
+    QVERIFY(env.split(QLatin1Char('\n')).contains(QStringLiteral("FATHOM_TEST_MARK=a b")));
     QVERIFY(readText(s.runDir + QStringLiteral("/stderr.log")).contains(QStringLiteral("fake engine rank 0 started")));
 
     QString err;
