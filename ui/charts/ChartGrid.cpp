@@ -55,6 +55,7 @@ ChartPanel* ChartGrid::addPanel(ChartPanel* panel, bool alwaysVisible) {
   panel->setParent(m_content);
   panel->setProperty("alwaysVisible", alwaysVisible);
   m_order << panel;
+  panel->setRangeProvider([this](double* lo, double* hi) { return unionXRange(lo, hi); });
   wire(panel);
   relayout();
   return panel;
@@ -112,9 +113,11 @@ void ChartGrid::popOut(ChartPanel* panel) {
   if (i < 0) return;
   m_order.removeAt(i);
   m_poppedOut << panel;
+  panel->setRangeProvider(nullptr);  // alone in its window: its own range
   auto* w = new PopOutWindow(panel, [this, i](ChartPanel* p) {
     m_poppedOut.removeAll(p);
     p->setParent(m_content);
+    p->setRangeProvider([this](double* lo, double* hi) { return unionXRange(lo, hi); });
     m_order.insert(std::min(i, static_cast<int>(m_order.size())), p);
     relayout();
   }, window());
@@ -157,6 +160,23 @@ void ChartGrid::resizeEvent(QResizeEvent* event) {
 
 void ChartGrid::setXAxisKind(XAxisKind kind) {
   for (ChartPanel* p : m_order) p->setXAxisKind(kind);
+}
+
+bool ChartGrid::unionXRange(double* lo, double* hi) const {
+  bool any = false;
+  for (ChartPanel* p : m_order) {
+    double a, b;
+    if (!p->dataXRange(&a, &b)) continue;
+    if (!any || a < *lo) *lo = a;
+    if (!any || b > *hi) *hi = b;
+    any = true;
+  }
+  return any;
+}
+
+void ChartGrid::requestReplotAll() {
+  for (ChartPanel* p : m_order)
+    if (p->seriesCount() > 0) p->requestReplot();
 }
 
 void ChartGrid::resetAllViews() {

@@ -31,6 +31,11 @@ class ChartGrid : public QScrollArea {
   // Re-evaluates which panels are visible and lays them out (cheap; call after adding series).
   void relayout();
   void resetAllViews();
+  // Asks every panel to redraw (coalesced): after a batch, so that panels following the shared
+  // x range move together even when only some of them got points.
+  void requestReplotAll();
+  // The x range covered by every panel's data together (the shared axis while following).
+  bool unionXRange(double* lo, double* hi) const;
 
   // Order and pins, for QSettings.
   QStringList orderState() const;

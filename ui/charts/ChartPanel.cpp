@@ -23,6 +23,7 @@
 #include <qcustomplot.h>
 
 #include "ui/Format.h"
+#include "ui/Icons.h"
 #include "ui/Theme.h"
 
 namespace fathom::ui {
@@ -76,19 +77,19 @@ ChartPanel::ChartPanel(const QString& id, const QString& title, const QString& u
   m_pin = new QToolButton(this);
   m_pin->setAutoRaise(true);
   m_pin->setCheckable(true);
-  m_pin->setText(QStringLiteral("📌"));
+  m_pin->setIconSize(QSize(14, 14));
   m_pin->setToolTip(tr("Pin: keep this panel at the top of the grid"));
   connect(m_pin, &QToolButton::toggled, this, [this](bool on) {
     m_pinned = on;
     emit pinToggled(on);
   });
   header->addWidget(m_pin);
-  auto* menuButton = new QToolButton(this);
-  menuButton->setAutoRaise(true);
-  menuButton->setText(QStringLiteral("⋯"));
-  menuButton->setToolTip(tr("Export, pop out, reorder"));
-  connect(menuButton, &QToolButton::clicked, this, [this, menuButton] { showContextMenu(menuButton->mapTo(this, menuButton->rect().bottomLeft())); });
-  header->addWidget(menuButton);
+  m_menu = new QToolButton(this);
+  m_menu->setAutoRaise(true);
+  m_menu->setIconSize(QSize(14, 14));
+  m_menu->setToolTip(tr("Export, pop out, reorder"));
+  connect(m_menu, &QToolButton::clicked, this, [this] { showContextMenu(m_menu->mapTo(this, m_menu->rect().bottomLeft())); });
+  header->addWidget(m_menu);
   layout->addLayout(header);
 
   m_plot = new QCustomPlot(this);
@@ -192,18 +193,28 @@ void ChartPanel::applyTheme() {
   m_hoverLabel->setColor(t->color(QStringLiteral("chart.title")));
   m_empty->setColor(text);
   for (int i = 0; i < static_cast<int>(m_series.size()); ++i) applySeriesStyle(*m_series[i], i);
-  for (int i = 0; i < m_markerItems.size(); ++i) {
-    QPen p(t->color(QStringLiteral("event.") + m_markers.value(i).name));
-    p.setStyle(Qt::DashLine);
-    m_markerItems[i]->setPen(p);
-  }
+  for (int i = 0; i < m_markerItems.size(); ++i) markerPen(m_markerItems[i], m_markers.value(i).name);
+  const QColor muted = t->color(QStringLiteral("chart.text")), title = t->color(QStringLiteral("chart.title"));
+  m_pin->setIcon(Icons::icon(QStringLiteral("pin"), muted, title, 14));
+  m_menu->setIcon(Icons::icon(QStringLiteral("more"), muted, title, 14));
+}
+
+void ChartPanel::markerPen(QCPItemStraightLine* item, const QString& name) const {
+  // Evaluations happen often and val_loss already shows them: keep those lines faint.
+  QColor c = Theme::instance()->color(QStringLiteral("event.") + name);
+  c.setAlpha(name == QLatin1String("eval") ? 70 : 170);
+  QPen p(c, 1);
+  p.setStyle(name == QLatin1String("eval") ? Qt::DotLine : Qt::DashLine);
+  item->setPen(p);
 }
 
 void ChartPanel::applySeriesStyle(Series& s, int index) {
   QPen pen(s.color, 1.6);
   pen.setStyle(s.style);
   s.graph->setPen(pen);
-  if (s.scatter) s.graph->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, s.color, 5));
+  // Sparse series (val_loss, the first system samples) get a dot per point so one point shows.
+  if (s.scatter || s.data.size() < 16) s.graph->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, s.color, s.scatter ? 5 : 4));
+  else s.graph->setScatterStyle(QCPScatterStyle());
   if (m_stacked) {
     QColor fill = s.color;
     fill.setAlpha(Theme::instance()->isDark() ? 110 : 90);
@@ -308,9 +319,7 @@ void ChartPanel::addMarker(const ChartMarker& marker) {
   line->setClipToAxisRect(true);
   line->point1->setCoords(marker.x, 0);
   line->point2->setCoords(marker.x, 1);
-  QPen p(Theme::instance()->color(QStringLiteral("event.") + marker.name));
-  p.setStyle(Qt::DashLine);
-  line->setPen(p);
+  markerPen(line, marker.name);
   line->setLayer(QStringLiteral("grid"));
   m_markerItems.push_back(line);
   m_markers.push_back(marker);
@@ -326,7 +335,23 @@ void ChartPanel::setPinned(bool pinned) {
   m_pin->setChecked(pinned);
 }
 
+bool ChartPanel::dataXRange(double* lo, double* hi) const {
+  bool any = false;
+  for (const auto& s : m_series) {
+    if (s->data.empty()) continue;
+    const double a = s->data.xs().front(), b = s->data.xs().back();
+    if (!any || a < *lo) *lo = a;
+    if (!any || b > *hi) *hi = b;
+    any = true;
+  }
+  return any;
+}
+
 void ChartPanel::fullXRange(double* lo, double* hi) const {
+  if (m_rangeProvider && m_rangeProvider(lo, hi)) {
+    if (*hi <= *lo) *hi = *lo + 1;
+    return;
+  }
   bool any = false;
   for (const auto& s : m_series) {
     if (s->data.empty()) continue;
@@ -392,18 +417,22 @@ void ChartPanel::redraw() {
   }
   const int columns = std::max(16, m_plot->axisRect()->width());
   bool any = false;
-  for (auto& s : m_series) {
+  for (int i = 0; i < static_cast<int>(m_series.size()); ++i) {
+    Series* s = m_series[i].get();
+    const bool sparse = s->data.size() < 16;
+    if (sparse != (s->graph->scatterStyle().shape() != QCPScatterStyle::ssNone) && !s->scatter) applySeriesStyle(*s, i);
     s->data.decimate(lo, hi, columns, &m_scratch);
     QVector<QCPGraphData> pts(static_cast<int>(m_scratch.size()));
-    for (int i = 0; i < pts.size(); ++i) pts[i] = QCPGraphData(m_scratch.x[i], m_scratch.y[i]);
+    for (int k = 0; k < pts.size(); ++k) pts[k] = QCPGraphData(m_scratch.x[k], m_scratch.y[k]);
     s->graph->data()->set(pts, true);
     any |= !s->data.empty();
   }
   m_empty->setVisible(!any);
   updateYRange(lo, hi);
-  // Latest value of the first series, in the title bar.
-  if (!m_series.empty() && !m_series.front()->data.empty()) {
-    const double v = m_series.front()->data.ys().back();
+  // Latest value of the first series (the total of a stacked panel), in the title bar.
+  const Series* head = m_series.empty() ? nullptr : (m_stacked ? m_series.back().get() : m_series.front().get());
+  if (head && !head->data.empty()) {
+    const double v = head->data.ys().back();
     m_valueLabel->setText(m_unit == QLatin1String("tok/s") ? formatSi(v) : formatValue(v));
   }
   if (!std::isnan(m_hoverX)) showHover(m_hoverX, m_hoverLabel->visible());
@@ -426,6 +455,10 @@ void ChartPanel::updateYRange(double xLo, double xHi) {
   }
   if (m_stacked || (lo >= 0 && (m_unit == QLatin1String("%") || m_unit == QLatin1String("GiB") || m_unit == QLatin1String("W")))) lo = 0;
   const double span = hi - lo;
+  if (span <= 0 && hi == 0) {  // all zeros (e.g. MFU on a CPU): a readable 0..1 axis
+    m_plot->yAxis->setRange(0, 1);
+    return;
+  }
   const double pad = span > 0 ? span * 0.06 : std::max(std::fabs(hi) * 0.05, 1e-12);
   m_plot->yAxis->setRange(lo == 0 ? 0 : lo - pad, hi + pad);
 }

@@ -10,6 +10,7 @@
 #include <QPointer>
 #include <QVector>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -76,6 +77,8 @@ class ChartPanel : public QFrame {
 
   // Hover read-out at x (NaN hides it); `withLabel` shows the values (the panel under the mouse).
   void showHover(double x, bool withLabel);
+  // The read-out text at x: the x value, then every series' value at the nearest point.
+  QString hoverText(double x) const;
 
   // Schedules one redraw (decimation + queued replot); many calls before it runs cost one.
   void requestReplot();
@@ -90,6 +93,12 @@ class ChartPanel : public QFrame {
   // The full-resolution data: one column per series when they share their x values, else
   // long format (series, x, value).
   bool exportCsv(const QString& path, QString* error = nullptr) const;
+
+  // x range of all data (false when empty).
+  bool dataXRange(double* lo, double* hi) const;
+  // While following, the x range comes from here (the grid's union over panels, so every
+  // panel shows the same x range); null = this panel's own data.
+  void setRangeProvider(std::function<bool(double*, double*)> provider) { m_rangeProvider = std::move(provider); }
 
   bool isPinned() const { return m_pinned; }
   void setPinned(bool pinned);
@@ -119,12 +128,12 @@ class ChartPanel : public QFrame {
 
   void applyTheme();
   void applySeriesStyle(Series& s, int index);
+  void markerPen(QCPItemStraightLine* item, const QString& name) const;
   void redraw();
   void updateYRange(double xLo, double xHi);
   void fullXRange(double* lo, double* hi) const;
   void showContextMenu(const QPoint& pos);
   void exportWithDialog();
-  QString hoverText(double x) const;
   QString formatX(double x) const;
 
   QString m_id, m_title, m_unit;
@@ -143,6 +152,8 @@ class ChartPanel : public QFrame {
   QLabel* m_titleLabel;
   QLabel* m_valueLabel;  // latest value, in the title bar
   QToolButton* m_pin;
+  QToolButton* m_menu;
+  std::function<bool(double*, double*)> m_rangeProvider;
   QCustomPlot* m_plot;
   QCPItemText* m_hoverLabel;
   QCPItemStraightLine* m_hoverLine;

@@ -3,6 +3,10 @@
 #include "ui/models/RunTableModel.h"
 
 #include <QDateTime>
+#include <QHash>
+#include <QIcon>
+#include <QPainter>
+#include <QPixmap>
 #include <QLocale>
 
 #include <cmath>
@@ -14,6 +18,24 @@
 #include "ui/Theme.h"
 
 namespace fathom::ui {
+
+namespace {
+// A small round status mark (a QColor decoration would be a large square).
+QIcon statusDot(const QColor& color) {
+  static QHash<QRgb, QIcon> cache;
+  auto it = cache.find(color.rgba());
+  if (it != cache.end()) return it.value();
+  QPixmap pm(20, 20);
+  pm.setDevicePixelRatio(2.0);
+  pm.fill(Qt::transparent);
+  QPainter p(&pm);
+  p.setRenderHint(QPainter::Antialiasing);
+  p.setPen(Qt::NoPen);
+  p.setBrush(color);
+  p.drawEllipse(QRectF(2, 2, 6, 6));
+  return cache.insert(color.rgba(), QIcon(pm)).value();
+}
+}  // namespace
 
 RunTableModel::RunTableModel(cluster::Workspace* workspace, cluster::JobQueue* queue, QObject* parent)
     : QAbstractTableModel(parent), m_ws(workspace), m_queue(queue) {
@@ -133,9 +155,7 @@ QVariant RunTableModel::data(const QModelIndex& index, int role) const {
     }
   }
   if (role == Qt::ForegroundRole && index.column() == Status) return Theme::instance()->statusColor(r.status);
-  if (role == Qt::DecorationRole && index.column() == Status) {
-    return Theme::instance()->statusColor(r.status);  // a colour swatch in the cell
-  }
+  if (role == Qt::DecorationRole && index.column() == Status) return statusDot(Theme::instance()->statusColor(r.status));
   if (role == Qt::ToolTipRole) {
     QString tip = QStringLiteral("%1\n%2").arg(r.id, r.runDir);
     if (!r.overrides.isEmpty()) tip += tr("\nOverrides: %1").arg(r.overrides.join(QStringLiteral(" ")));

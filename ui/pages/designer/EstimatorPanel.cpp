@@ -279,13 +279,20 @@ void EstimatorPanel::updateChart() {
   }
   double usable = 0;
   if (!m_estimate.devices.empty()) usable = double(m_estimate.devices.front().usable_bytes);
+  // A config far below the device's memory would be an invisible sliver on a true scale: then the
+  // axis fits the bar and the capacity is written at the right edge instead.
+  const bool capacityOnScale = usable <= total * 4;
+  const double xMax = (capacityOnScale ? std::max(total, usable) * 1.08 : total * 1.35) / kGiB + 1e-9;
   m_capacity->point1->setCoords(usable / kGiB, 0);
   m_capacity->point2->setCoords(usable / kGiB, 1);
-  m_capacity->setVisible(usable > 0);
-  m_capacityLabel->position->setCoords(usable / kGiB, 0.0);
-  m_capacityLabel->setText(tr("usable %1").arg(formatBytes(usable, 1)));
+  m_capacity->setVisible(usable > 0 && capacityOnScale);
+  m_capacityLabel->position->setCoords(capacityOnScale ? usable / kGiB : xMax, 0.0);
+  m_capacityLabel->setText(capacityOnScale ? tr("usable %1").arg(formatBytes(usable, 1))
+                                           : tr("usable %1 →").arg(formatBytes(usable, 1)));
   m_capacityLabel->setVisible(usable > 0);
-  m_plot->xAxis->setRange(0, std::max(total, usable) / kGiB * 1.08 + 1e-9);
+  m_plot->xAxis->setRange(0, xMax);
+  m_plot->xAxis->setLabel(total < 0.5 * kGiB ? tr("memory per rank (GiB; %1 in all)").arg(formatBytes(total))
+                                              : tr("memory per rank (GiB)"));
   m_plot->replot(QCustomPlot::rpQueuedReplot);
 }
 

@@ -195,6 +195,9 @@ CollapsibleSection::CollapsibleSection(const QString& title, const QString& subt
   f.setBold(true);
   if (depth == 0) f.setPointSizeF(f.pointSizeF() * 1.08);
   m_header->setFont(f);
+  // A section header, not a button: no pressed look when open.
+  m_header->setStyleSheet(QStringLiteral("QToolButton { border: none; padding: 3px 0px; }"
+                                         "QToolButton:checked, QToolButton:pressed { background: transparent; }"));
   layout->addWidget(m_header);
   if (!subtitle.isEmpty() && depth == 0) {
     auto* sub = new QLabel(subtitle, this);

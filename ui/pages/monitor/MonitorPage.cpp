@@ -5,6 +5,7 @@
 #include <QButtonGroup>
 #include <QComboBox>
 #include <QDir>
+#include <QFileInfo>
 #include <QHBoxLayout>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -79,6 +80,8 @@ MonitorPage::MonitorPage(cluster::Workspace* workspace, cluster::JobQueue* queue
   m_tabs->addTab(m_dashboard, tr("Charts"));
   m_samples = new QTextBrowser(m_tabs);
   m_samples->setOpenLinks(false);
+  m_samples->document()->setDocumentMargin(12);
+  m_samples->setPlaceholderText(tr("Samples appear here when the run generates them (train.sample_interval)."));
   m_tabs->addTab(m_samples, tr("Samples"));
   m_logs = new LogView(m_tabs);
   m_tabs->addTab(m_logs, tr("Logs"));
@@ -212,7 +215,7 @@ void MonitorPage::onMetrics(const QVector<cluster::MetricPoint>& points) {
 void MonitorPage::onSamples(const QVector<cluster::SampleItem>& samples) {
   for (const cluster::SampleItem& s : samples) {
     m_samples->append(QStringLiteral("<p><b>step %1</b> <span style='color:gray'>· rank %2 · temperature %3</span><br>"
-                                     "<span style='font-family:monospace'><u>%4</u>%5</span></p>")
+                                     "<span style='font-family:monospace'><b>%4</b>%5</span></p>")
                           .arg(s.step)
                           .arg(s.rank)
                           .arg(s.temperature)

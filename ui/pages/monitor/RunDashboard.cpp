@@ -264,6 +264,7 @@ void RunDashboard::appendPoints(const QVector<cluster::MetricPoint>& points) {
     }
     r.panel->append(r.series, x, p.value);
   }
+  if (!points.isEmpty()) m_grid->requestReplotAll();
 }
 
 void RunDashboard::flushStack() {
