@@ -522,12 +522,17 @@ int run_training(const TrainInvocation& inv) {
     auto bench_t0 = Clock::now();
     int64_t bench_tokens = 0;
     std::string exit_status = "completed";
-    auto sync = [&] { if (device.is_cuda()) torch::cuda::synchronize(device.index()); };
 
     while (st.step < cfg.train.max_steps) {
       const auto step_t0 = Clock::now();
       const double lr = schedule.at(st.step);
-      double step_loss = 0;
+      // The data/forward/backward/optimizer split needs device syncs on CUDA: take it only on the
+      // steps that are logged, so the others run without host round trips.
+      const int64_t log_every = std::max<int64_t>(1, cfg.train.log_interval);
+      const bool timed = !device.is_cuda() || (st.step + 1) % log_every == 0 || st.step + 1 == cfg.train.max_steps;
+      auto sync = [&] { if (timed && device.is_cuda()) torch::cuda::synchronize(device.index()); };
+      torch::Tensor loss_sum;
+      if (timed && device.is_cuda()) t_data = t_fwd = t_bwd = t_opt = 0;
       for (int64_t micro = 0; micro < accum; ++micro) {
         auto t0 = Clock::now();
         auto batch = loader.next();
@@ -546,9 +551,10 @@ int run_training(const TrainInvocation& inv) {
           (fp16 ? loss * st.loss_scale : loss).backward();
           sync();
           t_bwd += seconds_since(t0);
-          step_loss += loss.item<double>();
+          loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
         }
       }
+      const double step_loss = loss_sum.item<double>();
       auto t0 = Clock::now();
       // gradients → fp32 masters
       if (mixed) {
@@ -556,7 +562,7 @@ int run_training(const TrainInvocation& inv) {
         const double inv_scale = fp16 ? 1.0 / st.loss_scale : 1.0;
         for (size_t i = 0; i < params.size(); ++i) {
           auto& g = params[i].second.mutable_grad();
-          masters[i].second.mutable_grad() = g.defined() ? g.to(torch::kFloat32).mul_(inv_scale) : torch::Tensor();
+          masters[i].second.mutable_grad() = !g.defined() ? torch::Tensor() : fp16 ? g.to(torch::kFloat32).mul_(inv_scale) : g.to(torch::kFloat32);
           g = torch::Tensor();
         }
       }
@@ -627,11 +633,13 @@ int run_training(const TrainInvocation& inv) {
         m.tokens_per_s = interval_tokens / std::max(dt, 1e-9);
         m.mfu = peak > 0 ? m.tokens_per_s * flops_per_token / peak : 0.0;
         const double steps_in_interval = std::max(1.0, static_cast<double>(interval_tokens) / tokens_per_step);
+        // On CUDA the split comes from the last (synchronised) step alone; on CPU it is the mean.
+        const double split_steps = device.is_cuda() ? 1.0 : steps_in_interval;
         m.step_time_s = dt / steps_in_interval;
-        m.data_s = t_data / steps_in_interval;
-        m.fwd_s = t_fwd / steps_in_interval;
-        m.bwd_s = t_bwd / steps_in_interval;
-        m.opt_s = t_opt / steps_in_interval;
+        m.data_s = t_data / split_steps;
+        m.fwd_s = t_fwd / split_steps;
+        m.bwd_s = t_bwd / split_steps;
+        m.opt_s = t_opt / split_steps;
         if (fp16) m.loss_scale = st.loss_scale;
         m.val_loss = val_loss;
         emitter.emit(m);
