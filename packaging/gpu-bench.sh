@@ -43,6 +43,7 @@ bench() {  # name preset ref-args...
 bench gpt2-124m gpt2-124m --d-model 768 --n-layers 12 --n-heads 12 --n-kv-heads 12 --d-ff 2048 --vocab 50304 --seq 1024 --batch 16 --tie 1
 bench llama-1b llama-1b --d-model 2048 --n-layers 16 --n-heads 32 --n-kv-heads 8 --d-ff 8192 --vocab 151936 --seq 2048 --batch 4 --tie 1 --rope-theta 500000
 
+if [ -z "${SKIP_EVENTS:-}" ]; then
 # A real GPU run's events (system records every 0.5 s) for the Monitor's replay fixture.
 timeout 90 $eng train "$here/resources/presets/gpt2-124m.yaml" --run-dir /tmp/gpu-events --no-stdout \
   --set train.max_steps=150 --set train.gradient_accumulation_steps=1 --set train.log_interval=5 \
@@ -50,10 +51,13 @@ timeout 90 $eng train "$here/resources/presets/gpt2-124m.yaml" --run-dir /tmp/gp
   --set train.sample_interval=75 --set checkpoint.save_every_steps=100 >"$out/gpu-events.log" 2>&1
 log "gpu events run rc=$?"
 cp /tmp/gpu-events/events.jsonl "$out/gpu-events.jsonl" 2>/dev/null
+fi
 
 if [ "$(left)" -gt 90 ]; then
   timeout $(( $(left) - 60 )) cmake --build /tmp/build-gpu -j16 >>"$out/build.log" 2>&1
   (cd /tmp/build-gpu && timeout $(( $(left) - 10 )) ctest -j8 -LE 'bench|slow' --output-on-failure >"$out/ctest.log" 2>&1)
   log "ctest: $(grep -E 'tests passed|tests failed' "$out/ctest.log")"
+  grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|Subprocess)' "$out/ctest.log" | while read -r l; do log "failed: $l"; done
+  grep -E 'Failure|FAILED|error:' "$out/ctest.log" | head -20 >>"$out/session.log"
 fi
 log "done"
