@@ -29,6 +29,20 @@ bool hasArg(int argc, char** argv, const char* name) {
   return false;
 }
 
+void addOptions(QCommandLineParser& parser, QCommandLineOption& shots) {
+  parser.setApplicationDescription(QStringLiteral("Fathom: design, launch and watch LLM training runs."));
+  parser.addHelpOption();
+  parser.addOption({QStringLiteral("version"), QStringLiteral("Print the version and exit.")});
+  parser.addOption({QStringLiteral("headless-demo"),
+                    QStringLiteral("Train the default project without a window, printing progress (see --steps).")});
+  parser.addOption({QStringLiteral("steps"), QStringLiteral("With --headless-demo: train N steps."), QStringLiteral("N")});
+  parser.addOption({QStringLiteral("workspace"),
+                    QStringLiteral("Workspace directory (runs/, projects/, workspace.db); default $FATHOM_WORKSPACE or ~/.local/share/fathom."),
+                    QStringLiteral("DIR")});
+  shots.setFlags(QCommandLineOption::HiddenFromHelp);
+  parser.addOption(shots);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,22 +57,28 @@ int main(int argc, char** argv) {
     return fathom::cluster::HeadlessDemo::run(app.arguments());
   }
 
+  QCommandLineOption shots(QStringLiteral("screenshot-dir"), QStringLiteral("Write screenshots of every page and quit."),
+                           QStringLiteral("DIR"));
+  if (hasArg(argc, argv, "--help") || hasArg(argc, argv, "-h") || hasArg(argc, argv, "--help-all")) {
+    QCoreApplication app(argc, argv);  // help needs no display either
+    setIdentity();
+    QCommandLineParser parser;
+    addOptions(parser, shots);
+    parser.process(app);  // prints the help and exits
+    return 0;
+  }
+  // Without a display Qt would abort with a plugin error; say what to do instead.
+  if (qEnvironmentVariableIsEmpty("DISPLAY") && qEnvironmentVariableIsEmpty("WAYLAND_DISPLAY") &&
+      qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) {
+    QTextStream(stderr) << "fathom: no display (DISPLAY and WAYLAND_DISPLAY are unset). Start it from a desktop session, "
+                           "under xvfb-run, or train the default project without a window: fathom --headless-demo --steps 200\n";
+    return 2;
+  }
+
   QApplication app(argc, argv);
   setIdentity();
   QCommandLineParser parser;
-  parser.setApplicationDescription(QStringLiteral("Fathom: design, launch and watch LLM training runs."));
-  parser.addHelpOption();
-  parser.addOption({QStringLiteral("version"), QStringLiteral("Print the version and exit.")});
-  parser.addOption({QStringLiteral("headless-demo"),
-                    QStringLiteral("Train the default project without a window, printing progress (see --steps).")});
-  parser.addOption({QStringLiteral("steps"), QStringLiteral("With --headless-demo: train N steps."), QStringLiteral("N")});
-  parser.addOption({QStringLiteral("workspace"),
-                    QStringLiteral("Workspace directory (runs/, projects/, workspace.db); default $FATHOM_WORKSPACE or ~/.local/share/fathom."),
-                    QStringLiteral("DIR")});
-  QCommandLineOption shots(QStringLiteral("screenshot-dir"), QStringLiteral("Write screenshots of every page and quit."),
-                           QStringLiteral("DIR"));
-  shots.setFlags(QCommandLineOption::HiddenFromHelp);
-  parser.addOption(shots);
+  addOptions(parser, shots);
   parser.process(app);
 
   const QString dir = parser.isSet(QStringLiteral("workspace")) ? QDir(parser.value(QStringLiteral("workspace"))).absolutePath()

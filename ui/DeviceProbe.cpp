@@ -11,6 +11,8 @@
 #include <QProcess>
 #include <QStandardPaths>
 
+#include "cluster/launch/LocalLauncher.h"
+
 namespace fathom::ui {
 
 DeviceProbe::DeviceProbe(QObject* parent) : QObject(parent) {}
@@ -24,13 +26,11 @@ DeviceProbe::~DeviceProbe() {
 }
 
 QString DeviceProbe::engineBinary() {
-  const QString env = qEnvironmentVariable("FATHOM_ENGINE_BIN");
-  if (!env.isEmpty()) return env;
-  const QString beside = QDir(QCoreApplication::applicationDirPath()).filePath(QStringLiteral("fathom-engine"));
-  if (QFileInfo(beside).isExecutable()) return beside;
-  const QString inPath = QStandardPaths::findExecutable(QStringLiteral("fathom-engine"));
-  return inPath.isEmpty() ? QStringLiteral("fathom-engine") : inPath;
+  const QString found = cluster::LocalLauncher::findEngineBinary();
+  return found.isEmpty() ? QStringLiteral("fathom-engine") : found;
 }
+
+QString DeviceProbe::program() const { return m_program.isEmpty() ? engineBinary() : m_program; }
 
 bool DeviceProbe::parse(const QByteArray& json, QList<EngineDevice>* out, QString* error) {
   QJsonParseError pe;
@@ -57,7 +57,7 @@ bool DeviceProbe::parse(const QByteArray& json, QList<EngineDevice>* out, QStrin
 void DeviceProbe::refresh() {
   if (m_process) return;
   m_process = new QProcess(this);
-  const QString program = engineBinary();
+  const QString program = this->program();
   connect(m_process, &QProcess::finished, this, [this, program](int code, QProcess::ExitStatus status) {
     QProcess* p = m_process;
     m_process = nullptr;

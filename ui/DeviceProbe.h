@@ -36,6 +36,10 @@ class DeviceProbe : public QObject {
   // Why the last probe failed ("" when it did not).
   const QString& error() const { return m_error; }
 
+  // The engine binary the launcher would use (LocalLauncher::findEngineBinary), or `program`
+  // when one was set (the job queue's engine, so the status bar probes what runs).
+  QString program() const;
+  void setProgram(const QString& program) { m_program = program; }
   static QString engineBinary();
   // Parses the JSON array `fathom-engine devices --json` prints; false + error on bad input.
   static bool parse(const QByteArray& json, QList<EngineDevice>* out, QString* error);
@@ -45,6 +49,7 @@ class DeviceProbe : public QObject {
 
  private:
   QProcess* m_process = nullptr;
+  QString m_program;
   QList<EngineDevice> m_devices;
   QString m_error;
   bool m_ready = false;

@@ -39,6 +39,7 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   setWindowIcon(QIcon(QStringLiteral(":/icons/fathom.svg")));
   resize(1480, 920);
   m_devices = new DeviceProbe(this);
+  if (m_queue && !m_queue->engineBinary().isEmpty()) m_devices->setProgram(m_queue->engineBinary());
 
   auto* central = new QWidget(this);
   auto* row = new QHBoxLayout(central);
@@ -260,7 +261,7 @@ void MainWindow::updateDevicesLabel() {
       parts << QStringLiteral("%1 %2 · %3").arg(d.id(), d.name, formatBytes(double(d.memoryTotal), 0));
   }
   m_devicesLabel->setText(parts.join(QStringLiteral("  |  ")));
-  m_devicesLabel->setToolTip(tr("Reported by %1 devices --json").arg(DeviceProbe::engineBinary()));
+  m_devicesLabel->setToolTip(tr("Reported by %1 devices --json").arg(m_devices->program()));
 }
 
 void MainWindow::saveSettings() const {

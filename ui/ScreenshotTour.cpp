@@ -42,6 +42,8 @@ ScreenshotTour::ScreenshotTour(MainWindow* window, cluster::Workspace* workspace
 void ScreenshotTour::start() {
   if (!m_queue || !m_ws) return finish(2, QStringLiteral("no workspace"));
   QDir().mkpath(m_dir);
+  // Run directories copied into the workspace (e.g. a GPU run from another machine) are indexed.
+  m_ws->rescan();
   // Two small runs to compare: the first finishes quickly, the second keeps running.
   const QString projects = m_ws->projectsDir();
   QDir().mkpath(projects);
@@ -130,6 +132,18 @@ void ScreenshotTour::capture() {
     ok &= d->grab().save(path);
     QTextStream(stderr) << "wrote " << path << "\n";
     d->close();
+  }
+  // A run with GPU telemetry, if the workspace holds one (a run directory copied from a GPU box).
+  for (const cluster::RunRecord& r : m_ws->runs().list()) {
+    cluster::RunSession* s = r.id == m_liveRun || r.id == m_firstRun ? nullptr : m_queue->session(r.id);
+    if (!s) continue;
+    s->poll();
+    s->flush();
+    if (!s->keys().contains(QStringLiteral("gpu0.util_pct"))) continue;
+    m_window->openRunInMonitor(r.id);
+    settle(1500);
+    ok &= grab(QStringLiteral("monitor-gpu"));
+    break;
   }
   // Dark theme, Monitor.
   Theme::instance()->setMode(Theme::Mode::Dark);

@@ -271,28 +271,35 @@ void EstimatorPanel::updateChart() {
   const cfg::MemoryBreakdown& m = m_estimate.memory;
   const double parts[] = {double(m.parameters), double(m.gradients), double(m.optimizer_state), double(m.activations)};
   double total = 0;
-  for (int i = 0; i < m_bars.size(); ++i) {
-    m_bars[i]->data()->clear();
-    m_bars[i]->addData(1.0, parts[i] / kGiB);
-    m_bars[i]->setName(QStringLiteral("%1 %2").arg(m_bars[i]->property("label").toString(), formatBytes(parts[i])));
-    total += parts[i];
-  }
+  for (double p : parts) total += p;
   double usable = 0;
   if (!m_estimate.devices.empty()) usable = double(m_estimate.devices.front().usable_bytes);
   // A config far below the device's memory would be an invisible sliver on a true scale: then the
   // axis fits the bar and the capacity is written at the right edge instead.
   const bool capacityOnScale = usable <= total * 4;
-  const double xMax = (capacityOnScale ? std::max(total, usable) * 1.08 : total * 1.35) / kGiB + 1e-9;
-  m_capacity->point1->setCoords(usable / kGiB, 0);
-  m_capacity->point2->setCoords(usable / kGiB, 1);
+  const double extent = capacityOnScale ? std::max(total, usable) : total;
+  // Axis unit by magnitude, so ticks read 2, 4, 6 MiB rather than 0.002 GiB.
+  double unit = kGiB;
+  QString unitName = QStringLiteral("GiB");
+  if (extent < 0.5 * kGiB) {
+    unit = extent < 0.5 * 1024 * 1024 ? 1024.0 : 1024.0 * 1024.0;
+    unitName = extent < 0.5 * 1024 * 1024 ? QStringLiteral("KiB") : QStringLiteral("MiB");
+  }
+  for (int i = 0; i < m_bars.size(); ++i) {
+    m_bars[i]->data()->clear();
+    m_bars[i]->addData(1.0, parts[i] / unit);
+    m_bars[i]->setName(QStringLiteral("%1 %2").arg(m_bars[i]->property("label").toString(), formatBytes(parts[i])));
+  }
+  const double xMax = (capacityOnScale ? extent * 1.08 : total * 1.35) / unit + 1e-9;
+  m_capacity->point1->setCoords(usable / unit, 0);
+  m_capacity->point2->setCoords(usable / unit, 1);
   m_capacity->setVisible(usable > 0 && capacityOnScale);
-  m_capacityLabel->position->setCoords(capacityOnScale ? usable / kGiB : xMax, 0.0);
+  m_capacityLabel->position->setCoords(capacityOnScale ? usable / unit : xMax, 0.0);
   m_capacityLabel->setText(capacityOnScale ? tr("usable %1").arg(formatBytes(usable, 1))
                                            : tr("usable %1 →").arg(formatBytes(usable, 1)));
   m_capacityLabel->setVisible(usable > 0);
   m_plot->xAxis->setRange(0, xMax);
-  m_plot->xAxis->setLabel(total < 0.5 * kGiB ? tr("memory per rank (GiB; %1 in all)").arg(formatBytes(total))
-                                              : tr("memory per rank (GiB)"));
+  m_plot->xAxis->setLabel(tr("memory per rank (%1; %2 in all)").arg(unitName, formatBytes(total)));
   m_plot->replot(QCustomPlot::rpQueuedReplot);
 }
 
