@@ -161,9 +161,11 @@ void HeadlessDemo::onSamples(const QString&, const QVector<SampleItem>& samples)
 }
 
 void HeadlessDemo::onLogs(const QString&, const QStringList& lines) {
-  // Warnings and errors matter in a terminal; the rest stays in stderr.log.
+  // The engine's protocol log records (few: "preparing data ...") and any warning or error matter
+  // in a terminal; the rest stays in stderr.log.
   for (const QString& l : lines) {
-    if (l.contains(QLatin1String("error"), Qt::CaseInsensitive) || l.contains(QLatin1String("warn"), Qt::CaseInsensitive)) {
+    if (l.startsWith(QLatin1String("[rank 0] ")) || l.contains(QLatin1String("error"), Qt::CaseInsensitive) ||
+        l.contains(QLatin1String("warn"), Qt::CaseInsensitive)) {
       clearProgress();
       err(l + QLatin1Char('\n'));
     }
@@ -173,6 +175,8 @@ void HeadlessDemo::onLogs(const QString&, const QStringList& lines) {
 void HeadlessDemo::printProgress(bool force) {
   if (!force && m_sinceProgress.isValid() && m_sinceProgress.elapsed() < (m_tty ? 200 : 5000)) return;
   if (m_step <= 0) return;
+  if (!m_tty && m_step == m_printedStep) return;  // a log file gets one line per new step reported
+  m_printedStep = m_step;
   m_sinceProgress.restart();
   const double remaining = static_cast<double>(std::max<qint64>(0, m_maxSteps - m_step) * m_tokensPerStep);
   const QString eta = m_tokPerS > 0 ? humanDuration(remaining / m_tokPerS) : QStringLiteral("?");

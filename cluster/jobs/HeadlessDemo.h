@@ -63,7 +63,7 @@ class HeadlessDemo : public QObject {
   std::unique_ptr<JobQueue> m_queue;
   QString m_runId;
   qint64 m_maxSteps = 0, m_tokensPerStep = 0;
-  qint64 m_step = 0;
+  qint64 m_step = 0, m_printedStep = -1;
   double m_loss = 0, m_tokPerS = 0;
   int m_interrupts = 0;
   int m_exitCode = 2;
