@@ -110,8 +110,23 @@ void ScreenshotTour::capture() {
   ok &= grab(QStringLiteral("monitor-samples"));
   m_window->monitor()->tabs()->setCurrentIndex(2);
   ok &= grab(QStringLiteral("monitor-logs"));
+  // A run with GPU telemetry, if the workspace holds one (a run directory copied from a GPU box).
+  QString gpuRun;
+  for (const cluster::RunRecord& r : m_ws->runs().list()) {
+    if (r.id == m_liveRun || r.id == m_firstRun) continue;
+    cluster::RunSession* s = m_queue->session(r.id);
+    if (!s) continue;
+    s->poll();
+    s->flush();
+    if (s->keys().contains(QStringLiteral("gpu0.util_pct"))) {
+      gpuRun = r.id;
+      break;
+    }
+  }
   m_window->monitor()->comparePanel()->reloadRuns();
-  m_window->monitor()->comparePanel()->setChecked({m_firstRun, m_liveRun});
+  QStringList compared{m_firstRun, m_liveRun};
+  if (!gpuRun.isEmpty()) compared << gpuRun;
+  m_window->monitor()->comparePanel()->setChecked(compared);
   m_window->monitor()->comparePanel()->setMetric(QStringLiteral("loss"));
   m_window->monitor()->tabs()->setCurrentIndex(3);
   ok &= grab(QStringLiteral("monitor-compare"));
@@ -133,17 +148,10 @@ void ScreenshotTour::capture() {
     QTextStream(stderr) << "wrote " << path << "\n";
     d->close();
   }
-  // A run with GPU telemetry, if the workspace holds one (a run directory copied from a GPU box).
-  for (const cluster::RunRecord& r : m_ws->runs().list()) {
-    cluster::RunSession* s = r.id == m_liveRun || r.id == m_firstRun ? nullptr : m_queue->session(r.id);
-    if (!s) continue;
-    s->poll();
-    s->flush();
-    if (!s->keys().contains(QStringLiteral("gpu0.util_pct"))) continue;
-    m_window->openRunInMonitor(r.id);
+  if (!gpuRun.isEmpty()) {
+    m_window->openRunInMonitor(gpuRun);
     settle(1500);
     ok &= grab(QStringLiteral("monitor-gpu"));
-    break;
   }
   // Dark theme, Monitor.
   Theme::instance()->setMode(Theme::Mode::Dark);

@@ -31,8 +31,13 @@ EmptyStatePage::EmptyStatePage(const QString& iconName, const QString& title, co
   auto* body = new QLabel(text, this);
   body->setAlignment(Qt::AlignCenter);
   body->setWordWrap(true);
-  body->setMaximumWidth(560);
+  // A fixed width lets the label compute its wrapped height (a maximum width alone clips it).
+  body->setFixedWidth(560);
+  body->setSizePolicy(QSizePolicy::Fixed, QSizePolicy::Minimum);
   body->setForegroundRole(QPalette::PlaceholderText);
+  body->setContentsMargins(0, 6, 0, 0);
+  // With alignment in a box layout a label gets its size hint, which ignores the wrap width.
+  body->setMinimumHeight(body->heightForWidth(560));
   layout->addWidget(body, 0, Qt::AlignHCenter);
   layout->addStretch(3);
 }
