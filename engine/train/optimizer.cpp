@@ -36,6 +36,29 @@ void AdamW::step(double lr) {
     if (decay_[i] && opt_.weight_decay != 0.0) p_decay.push_back(params_[i].second);
   }
   if (p_all.empty()) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  // On CUDA, LibTorch's fused AdamW kernel (the one torch.optim.AdamW(fused=True) runs): one pass
+  // over parameters, gradients and both moments instead of eight. Two calls, because the weight
+  // decay differs between matrices and vectors.
+  if (p_all.front().is_cuda() && p_all.front().scalar_type() == torch::kFloat32) {
+    for (bool decay : {true, false}) {
+      std::vector<torch::Tensor> p, g, m, v, steps;
+      for (size_t i = 0; i < params_.size(); ++i) {
+        const auto& grad = params_[i].second.grad();
+        if (!grad.defined() || (decay_[i] && opt_.weight_decay != 0.0) != decay) continue;
+        p.push_back(params_[i].second);
+        g.push_back(grad);
+        m.push_back(exp_avg_[i]);
+        v.push_back(exp_avg_sq_[i]);
+        steps.push_back(torch::full({}, static_cast<double>(step_), p.back().options()));
+      }
+      if (p.empty()) continue;
+      at::_fused_adamw_(p, g, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, opt_.beta1, opt_.beta2,
+                        decay ? opt_.weight_decay : 0.0, opt_.eps, /*amsgrad=*/false, /*maximize=*/false);
+    }
+    return;
+  }
+#endif
   if (!p_decay.empty()) at::_foreach_mul_(p_decay, 1.0 - lr * opt_.weight_decay);
   at::_foreach_mul_(m_all, opt_.beta1);
   at::_foreach_add_(m_all, g_all, 1.0 - opt_.beta1);

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "engine/model/transformer.h"
+#include "engine/train/optimizer.h"
 
 TEST(GpuSmoke, Bf16MatmulMatchesCpu) {
   torch::manual_seed(0);
@@ -32,6 +33,27 @@ TEST(GpuSmoke, TransformerForwardBf16) {
   auto got = net->forward(idx.to(torch::kCUDA)).to(torch::kCPU, torch::kFloat32);
   const double rel = (got - ref).norm().item<double>() / ref.norm().item<double>();
   EXPECT_LT(rel, 3e-2);
+}
+
+// The CUDA optimizer path (fused AdamW on LibTorch ≥ 2.1) must match the CPU multi-tensor path.
+TEST(GpuSmoke, AdamWOnCudaMatchesCpu) {
+  torch::manual_seed(2);
+  auto w = torch::randn({64, 32});
+  auto b = torch::randn({32});
+  auto wc = w.clone(), bc = b.clone();
+  auto wg = w.to(torch::kCUDA), bg = b.to(torch::kCUDA);
+  fathom::train::AdamWOptions o;
+  fathom::train::AdamW cpu({{"w", wc}, {"b", bc}}, o);
+  fathom::train::AdamW gpu({{"w", wg}, {"b", bg}}, o);
+  for (int step = 0; step < 10; ++step) {
+    auto gw = torch::randn({64, 32}), gb = torch::randn({32});
+    wc.mutable_grad() = gw; bc.mutable_grad() = gb;
+    wg.mutable_grad() = gw.to(torch::kCUDA); bg.mutable_grad() = gb.to(torch::kCUDA);
+    cpu.step(1e-3);
+    gpu.step(1e-3);
+  }
+  EXPECT_TRUE(torch::allclose(wg.cpu(), wc, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(bg.cpu(), bc, 1e-5, 1e-6));
 }
 
 int main(int argc, char** argv) {
