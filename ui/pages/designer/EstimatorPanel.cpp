@@ -13,6 +13,8 @@
 
 #include <qcustomplot.h>
 
+#include <cmath>
+
 #include "engine/config/units.h"
 #include "ui/Format.h"
 #include "ui/Theme.h"
@@ -176,9 +178,11 @@ void EstimatorPanel::setLocalDevices(const QList<EngineDevice>& devices) {
       spec = QStringLiteral("mem=%1B").arg(d.memoryTotal);
       // A known GPU keeps its FLOP/s: match the engine's name against the estimator's table.
       const QString lower = d.name.toLower();
+      // Only when the memory agrees too (an A100 may be the 40 or the 80 GB one).
       for (const cfg::DeviceSpec& k : cfg::known_devices()) {
         const QString kn = qs(k.name);
-        if (kn != QLatin1String("cpu") && lower.contains(kn.section(QLatin1Char('-'), 0, 0))) {
+        const bool sameMemory = std::abs(double(k.memory_bytes - d.memoryTotal)) < 0.05 * double(k.memory_bytes);
+        if (kn != QLatin1String("cpu") && lower.contains(kn.section(QLatin1Char('-'), 0, 0)) && sameMemory) {
           spec = kn;
           break;
         }
