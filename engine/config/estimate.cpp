@@ -297,7 +297,7 @@ struct ActivationParts {
   double head_bytes = 0;       // final norm + logits + fp32 log-probs and their gradient, bytes
 };
 
-ActivationParts activation_parts(const RunConfig& c, int64_t micro_batch, double act_bytes) {
+ActivationParts activation_parts(const RunConfig& c, int64_t micro_batch, double act_bytes, bool fused_attention) {
   bool assumed = false;
   const Shape sh = shape_of(c, &assumed);
   const double b = static_cast<double>(micro_batch), s = static_cast<double>(c.data.seq_len);
@@ -307,7 +307,7 @@ ActivationParts activation_parts(const RunConfig& c, int64_t micro_batch, double
   // Attention core: softmax output b·H·s² (used by both the softmax and the A·V backward). Assumes
   // the scores are materialised (the composite attention LibTorch runs on CPU); a fused kernel
   // (flash attention) saves only O(b·H·s) instead.
-  a.per_layer_core = b * sh.H * s * s;
+  a.per_layer_core = fused_attention ? 0.0 : b * sh.H * s * s;
   double attention = 0;
   if (!sh.mla) {
     // norm input, norm output (= q/k/v input), q, k, v after RoPE, attention output (o_proj input).
@@ -328,15 +328,18 @@ ActivationParts activation_parts(const RunConfig& c, int64_t micro_batch, double
                       (layers_dense * dense_ffn + layers_moe * moe_ffn) / std::max<double>(1, sh.L);
   a.largest_layer = attention + a.per_layer_core + std::max(sh.dense_layers > 0 ? dense_ffn : 0.0, sh.moe_layers > 0 ? moe_ffn : 0.0);
   a.layer_input = n * d;
-  // Final norm (in, out) at activation precision; logits at activation precision, fp32
-  // log-softmax kept for the loss and the fp32 gradient of the logits at the start of backward.
-  a.head_bytes = n * 2 * d * act_bytes + n * sh.V * (act_bytes + 4 + 4);
+  // Final norm (in, out) at activation precision. Logits: fp32 logits, fp32 log-softmax kept for
+  // the loss and their fp32 gradient at the start of backward (12 B); in bf16/fp16 also the
+  // half-precision logits and their gradient (2 + 2 B). Checked against measured peaks on an H200
+  // (docs/benchmarks.md): the head dominates activations for large vocabularies.
+  const double head_per_logit = act_bytes >= 4 ? 12.0 : 12.0 + 2.0 * act_bytes;
+  a.head_bytes = n * 2 * d * act_bytes + n * sh.V * head_per_logit;
   return a;
 }
 
-int64_t activation_bytes(const RunConfig& c, int64_t micro_batch, const std::string& mode) {
+int64_t activation_bytes(const RunConfig& c, int64_t micro_batch, const std::string& mode, bool fused_attention) {
   const double p = c.train.precision == "fp32" ? 4 : 2;
-  const ActivationParts a = activation_parts(c, micro_batch, p);
+  const ActivationParts a = activation_parts(c, micro_batch, p, fused_attention);
   const double L = static_cast<double>(c.model.n_layers);
   const double shards = c.model.activation_sharding.enabled ? std::max<int64_t>(1, c.model.activation_sharding.num_shards) : 1;
   double layers = 0;
@@ -352,7 +355,7 @@ int64_t activation_bytes(const RunConfig& c, int64_t micro_batch, const std::str
 
 }  // namespace
 
-MemoryBreakdown estimate_memory(const RunConfig& c, int64_t world_size) {
+MemoryBreakdown estimate_memory(const RunConfig& c, int64_t world_size, bool fused_attention) {
   MemoryBreakdown m;
   const ParamCounts p = count_parameters(c);
   const bool mixed = c.train.precision != "fp32";
@@ -370,9 +373,9 @@ MemoryBreakdown estimate_memory(const RunConfig& c, int64_t world_size) {
   m.parameters = static_cast<int64_t>(params);
   m.gradients = static_cast<int64_t>(grads);
   m.optimizer_state = static_cast<int64_t>(optim);
-  m.activations_none = activation_bytes(c, c.train.micro_batch_size, "none");
-  m.activations_selective = activation_bytes(c, c.train.micro_batch_size, "selective");
-  m.activations_full = activation_bytes(c, c.train.micro_batch_size, "full");
+  m.activations_none = activation_bytes(c, c.train.micro_batch_size, "none", fused_attention);
+  m.activations_selective = activation_bytes(c, c.train.micro_batch_size, "selective", fused_attention);
+  m.activations_full = activation_bytes(c, c.train.micro_batch_size, "full", fused_attention);
   const std::string& mode = c.model.activation_checkpointing;
   m.activations = mode == "full" ? m.activations_full : mode == "selective" ? m.activations_selective : m.activations_none;
   m.total = m.parameters + m.gradients + m.optimizer_state + m.activations;
@@ -397,7 +400,12 @@ Estimate estimate(const RunConfig& c, const std::vector<DeviceSpec>& devices) {
   const int64_t tokens_per_rank = c.train.micro_batch_size * c.train.gradient_accumulation_steps * c.data.seq_len;
   e.tokens_per_step = tokens_per_rank * e.world_size;
   e.flops_per_step = e.flops_per_token * static_cast<double>(e.tokens_per_step);
-  e.memory = estimate_memory(c, e.world_size);
+  // On GPUs the engine runs LibTorch 2.x's fused scaled-dot-product attention (no b·H·s² scores
+  // kept); the CPU build materialises them.
+  const bool fused = !devices.empty() && std::all_of(devices.begin(), devices.end(), [](const DeviceSpec& d) {
+    return d.name != "cpu" && d.name.rfind("mem=", 0) != 0;
+  });
+  e.memory = estimate_memory(c, e.world_size, fused);
 
   const bool mixed = c.train.precision != "fp32";
   double slowest = 0;
@@ -427,7 +435,7 @@ Estimate estimate(const RunConfig& c, const std::vector<DeviceSpec>& devices) {
       Suggestion s;
       s.description = what;
       s.overrides = std::move(sets);
-      s.total_bytes = estimate_memory(trial, e.world_size).total;
+      s.total_bytes = estimate_memory(trial, e.world_size, fused).total;
       s.fits = s.total_bytes <= usable;
       e.suggestions.push_back(s);
       return s.fits;
@@ -453,7 +461,7 @@ Estimate estimate(const RunConfig& c, const std::vector<DeviceSpec>& devices) {
     if (!fits && trial.train.precision == "fp32") {
       RunConfig bf16 = trial;
       bf16.train.precision = "bf16";
-      if (estimate_memory(bf16, e.world_size).total < estimate_memory(trial, e.world_size).total) {
+      if (estimate_memory(bf16, e.world_size, fused).total < estimate_memory(trial, e.world_size, fused).total) {
         trial = bf16;
         fits = push("train in bf16 (halves activations; fp32 master weights are kept)", {"train.precision=bf16"});
       }
@@ -465,7 +473,8 @@ Estimate estimate(const RunConfig& c, const std::vector<DeviceSpec>& devices) {
     e.notes.push_back("model.vocab_size is 0 and the hf tokenizer's size is unknown here: 32000 assumed; set model.vocab_size for exact counts");
   if (c.train.precision != "fp32")
     e.notes.push_back(c.train.precision + " autocast keeps fp32 master weights, gradients and AdamW moments; a 2-byte working copy of the weights is counted with the parameters");
-  e.notes.push_back("activations assume materialised attention scores (b·H·s² per layer); a fused attention kernel needs less");
+  e.notes.push_back(fused ? "activations assume fused attention (no b·H·s² scores kept), as the engine runs on GPUs"
+                          : "activations assume materialised attention scores (b·H·s² per layer), as the engine runs on CPU");
   if (!devices.empty() && e.devices.front().step_seconds > 0)
     e.notes.push_back("step times assume " + std::to_string(static_cast<int>(e.assumed_mfu * 100)) +
                       "% of the datasheet peak (MFU); memory leaves " + std::to_string(static_cast<int>(e.headroom_fraction * 100)) +

@@ -78,7 +78,7 @@ struct Estimate {
 
 ParamCounts count_parameters(const RunConfig& config);
 // Memory per rank with the data-parallel group of world_size ranks (ZeRO shards over it).
-MemoryBreakdown estimate_memory(const RunConfig& config, int64_t world_size);
+MemoryBreakdown estimate_memory(const RunConfig& config, int64_t world_size, bool fused_attention = false);
 // devices: one entry per rank; with more than one device the world size is their count, else
 // distributed.world_size.
 Estimate estimate(const RunConfig& config, const std::vector<DeviceSpec>& devices);

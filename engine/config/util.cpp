@@ -119,6 +119,9 @@ std::string default_data_dir() {
 }
 
 std::string default_workspace() {
+  // $FATHOM_WORKSPACE first: the workbench sets it for the engines it launches, so prepared data
+  // and runs stay inside the workspace the user opened.
+  if (auto v = detail::env_or_empty("FATHOM_WORKSPACE"); !v.empty()) return v;
   if (auto v = detail::env_or_empty("XDG_DATA_HOME"); !v.empty()) return v + "/fathom";
   return home_dir() + "/.local/share/fathom";
 }

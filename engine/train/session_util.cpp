@@ -23,12 +23,7 @@ namespace fs = std::filesystem;
 
 namespace fathom::train {
 
-std::string default_workspace() {
-  if (const char* w = std::getenv("FATHOM_WORKSPACE"); w && *w) return w;
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return (fs::path(x) / "fathom").string();
-  const char* home = std::getenv("HOME");
-  return (fs::path(home ? home : ".") / ".local" / "share" / "fathom").string();
-}
+std::string default_workspace() { return config::default_workspace(); }
 
 std::string utc_stamp() {
   std::time_t t = std::time(nullptr);

@@ -124,7 +124,10 @@ TEST(Estimate, MemoryComponentsByPrecisionAndZero) {
   EXPECT_EQ(bf16.parameters, 6 * P);
   EXPECT_EQ(bf16.gradients, 4 * P);
   EXPECT_EQ(bf16.optimizer_state, 8 * P);
-  EXPECT_EQ(bf16.activations_none, 2 * 753664 * 2 + 512 * 128 * 2 + 512 * 512 * (2 + 8));
+  // head in bf16: fp32 logits, log-probs and gradient (12 B) + bf16 logits and gradient (4 B)
+  EXPECT_EQ(bf16.activations_none, 2 * 753664 * 2 + 512 * 128 * 2 + 512 * 512 * (12 + 4));
+  // fused attention (GPU): the b·H·s² scores are not kept
+  EXPECT_EQ(estimate_memory(preset("debug-tiny"), 1, true).activations_none, 2 * (753664 - 131072) * 4 + head);
 
   // ZeRO over 4 ranks: stage 1 shards the optimizer state, stage 2 also the gradients.
   const MemoryBreakdown z1 = estimate_memory(preset("debug-tiny", {"optimizer.zero.stage=1"}), 4);
@@ -216,4 +219,20 @@ TEST(Estimate, Units) {
   EXPECT_EQ(format_count(512.4e3), "512.4K");
   EXPECT_EQ(format_count(1.29e9), "1.29B");
   EXPECT_EQ(format_flops(917.5e6), "918 MFLOP");
+}
+
+// Against measured peaks: `fathom-engine bench train` on one H200 (LibTorch 2.11, bf16, gradient
+// accumulation 1), peak allocated bytes from the CUDA caching allocator, 2026-11-30
+// (docs/benchmarks.md). The estimate must be within 15% of what the engine really used.
+TEST(Estimate, WithinFifteenPercentOfMeasuredH200Peaks) {
+  struct Case { const char* preset; double measured_bytes; };
+  for (const Case& k : {Case{"gpt2-124m", 19289504256.0}, Case{"llama-1b", 49297052672.0}}) {
+    std::string error;
+    auto devices = parse_devices("h200", &error);
+    ASSERT_EQ(devices.size(), 1u) << error;
+    const Estimate e = estimate(preset(k.preset, {"train.gradient_accumulation_steps=1"}), devices);
+    const double ratio = static_cast<double>(e.memory.total) / k.measured_bytes;
+    EXPECT_GT(ratio, 0.85) << k.preset;
+    EXPECT_LT(ratio, 1.15) << k.preset << ": estimated " << e.memory.total << " B, measured " << k.measured_bytes << " B";
+  }
 }
