@@ -517,6 +517,10 @@ int run_training(const TrainInvocation& inv) {
     const bool fp16 = compute_dtype == torch::kFloat16;
     if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
 
+    // Fault injection for tests: FATHOM_INJECT_NAN_FROM_STEP=N makes every step ≥ N non-finite.
+    int64_t inject_nan_from = -1;
+    if (const char* v = std::getenv("FATHOM_INJECT_NAN_FROM_STEP")) inject_nan_from = std::atoll(v);
+
     net->train();
     loader.start(st.step);
     ProgressLine progress("train");
@@ -549,6 +553,7 @@ int run_training(const TrainInvocation& inv) {
           auto y = batch.targets.narrow(0, b0, b1 - b0);
           t0 = Clock::now();
           auto loss = net->loss(x, y) * (static_cast<double>(b1 - b0) / static_cast<double>(B)) / static_cast<double>(accum);
+          if (inject_nan_from >= 0 && st.step >= inject_nan_from) loss = loss * std::numeric_limits<double>::quiet_NaN();
           sync();
           t_fwd += seconds_since(t0);
           t0 = Clock::now();

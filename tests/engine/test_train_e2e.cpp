@@ -173,3 +173,23 @@ TEST(TrainE2E, InvalidConfigFailsBeforeStarting) {
   EXPECT_NE(err.find("train.micro_batch_size"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(dir + "/run/events.jsonl"));
 }
+
+// Non-finite losses (injected from step 5 on) are skipped and reported, and after
+// train.max_nan_skips in a row the run stops with an error instead of training on NaN.
+TEST(TrainE2E, NanGuardSkipsThenStops) {
+  const auto dir = make_temp_dir("nan");
+  const auto cfg = tiny_config(dir, 50, 0);
+  setenv("FATHOM_INJECT_NAN_FROM_STEP", "5", 1);
+  const int rc = run_engine({"train", cfg, "--run-dir", dir + "/run", "--set", "train.max_nan_skips=3"}, dir);
+  unsetenv("FATHOM_INJECT_NAN_FROM_STEP");
+  ASSERT_EQ(rc, 1) << read_text(dir + "/stderr.txt");
+  auto recs = read_records(dir + "/run/events.jsonl");
+  auto skipped = records_of(recs, "event", "nan_skipped");
+  ASSERT_EQ(skipped.size(), 3u);
+  EXPECT_EQ(skipped.back()["data"]["consecutive"].get<int>(), 3);
+  auto errors = records_of(recs, "error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0]["data"]["message"].get<std::string>().find("NaN/Inf"), std::string::npos);
+  EXPECT_EQ(records_of(recs, "exit").at(0)["data"]["status"], "failed");
+  EXPECT_EQ(records_of(recs, "metric").size(), 5u);  // steps 1..5 trained normally
+}
