@@ -19,7 +19,7 @@ int cmd_devices(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, like every other command
   }
   nlohmann::json out = nlohmann::json::array();
   out.push_back({{"index", 0},

@@ -23,7 +23,7 @@ int cmd_prepare(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, like every other command
   }
   fathom::config::LoadOptions lo;
   lo.overrides = overrides;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "engine/cli/commands.h"
@@ -28,14 +29,15 @@ int cmd_train(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, like every other command
   }
   inv.to_stdout = !quiet;
   return fathom::train::run_training(inv);
 }
 
 int cmd_bench(int argc, char** argv) {
-  CLI::App app{"Benchmarks. `bench train CONFIG`: tokens/s, MFU and peak memory of training steps "
+  CLI::App app{"Benchmarks. `bench train CONFIG`: tokens/s, MFU (0 on CPU: no known peak) and peak memory "
+               "(CUDA allocator, or process RSS on CPU) of training steps, as one JSON line on stdout "
                "(no checkpoints, evals or samples; the first --warmup steps are not timed).",
                "fathom-engine bench"};
   app.require_subcommand(1);
@@ -52,17 +54,33 @@ int cmd_bench(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, like every other command
+  }
+  if (steps < 1 || inv.bench_warmup_steps < 0) {
+    std::cerr << "fathom-engine bench train: --steps must be >= 1 and --warmup >= 0\n";
+    return 2;
   }
   inv.overrides.push_back("train.max_steps=" + std::to_string(steps + inv.bench_warmup_steps));
+  inv.overrides.push_back("optimizer.warmup_steps=0");
   inv.overrides.push_back("train.eval_interval=0");
   inv.overrides.push_back("train.sample_interval=0");
   inv.overrides.push_back("checkpoint.save_every_steps=0");
   inv.overrides.push_back("checkpoint.save_interval=0");
   inv.overrides.push_back("train.log_interval=" + std::to_string(steps + inv.bench_warmup_steps));
-  if (inv.run_dir.empty()) inv.run_id = "bench-" + std::to_string(::getpid());
+  // A scratch run directory, removed afterwards unless the user named one.
+  const bool scratch = inv.run_dir.empty();
+  if (scratch) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fathom-bench-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a scratch directory in " + tmpl);
+    inv.run_dir = tmpl;
+  }
   inv.to_stdout = false;
-  return fathom::train::run_training(inv);
+  const int rc = fathom::train::run_training(inv);
+  if (scratch) {
+    std::error_code ec;
+    std::filesystem::remove_all(inv.run_dir, ec);
+  }
+  return rc;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -70,6 +71,12 @@ void tee_stderr_to(const std::string& path) {
       (void)!::write(log_fd, buf, static_cast<size_t>(n));
     }
   }).detach();
+}
+
+bool same_file(int fd, const std::string& path) {
+  struct stat a {}, b {};
+  if (::fstat(fd, &a) != 0 || ::stat(path.c_str(), &b) != 0) return false;
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {

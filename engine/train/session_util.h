@@ -19,6 +19,8 @@ std::string utc_stamp();  // 20261129-231405
 void write_file_atomic(const std::string& path, const std::string& content);
 // Duplicate stderr into `path` (append) while still printing it; for interactive runs.
 void tee_stderr_to(const std::string& path);
+// True when descriptor `fd` is the file at `path` (same device and inode).
+bool same_file(int fd, const std::string& path);
 // Stable name of the prepared-data directory for a config's data + tokenizer settings.
 std::string dataset_key(const config::RunConfig& cfg);
 data::TokenSource shard_source(const data::TokenShard& shard);

@@ -193,7 +193,8 @@ torch::Device pick_device(const std::string& wanted) {
   if (wanted == "cpu") return torch::kCPU;
   if (wanted == "cuda") {
     if (!torch::cuda::is_available())
-      throw std::runtime_error("run.device is cuda but no CUDA device is visible (is this a CPU build of the engine, or is CUDA_VISIBLE_DEVICES empty?); set run.device: cpu");
+      throw std::runtime_error("run.device is cuda but no CUDA device is visible (is this a CPU build of the engine, "
+                               "or is CUDA_VISIBLE_DEVICES empty?); train on the CPU with --set run.device=cpu");
     const char* local_rank = std::getenv("LOCAL_RANK");
     return torch::Device(torch::kCUDA, local_rank ? std::atoi(local_rank) : 0);
   }
@@ -236,7 +237,8 @@ int run_training(const TrainInvocation& inv) {
   config::LoadOptions load_options;
   load_options.overrides = inv.overrides;
   auto loaded = config::load_config_file(inv.config_path, load_options);
-  for (const auto& w : loaded.warnings) std::cerr << "warning: " << w.message() << "\n";
+  if (!inv.bench)
+    for (const auto& w : loaded.warnings) std::cerr << "warning: " << w.message() << "\n";
   if (!loaded.ok()) {
     for (const auto& e : loaded.errors) std::cerr << e.message() << "\n";
     std::cerr << loaded.errors.size() << " error(s) in " << inv.config_path << "; nothing was started.\n";
@@ -249,6 +251,12 @@ int run_training(const TrainInvocation& inv) {
     return 2;
   }
 
+  if (inv.resume == "auto" && inv.run_dir.empty() && inv.run_id.empty()) {
+    std::cerr << "error: --resume auto continues the run in --run-dir DIR (or --run-id ID); without one a new run "
+                 "directory would be created and nothing could be resumed\n";
+    return 2;
+  }
+
   // ---- run directory and protocol -----------------------------------------------------
   const std::string workspace = cfg.run.workspace.empty() ? default_workspace() : cfg.run.workspace;
   std::string run_id = inv.run_id;
@@ -257,7 +265,9 @@ int run_training(const TrainInvocation& inv) {
   if (run_dir.empty()) run_dir = (fs::path(workspace) / "runs" / run_id).string();
   fs::create_directories(run_dir);
   write_file_atomic((fs::path(run_dir) / "config.yaml").string(), loaded.resolved_yaml);
-  if (isatty(2)) tee_stderr_to((fs::path(run_dir) / "stderr.log").string());
+  // ARCHITECTURE §4: every run leaves stderr.log. Launchers redirect stderr into it; a user's own
+  // terminal or redirection gets a copy.
+  if (!same_file(2, (fs::path(run_dir) / "stderr.log").string())) tee_stderr_to((fs::path(run_dir) / "stderr.log").string());
 
   proto::Emitter emitter(run_id, static_cast<int>(cfg.distributed.rank), (fs::path(run_dir) / "events.jsonl").string(),
                          inv.to_stdout);
@@ -377,6 +387,11 @@ int run_training(const TrainInvocation& inv) {
       if (auto latest = checkpoints.latest_valid(&skipped)) resume_dir = latest->path;
       for (const auto& s : skipped) emitter.emit(proto::EventData{"checkpoint_skipped", json{{"message", s}}});
       for (const auto& s : skipped) std::cerr << "warning: " << s << "\n";
+      if (resume_dir.empty()) {
+        const std::string msg = "no whole checkpoint in " + policy.save_dir + ": starting from step 0";
+        emitter.emit(proto::LogData{"info", msg});
+        std::cerr << msg << "\n";
+      }
     } else if (!inv.resume.empty()) {
       resume_dir = inv.resume;
     }
@@ -395,8 +410,21 @@ int run_training(const TrainInvocation& inv) {
       st.good_steps = s.value("good_steps", int64_t{0});
       if (s.contains("best_val_loss") && s["best_val_loss"].is_number()) st.best_val_loss = s["best_val_loss"].get<double>();
       st.parent_checkpoint = fs::absolute(resume_dir).string();
-      if (s.value("config_hash", std::string()) != hello.config_hash)
-        emitter.emit(proto::LogData{"warn", "resuming from a checkpoint made with a different config (" + resume_dir + ")"});
+      if (s.value("config_hash", std::string()) != hello.config_hash) {
+        const std::string msg = "resuming from a checkpoint made with a different config (" + resume_dir +
+                                "); the data order, schedule and shapes follow the new one";
+        emitter.emit(proto::LogData{"warn", msg});
+        std::cerr << "warning: " << msg << "\n";
+      }
+      if (st.step >= cfg.train.max_steps) {
+        const std::string msg = "the run is already complete: " + resume_dir + " is at step " + std::to_string(st.step) +
+                                " and train.max_steps is " + std::to_string(cfg.train.max_steps) +
+                                "; nothing to do (raise train.max_steps to train further)";
+        emitter.emit(proto::LogData{"info", msg});
+        emitter.emit(proto::ExitData{"completed", 0, msg});
+        std::cerr << msg << "\n";
+        return 0;
+      }
       emitter.emit(proto::EventData{"resumed", json{{"step", st.step}, {"path", st.parent_checkpoint}}});
       std::cerr << "resumed from " << resume_dir << " at step " << st.step << "\n";
     }
@@ -693,7 +721,7 @@ int run_training(const TrainInvocation& inv) {
       if (auto m = telemetry::cuda_memory_stats(device.is_cuda() ? device.index() : 0)) r["peak_allocated_bytes"] = m->peak_allocated;
       else r["peak_rss_bytes"] = peak_rss_bytes();
       emitter.emit(proto::EventData{"bench", r});
-      std::cerr << "bench: " << r.dump() << "\n";
+      std::cout << r.dump() << std::endl;  // the product of `bench train`: one JSON line on stdout
     }
     emitter.emit(proto::ExitData{exit_status, 0, exit_status == "stopped" ? "stop requested" : ""});
     emitter.close();

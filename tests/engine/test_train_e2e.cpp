@@ -93,6 +93,15 @@ TEST(TrainE2E, SigkillAndResumeIsBitIdentical) {
   EXPECT_GT(resumed[0]["data"]["step"].get<int64_t>(), 0);
   expect_identical(dir + "/a/checkpoints/step-40/model.safetensors", dir + "/b/checkpoints/step-40/model.safetensors");
   expect_identical(dir + "/a/checkpoints/step-40/optimizer.safetensors", dir + "/b/checkpoints/step-40/optimizer.safetensors");
+
+  // Resuming a finished run does nothing and leaves its last checkpoint untouched.
+  const auto before = read_text(dir + "/b/checkpoints/step-40/state.json");
+  ASSERT_EQ(run_engine({"train", cfg, "--run-dir", dir + "/b", "--resume", "auto"}, dir), 0);
+  EXPECT_NE(read_text(dir + "/stderr.txt").find("already complete"), std::string::npos);
+  EXPECT_EQ(read_text(dir + "/b/checkpoints/step-40/state.json"), before);
+  // --resume auto without a run directory cannot resume anything: refused, not silently fresh.
+  EXPECT_EQ(run_engine({"train", cfg, "--resume", "auto"}, dir), 2);
+  EXPECT_NE(read_text(dir + "/stderr.txt").find("--run-dir"), std::string::npos);
 }
 
 TEST(TrainE2E, CorruptedNewestCheckpointIsSkipped) {
