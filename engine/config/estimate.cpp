@@ -120,7 +120,10 @@ std::vector<DeviceSpec> parse_devices(const std::string& text, std::string* erro
     for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (lower.rfind("mem=", 0) == 0) {
       int64_t bytes = 0;
-      if (!parse_size(spec.substr(4), &bytes))
+      const std::string size_text = spec.substr(4);
+      if (!size_text.empty() && std::all_of(size_text.begin(), size_text.end(), [](unsigned char ch) { return std::isdigit(ch) != 0; }))
+        return fail("the size in '" + item + "' has no unit: write e.g. mem=24GiB or mem=80GB");
+      if (!parse_size(size_text, &bytes))
         return fail("cannot read the size in '" + item + "': write e.g. mem=24GiB or mem=80GB");
       device = DeviceSpec{"mem=" + spec.substr(4), bytes, 0, 0};
     } else {
@@ -473,6 +476,9 @@ Estimate estimate(const RunConfig& c, const std::vector<DeviceSpec>& devices) {
     e.notes.push_back("model.vocab_size is 0 and the hf tokenizer's size is unknown here: 32000 assumed; set model.vocab_size for exact counts");
   if (c.train.precision != "fp32")
     e.notes.push_back(c.train.precision + " autocast keeps fp32 master weights, gradients and AdamW moments; a 2-byte working copy of the weights is counted with the parameters");
+  if (c.optimizer.zero.stage > 0)
+    e.notes.push_back("ZeRO stage " + std::to_string(c.optimizer.zero.stage) +
+                      " sharding is not implemented by this engine yet (issue #8): until it is, a rank needs the stage-0 memory");
   e.notes.push_back(fused ? "activations assume fused attention (no b·H·s² scores kept), as the engine runs on GPUs"
                           : "activations assume materialised attention scores (b·H·s² per layer), as the engine runs on CPU");
   if (!devices.empty() && e.devices.front().step_seconds > 0)
