@@ -312,9 +312,22 @@ QString LocalLauncher::findEngineBinary(const QString& preferred, QString* error
     const QFileInfo fi(path);
     return fi.isFile() && fi.isExecutable();
   };
-  if (usable(preferred)) return QFileInfo(preferred).absoluteFilePath();
+  const QString hint = QStringLiteral("Build it (cmake --build <build> --target fathom-engine), set FATHOM_ENGINE_BIN "
+                                      "to its path, or put it on PATH.");
+  // A path the user named explicitly must be used or refused, never silently replaced by another.
+  if (!preferred.isEmpty()) {
+    if (usable(preferred)) return QFileInfo(preferred).absoluteFilePath();
+    if (error) *error = QStringLiteral("fathom-engine was not found: %1 (the engine chosen for this launch) does not exist "
+                                       "or is not executable. %2").arg(preferred, hint);
+    return {};
+  }
   const QString env = qEnvironmentVariable("FATHOM_ENGINE_BIN");
-  if (usable(env)) return QFileInfo(env).absoluteFilePath();
+  if (!env.isEmpty()) {
+    if (usable(env)) return QFileInfo(env).absoluteFilePath();
+    if (error) *error = QStringLiteral("fathom-engine was not found: FATHOM_ENGINE_BIN=%1 does not exist or is not "
+                                       "executable. %2").arg(env, hint);
+    return {};
+  }
   if (QCoreApplication::instance()) {
     const QString next = QDir(QCoreApplication::applicationDirPath()).filePath(QStringLiteral("fathom-engine"));
     if (usable(next)) return next;
@@ -323,9 +336,7 @@ QString LocalLauncher::findEngineBinary(const QString& preferred, QString* error
   if (!onPath.isEmpty()) return onPath;
   tried.append(QStringLiteral("fathom-engine on PATH"));
   if (error) {
-    *error = QStringLiteral("fathom-engine was not found (looked at: %1). Build it (cmake --build <build> --target "
-                            "fathom-engine), set FATHOM_ENGINE_BIN to its path, or put it on PATH.")
-                 .arg(tried.join(QStringLiteral(", ")));
+    *error = QStringLiteral("fathom-engine was not found (looked at: %1). %2").arg(tried.join(QStringLiteral(", ")), hint);
   }
   return {};
 }
