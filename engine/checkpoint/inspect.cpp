@@ -195,6 +195,12 @@ size_t display_width(const std::string& s) {
   return n;
 }
 
+std::string format_loss(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4f", v);
+  return buf;
+}
+
 std::string pad(std::string s, size_t width) {
   const size_t w = display_width(s);
   if (w < width) s.append(width - w, ' ');
@@ -310,7 +316,7 @@ std::string format_inspect_report(const nlohmann::json& r) {
       << format_bytes(r.value("bytes", uint64_t{0})) << ")\n";
     o << "verification (" << r["verify_level"].get<std::string>() << "): "
       << (ok ? "OK" : "FAILED: " + r["error"].get<std::string>()) << "\n";
-    if (!r["val_loss"].is_null()) o << "val_loss: " << r["val_loss"].dump() << "\n";
+    if (!r["val_loss"].is_null()) o << "val_loss: " << format_loss(r["val_loss"].get<double>()) << "\n";
     o << "files:\n";
     for (const auto& f : r["files"]) {
       const std::string sha = f["sha256"].get<std::string>();
@@ -340,7 +346,7 @@ std::string format_inspect_report(const nlohmann::json& r) {
     o << "  " << pad("checkpoint", 16) << pad("size", 12) << pad("val_loss", 12) << "status\n";
     for (const auto& c : r["checkpoints"]) {
       o << "  " << pad(c["name"].get<std::string>(), 16) << pad(format_bytes(c["bytes"].get<uint64_t>()), 12)
-        << pad(c["val_loss"].is_null() ? "-" : c["val_loss"].dump(), 12)
+        << pad(c["val_loss"].is_null() ? "-" : format_loss(c["val_loss"].get<double>()), 12)
         << (c["whole"].get<bool>() ? "whole (sizes checked)" : "NOT WHOLE: " + c["error"].get<std::string>()) << "\n";
     }
     o << "`fathom-engine inspect <dir>/step-<N>` verifies one checkpoint's sha256.\n";

@@ -33,7 +33,10 @@ void add_set_option(CLI::App& app, std::vector<std::string>& sets) {
 }
 
 void print_problems(const cfg::LoadResult& r, std::ostream& out) {
-  for (const auto& w : r.warnings) out << "warning: " << w.message() << "\n";
+  // With errors present, warnings derived from a half-read config (e.g. "no training data" after
+  // an unknown preset) mislead more than they help: show the errors alone.
+  if (r.errors.empty())
+    for (const auto& w : r.warnings) out << "warning: " << w.message() << "\n";
   for (const auto& e : r.errors) out << e.message() << "\n";
 }
 
