@@ -33,21 +33,8 @@ int cmd_prepare(int argc, char** argv) {
     return 2;
   }
   const auto& cfg = loaded.config;
-  namespace fs = std::filesystem;
   const std::string workspace = cfg.run.workspace.empty() ? fathom::train::default_workspace() : cfg.run.workspace;
-  fathom::data::PrepareOptions prep;
-  prep.inputs = cfg.data.train;
-  prep.format = cfg.data.format;
-  prep.text_field = cfg.data.text_field;
-  prep.validation_fraction = cfg.data.validation_fraction;
-  prep.tokenizer_kind = cfg.tokenizer.kind;
-  prep.vocab_size = static_cast<size_t>(cfg.tokenizer.vocab_size);
-  prep.train_bytes = static_cast<size_t>(cfg.tokenizer.train_bytes);
-  prep.seed = static_cast<uint64_t>(cfg.run.seed);
-  prep.out_dir = cfg.data.shards_dir.empty()
-                     ? (fs::path(workspace) / "data" / fathom::train::dataset_key(cfg)).string()
-                     : cfg.data.shards_dir;
-  prep.tokenizer_path = cfg.tokenizer.path.empty() ? (fs::path(prep.out_dir) / "tokenizer.json").string() : cfg.tokenizer.path;
+  fathom::data::PrepareOptions prep = fathom::train::prepare_options(cfg, workspace);
   fathom::train::ProgressLine progress("prepare");
   prep.progress = [&](double f, const std::string& stage) { progress.update(f, stage); };
   const auto r = fathom::data::prepare_dataset(prep);

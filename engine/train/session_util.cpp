@@ -98,6 +98,21 @@ std::string dataset_key(const config::RunConfig& cfg) {
   return name.str();
 }
 
+data::PrepareOptions prepare_options(const config::RunConfig& cfg, const std::string& workspace) {
+  data::PrepareOptions prep;
+  prep.inputs = cfg.data.train;
+  prep.format = cfg.data.format;
+  prep.text_field = cfg.data.text_field;
+  prep.validation_fraction = cfg.data.validation_fraction;
+  prep.tokenizer_kind = cfg.tokenizer.kind;
+  prep.vocab_size = static_cast<size_t>(cfg.tokenizer.vocab_size);
+  prep.train_bytes = static_cast<size_t>(cfg.tokenizer.train_bytes);
+  prep.seed = static_cast<uint64_t>(cfg.run.seed);
+  prep.out_dir = cfg.data.shards_dir.empty() ? (fs::path(workspace) / "data" / dataset_key(cfg)).string() : cfg.data.shards_dir;
+  prep.tokenizer_path = cfg.tokenizer.path.empty() ? (fs::path(prep.out_dir) / "tokenizer.json").string() : cfg.tokenizer.path;
+  return prep;
+}
+
 data::TokenSource shard_source(const data::TokenShard& shard) {
   data::TokenSource src;
   src.size = shard.size();

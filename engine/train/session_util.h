@@ -10,6 +10,7 @@
 
 #include "engine/config/config.h"
 #include "engine/data/batch_loader.h"
+#include "engine/data/prepare.h"
 #include "engine/data/token_shards.h"
 #include "engine/protocol/payloads.h"
 
@@ -24,6 +25,10 @@ bool same_file(int fd, const std::string& path);
 // Stable name of the prepared-data directory for a config's data + tokenizer settings.
 std::string dataset_key(const config::RunConfig& cfg);
 data::TokenSource shard_source(const data::TokenShard& shard);
+// The data preparation a config asks for: inputs, split, tokenizer; shards under
+// <workspace>/data/<dataset_key> unless data.shards_dir is set; a trained BPE beside them unless
+// tokenizer.path is set. Shared by `train` and `prepare` so both find the same shards.
+data::PrepareOptions prepare_options(const config::RunConfig& cfg, const std::string& workspace);
 std::vector<protocol::DeviceInfo> describe_devices(const torch::Device& used);
 // Dense peak FLOP/s of the device for the compute dtype (datasheet), 0 when unknown (CPU).
 double peak_flops(const torch::Device& device, torch::ScalarType dtype);

@@ -306,20 +306,10 @@ int run_training(const TrainInvocation& inv) {
     emitter.emit(hello);
 
     // ---- data -------------------------------------------------------------------------
-    data::PrepareOptions prep;
-    prep.inputs = cfg.data.train;
-    prep.format = cfg.data.format;
-    prep.text_field = cfg.data.text_field;
-    prep.validation_fraction = cfg.data.validation_fraction;
-    prep.tokenizer_kind = cfg.tokenizer.kind;
-    prep.vocab_size = static_cast<size_t>(cfg.tokenizer.vocab_size);
-    prep.train_bytes = static_cast<size_t>(cfg.tokenizer.train_bytes);
-    prep.seed = static_cast<uint64_t>(cfg.run.seed);
-    prep.out_dir = cfg.data.shards_dir.empty() ? (fs::path(workspace) / "data" / dataset_key(cfg)).string() : cfg.data.shards_dir;
-    prep.tokenizer_path = cfg.tokenizer.path.empty() ? (fs::path(prep.out_dir) / "tokenizer.json").string() : cfg.tokenizer.path;
+    data::PrepareOptions prep = prepare_options(cfg, workspace);
     ProgressLine prep_progress("prepare");
     prep.progress = [&](double f, const std::string& stage) { prep_progress.update(f, stage); };
-    emitter.emit(proto::LogData{"info", "preparing data in " + prep.out_dir});
+    emitter.emit(proto::LogData{"info", "data: " + prep.out_dir});
     const auto prepared = data::prepare_dataset(prep);
     prep_progress.done();
     emitter.emit(proto::EventData{"data_ready", json{{"dir", prepared.out_dir}, {"reused", prepared.reused},
