@@ -159,9 +159,9 @@ int cmd_config(int argc, char** argv) {
   } else if (!preset.empty()) {
     const std::string text = cfg::preset_text(preset);
     if (text.empty()) {
-      std::cerr << "fathom-engine config: no preset '" << preset << "' (presets: ";
-      for (const auto& n : cfg::preset_names()) std::cerr << n << " ";
-      std::cerr << ")\n";
+      std::string names;
+      for (const auto& n : cfg::preset_names()) names += (names.empty() ? "" : ", ") + n;
+      std::cerr << "fathom-engine config: no preset '" << preset << "' (presets: " << names << ")\n";
       return 1;
     }
     std::cout << text;

@@ -54,7 +54,9 @@ std::string format_seconds(double s) {
   else if (s < 60) std::snprintf(buf, sizeof buf, "%.1f s", s);
   else if (s < 3600) std::snprintf(buf, sizeof buf, "%d min %d s", static_cast<int>(s / 60), static_cast<int>(s) % 60);
   else if (s < 86400 * 2) std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
-  else std::snprintf(buf, sizeof buf, "%.1f days", s / 86400);
+  else if (s < 86400 * 60) std::snprintf(buf, sizeof buf, "%.1f days", s / 86400);
+  else if (s < 86400 * 365 * 2) std::snprintf(buf, sizeof buf, "%.0f days", s / 86400);
+  else std::snprintf(buf, sizeof buf, "%.1f years", s / (86400 * 365.25));
   return buf;
 }
 
