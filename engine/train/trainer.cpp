@@ -114,6 +114,10 @@ class ControlReader {
     else if (control->op == "sample") {
       std::lock_guard<std::mutex> lock(mu_);
       sample_prompt_ = control->prompt.empty() ? std::string(" ") : control->prompt;
+    } else if (control->op == "ping") {
+      emitter_->emit(proto::EventData{"pong", json::object()});
+    } else {
+      emitter_->emit(proto::LogData{"warn", "unsupported control op '" + control->op + "' (train accepts stop, checkpoint, sample, ping)"});
     }
   }
   proto::Emitter* emitter_;

@@ -160,7 +160,7 @@ TEST(TrainE2E, StopThroughControlFifo) {
   {
     int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
     ASSERT_GE(fd, 0);
-    const std::string lines = "{\"op\":\"sample\",\"prompt\":\"The Congress\"}\n{\"op\":\"stop\"}\n";
+    const std::string lines = "{\"op\":\"ping\"}\n{\"op\":\"dance\"}\n{\"op\":\"sample\",\"prompt\":\"The Congress\"}\n{\"op\":\"stop\"}\n";
     ASSERT_EQ(::write(fd, lines.data(), lines.size()), static_cast<ssize_t>(lines.size()));
     ::close(fd);
   }
@@ -171,6 +171,11 @@ TEST(TrainE2E, StopThroughControlFifo) {
   auto samples = records_of(recs, "event", "sample");
   ASSERT_GE(samples.size(), 1u);
   EXPECT_EQ(samples[0]["data"]["prompt"], "The Congress");
+  EXPECT_EQ(records_of(recs, "event", "pong").size(), 1u);
+  bool warned = false;
+  for (const auto& r : records_of(recs, "log"))
+    warned |= r["data"].value("message", "").find("unsupported control op 'dance'") != std::string::npos;
+  EXPECT_TRUE(warned);
 }
 
 TEST(TrainE2E, InvalidConfigFailsBeforeStarting) {
