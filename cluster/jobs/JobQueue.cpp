@@ -470,16 +470,19 @@ bool JobQueue::stop(const QString& id) {
   }
   auto run = m_ws->runs().get(id);
   if (!run) return fail(QStringLiteral("no run '%1'").arg(id));
-  if (run->status == run_status::queued) {
-    run->status = run_status::stopped;
-    run->error = QStringLiteral("cancelled before it started");
-    run->endedAt = QDateTime::currentDateTime();
-    m_ws->runs().upsert(*run);
-    Q_EMIT jobsChanged();
-    Q_EMIT runFinished(id, run->status);
-    return true;
-  }
+  if (run->status == run_status::queued) return cancelQueued(*run, run_status::stopped);
   return fail(QStringLiteral("run %1 is %2, not running").arg(id, run->status));
+}
+
+// A queued run that is stopped or killed never starts: it ends with `status` at once.
+bool JobQueue::cancelQueued(RunRecord run, const QString& status) {
+  run.status = status;
+  run.error = QStringLiteral("cancelled before it started");
+  run.endedAt = QDateTime::currentDateTime();
+  m_ws->runs().upsert(run);
+  Q_EMIT jobsChanged();
+  Q_EMIT runFinished(run.id, run.status);
+  return true;
 }
 
 bool JobQueue::kill(const QString& id) {
@@ -494,15 +497,7 @@ bool JobQueue::kill(const QString& id) {
   }
   auto run = m_ws->runs().get(id);
   if (!run) return fail(QStringLiteral("no run '%1'").arg(id));
-  if (run->status == run_status::queued) {
-    run->status = run_status::killed;
-    run->error = QStringLiteral("cancelled before it started");
-    run->endedAt = QDateTime::currentDateTime();
-    m_ws->runs().upsert(*run);
-    Q_EMIT jobsChanged();
-    Q_EMIT runFinished(id, run->status);
-    return true;
-  }
+  if (run->status == run_status::queued) return cancelQueued(*run, run_status::killed);
   return fail(QStringLiteral("run %1 is %2, not running").arg(id, run->status));
 }
 

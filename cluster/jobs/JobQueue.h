@@ -103,6 +103,7 @@ class JobQueue : public QObject {
   LaunchSpec specFor(const RunRecord& run) const;
   QString newRunId(const QString& name) const;
   bool fail(const QString& error);
+  bool cancelQueued(RunRecord run, const QString& status);
 
   Workspace* m_ws;
   LocalLauncher m_launcher;
