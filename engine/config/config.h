@@ -38,6 +38,10 @@ struct MoeConfig {
   double aux_loss_coef = 0.01;
   double bias_update_rate = 0.001;
   double capacity_factor = 0.0;   // 0 = no capacity limit
+  bool norm_topk_prob = false;    // renormalise the top-k gate weights to sum to 1
+  double routed_scaling_factor = 1.0;  // routed output scale (DeepSeek-V3: 2.5)
+  int64_t n_group = 1;            // expert groups for group-limited routing (DeepSeek-V3: 8)
+  int64_t topk_group = 1;         // groups a token may route into
 };
 
 struct MlaConfig {
@@ -46,15 +50,18 @@ struct MlaConfig {
   int64_t qk_rope_head_dim = 0;
   int64_t qk_nope_head_dim = 0;
   int64_t v_head_dim = 0;
+  bool rope_interleave = false;   // RoPE on interleaved pairs (DeepSeek-V3 checkpoints) vs halves
 };
 
 struct ModelConfig {
-  std::string family = "llama";   // llama | deepseek
+  std::string family = "llama";   // llama | qwen2 | deepseek
   int64_t vocab_size = 0;         // 0 = take it from the tokenizer
   int64_t d_model = 256;
   int64_t n_layers = 4;
   int64_t n_heads = 4;
   int64_t n_kv_heads = 0;         // 0 = n_heads (filled after validation)
+  int64_t head_dim = 0;           // 0 = d_model / n_heads (filled after validation)
+  bool attention_bias = false;    // biases on q/k/v/o (LLaMA's option; qwen2 always has q/k/v biases)
   int64_t d_ff = 0;               // 0 = SwiGLU 8/3·d_model rounded up to multiple_of (filled)
   int64_t multiple_of = 64;
   int64_t max_seq_len = 256;
@@ -64,6 +71,7 @@ struct ModelConfig {
   double init_std = 0.02;
   std::string attention = "mha";  // mha | mla
   std::string activation_checkpointing = "none";  // none | full | selective
+  std::string init_from;          // Fathom checkpoint or Hugging Face model directory ("" = random init)
   ActivationShardingConfig activation_sharding;
   MoeConfig moe;
   MlaConfig mla;

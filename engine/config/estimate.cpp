@@ -179,7 +179,7 @@ Shape shape_of(const RunConfig& c, bool* vocab_assumed) {
   s.L = m.n_layers;
   s.H = m.n_heads;
   s.Hkv = m.n_kv_heads > 0 ? m.n_kv_heads : m.n_heads;
-  s.h = m.d_model / std::max<int64_t>(1, m.n_heads);
+  s.h = m.head_dim > 0 ? m.head_dim : m.d_model / std::max<int64_t>(1, m.n_heads);
   s.f = m.d_ff > 0 ? m.d_ff : swiglu_hidden_dim(m.d_model, m.multiple_of);
   s.E = m.moe.n_routed_experts;
   s.S = m.moe.n_shared_experts;

@@ -27,6 +27,8 @@ std::vector<std::string> cross_key_rule_descriptions() {
       "`model.n_heads` is divisible by `model.n_kv_heads` (grouped-query attention).",
       "`model.attention: mla` needs `model.family: deepseek` and `model.mla.kv_lora_rank`, `qk_rope_head_dim` (even), `qk_nope_head_dim`, `v_head_dim` > 0.",
       "`model.moe.n_routed_experts` > 0 needs `model.family: deepseek`; `model.moe.top_k` ≤ `n_routed_experts`; `first_k_dense` ≤ `n_layers` (warning when equal: no MoE layer left).",
+      "`model.moe.n_group` divides `n_routed_experts`, `topk_group` ≤ `n_group`, and `top_k` ≤ the experts in `topk_group` groups.",
+      "`model.family: qwen2` is dense with `attention: mha`; `model.head_dim`, when set, is even.",
       "`model.vocab_size`, when set, is at least the tokenizer's vocabulary (`tokenizer.vocab_size` for bpe, 50257 for gpt2).",
       "`tokenizer.kind` gpt2 or hf needs `tokenizer.path`.",
       "`data.seq_len` ≤ `model.max_seq_len`.",
@@ -38,7 +40,7 @@ std::vector<std::string> cross_key_rule_descriptions() {
       "`optimizer.zero.stage` > 0 with `world_size` 1 is a warning (nothing to shard over).",
       "`lora.enabled` needs a non-empty `lora.target_modules`; unknown module names and a missing `lora.base` are warnings.",
       "`telemetry.prometheus_port` differs from `serve.port`.",
-      "Warnings: empty `data.train`; paths in `data.train`, `tokenizer.path` (gpt2/hf) and `lora.base` that do not exist on this machine; no periodic checkpoint.",
+      "Warnings: empty `data.train`; paths in `data.train`, `tokenizer.path` (gpt2/hf), `model.init_from` and `lora.base` that do not exist on this machine; no periodic checkpoint.",
   };
 }
 
@@ -150,7 +152,11 @@ void resolve_precision(RunConfig& c, Checker& check) {
 void check_model(RunConfig& c, Checker& check) {
   const auto& m = c.model;
   if (m.attention == "mha") {
-    if (m.d_model % m.n_heads != 0) {
+    if (m.head_dim > 0) {
+      if (m.head_dim % 2 != 0)
+        check.error({"model.head_dim"}, "head_dim " + str(m.head_dim) + " is odd; RoPE rotates pairs of dimensions",
+                    "use an even head_dim such as " + str(m.head_dim + 1));
+    } else if (m.d_model % m.n_heads != 0) {
       const auto heads = divisors_near(m.d_model, m.n_heads, 3);
       const int64_t lower = m.d_model - m.d_model % m.n_heads;
       check.error({"model.n_heads", "model.d_model"},
@@ -188,8 +194,23 @@ void check_model(RunConfig& c, Checker& check) {
       check.error({"model.mla.qk_rope_head_dim"}, "qk_rope_head_dim " + str(m.mla.qk_rope_head_dim) + " is odd; RoPE rotates pairs of dimensions",
                   "use an even number such as " + str(m.mla.qk_rope_head_dim + 1));
   }
+  if (m.family == "qwen2" && (m.attention != "mha" || m.moe.n_routed_experts > 0))
+    check.error({"model.family", "model.attention"}, "family qwen2 is a dense model with multi-head attention",
+                "set model.attention: mha and moe.n_routed_experts: 0, or family: deepseek");
   const auto& moe = m.moe;
   if (moe.n_routed_experts > 0) {
+    if (moe.n_routed_experts % moe.n_group != 0)
+      check.error({"model.moe.n_group", "model.moe.n_routed_experts"},
+                  "n_routed_experts " + str(moe.n_routed_experts) + " is not divisible by n_group " + str(moe.n_group),
+                  "set n_group to a divisor of n_routed_experts, or 1 for no grouping");
+    else if (moe.topk_group > moe.n_group)
+      check.error({"model.moe.topk_group", "model.moe.n_group"},
+                  "topk_group " + str(moe.topk_group) + " exceeds n_group " + str(moe.n_group),
+                  "set topk_group <= n_group");
+    else if (moe.top_k <= moe.n_routed_experts && moe.top_k > moe.topk_group * (moe.n_routed_experts / moe.n_group))
+      check.error({"model.moe.top_k", "model.moe.topk_group"},
+                  "top_k " + str(moe.top_k) + " exceeds the experts in the " + str(moe.topk_group) + " group(s) a token may use",
+                  "raise topk_group or lower top_k");
     if (m.family != "deepseek")
       check.error({"model.moe.n_routed_experts", "model.family"},
                   "mixture-of-experts layers are part of the deepseek family, but family is " + m.family,
@@ -334,12 +355,16 @@ void check_paths(RunConfig& c, Checker& check) {
                   "point tokenizer.path at the directory holding encoder.json and vocab.bpe");
   if (c.tokenizer.kind == "hf" && !tp.empty() && !fs::exists(tp, ec))
     check.warning({"tokenizer.path"}, "'" + tp + "' does not exist", "point tokenizer.path at a tokenizer.json or its directory");
+  if (!c.model.init_from.empty() && !fs::exists(c.model.init_from, ec))
+    check.warning({"model.init_from"}, "'" + c.model.init_from + "' does not exist",
+                  "point model.init_from at a checkpoint directory (…/checkpoints/step-N) or a Hugging Face model directory");
   if (c.lora.enabled && !c.lora.base.empty() && !fs::exists(c.lora.base, ec))
     check.warning({"lora.base"}, "'" + c.lora.base + "' does not exist", "point lora.base at a checkpoint directory");
 }
 
 void fill_derived(RunConfig& c) {
   if (c.model.n_kv_heads == 0) c.model.n_kv_heads = c.model.n_heads;
+  if (c.model.head_dim == 0 && c.model.n_heads > 0) c.model.head_dim = c.model.d_model / c.model.n_heads;
   if (c.model.d_ff == 0) c.model.d_ff = swiglu_hidden_dim(c.model.d_model, c.model.multiple_of);
   if (c.model.moe.d_expert == 0) c.model.moe.d_expert = c.model.d_ff;
 }

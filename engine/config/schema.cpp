@@ -49,12 +49,14 @@ std::vector<KeyInfo> build_keys() {
       FATHOM_KEY(run.threads, Int, "CPU threads for intra-op parallelism; 0 = the runtime's default.").range(0, 4096).unit("threads"),
 
       // ---- model
-      FATHOM_KEY(model.family, Enum, "Model family: llama = dense LLaMA-style; deepseek = DeepSeek-style (MoE and/or MLA).").choices({"llama", "deepseek"}),
+      FATHOM_KEY(model.family, Enum, "Model family: llama = dense LLaMA-style; qwen2 = LLaMA-style with q/k/v biases (Qwen2); deepseek = DeepSeek-style (MoE and/or MLA).").choices({"llama", "qwen2", "deepseek"}),
       FATHOM_KEY(model.vocab_size, Int, "Rows of the embedding; 0 = take the tokenizer's vocabulary size.").range(0, 1 << 24).unit("tokens"),
       FATHOM_KEY(model.d_model, Int, "Width of the residual stream (hidden size).").range(1, 1 << 17),
       FATHOM_KEY(model.n_layers, Int, "Number of transformer blocks.").range(1, 1024).unit("layers"),
       FATHOM_KEY(model.n_heads, Int, "Attention (query) heads per layer.").range(1, 1024).unit("heads"),
       FATHOM_KEY(model.n_kv_heads, Int, "Key/value heads (grouped-query attention); 0 = n_heads (plain multi-head).").range(0, 1024).unit("heads"),
+      FATHOM_KEY(model.head_dim, Int, "Width of one attention head; 0 = d_model / n_heads.").range(0, 4096),
+      FATHOM_KEY(model.attention_bias, Bool, "Add biases to the q/k/v/o projections (LLaMA's attention_bias; qwen2 has q/k/v biases regardless)."),
       FATHOM_KEY(model.d_ff, Int, "Hidden width of the SwiGLU feed-forward; 0 = floor(8/3 d_model) rounded up to multiple_of.").range(0, 1 << 20),
       FATHOM_KEY(model.multiple_of, Int, "The automatic d_ff is rounded up to a multiple of this (tensor-core friendly sizes).").range(1, 1 << 16),
       FATHOM_KEY(model.max_seq_len, Int, "Longest sequence the model is built for (RoPE tables, KV cache).").range(1, 1 << 22).unit("tokens"),
@@ -64,6 +66,7 @@ std::vector<KeyInfo> build_keys() {
       FATHOM_KEY(model.init_std, Float, "Standard deviation of the normal initialisation of weight matrices.").range(0, 1).above(0),
       FATHOM_KEY(model.attention, Enum, "mha = multi-head / grouped-query attention; mla = DeepSeek multi-head latent attention (needs model.mla).").choices({"mha", "mla"}),
       FATHOM_KEY(model.activation_checkpointing, Enum, "Recompute in backward: full = keep only each block's input; selective = recompute only the attention core.").choices({"none", "full", "selective"}),
+      FATHOM_KEY(model.init_from, String, "Initialise the weights from a Fathom checkpoint directory or a Hugging Face model directory (config.json + *.safetensors); \"\" = random. Ignored when resuming.").paths(PathKind::FileRelative),
       FATHOM_KEY(model.activation_sharding.enabled, Bool, "Split saved activations into num_shards pieces across the ranks (sequence-parallel style)."),
       FATHOM_KEY(model.activation_sharding.num_shards, Int, "Number of pieces saved activations are split into.").range(1, 1024).unit("shards"),
       FATHOM_KEY(model.moe.n_routed_experts, Int, "Routed experts per MoE layer; 0 = dense model (no MoE).").range(0, 4096).unit("experts"),
@@ -76,11 +79,16 @@ std::vector<KeyInfo> build_keys() {
       FATHOM_KEY(model.moe.aux_loss_coef, Float, "Weight of the load-balancing loss (balance: aux_loss).").range(0, 10),
       FATHOM_KEY(model.moe.bias_update_rate, Float, "Step of the per-expert routing bias update (balance: bias_update).").range(0, 1),
       FATHOM_KEY(model.moe.capacity_factor, Float, "Expert capacity as a multiple of the even share of tokens; 0 = no cap (no token dropped).").range(0, 64),
+      FATHOM_KEY(model.moe.norm_topk_prob, Bool, "Renormalise each token's top-k gate weights to sum to 1."),
+      FATHOM_KEY(model.moe.routed_scaling_factor, Float, "Scale of the routed experts' output (DeepSeek-V3: 2.5).").range(0, 1000).above(0),
+      FATHOM_KEY(model.moe.n_group, Int, "Expert groups for group-limited routing (DeepSeek-V3: 8); 1 = no grouping.").range(1, 4096).unit("groups"),
+      FATHOM_KEY(model.moe.topk_group, Int, "Groups each token may route into (DeepSeek-V3: 4).").range(1, 4096).unit("groups"),
       FATHOM_KEY(model.mla.kv_lora_rank, Int, "Rank of the compressed key/value latent (DeepSeek-V2: 512).").range(0, 1 << 16),
       FATHOM_KEY(model.mla.q_lora_rank, Int, "Rank of the compressed query; 0 = no query compression.").range(0, 1 << 16),
       FATHOM_KEY(model.mla.qk_rope_head_dim, Int, "Per-head dimensions of queries/keys that carry RoPE (shared key part).").range(0, 4096),
       FATHOM_KEY(model.mla.qk_nope_head_dim, Int, "Per-head dimensions of queries/keys without RoPE.").range(0, 4096),
       FATHOM_KEY(model.mla.v_head_dim, Int, "Per-head dimension of values.").range(0, 4096),
+      FATHOM_KEY(model.mla.rope_interleave, Bool, "Rotary pairs are interleaved (even, odd) dimensions, as in DeepSeek-V3 checkpoints; false = first/second halves."),
 
       // ---- tokenizer
       FATHOM_KEY(tokenizer.kind, Enum, "bpe = our byte-level BPE, trained on data.train when path does not exist yet; gpt2 = encoder.json + vocab.bpe; hf = tokenizer.json.").choices({"bpe", "gpt2", "hf"}),
@@ -437,7 +445,7 @@ std::string schema_markdown() {
          "`~/.cache/fathom`. A relative path is resolved against the directory of the file that set it "
          "(`--set`: the current directory; embedded presets: left relative). `checkpoint.save_dir` "
          "stays relative to the run directory.\n"
-      << "- Derived values are filled after validation: `model.n_kv_heads` 0 → `n_heads`, `model.d_ff` "
+      << "- Derived values are filled after validation: `model.n_kv_heads` 0 → `n_heads`, `model.head_dim` 0 → `d_model / n_heads`, `model.d_ff` "
          "0 → `multiple_of · ceil(floor(8·d_model/3) / multiple_of)`, `model.moe.d_expert` 0 → `d_ff`, "
          "and `train.precision` / `train.fp16_enabled` made consistent.\n"
       << "- Every error names file:line:column, the key, the rule broken and a fix; all errors of a "
