@@ -4,6 +4,8 @@
 namespace fathom::model {
 namespace {
 
+thread_local bool t_recomputing = false;
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -37,7 +39,14 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
     variable_list outputs;
     {
       torch::AutoGradMode enable(true);
-      outputs = holder->fn(inputs);
+      t_recomputing = true;
+      try {
+        outputs = holder->fn(inputs);
+      } catch (...) {
+        t_recomputing = false;
+        throw;
+      }
+      t_recomputing = false;
     }
     variable_list outs, grads;
     for (size_t i = 0; i < outputs.size(); ++i) {
@@ -55,6 +64,8 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
 };
 
 }  // namespace
+
+bool checkpoint_recomputing() { return t_recomputing; }
 
 variable_list checkpoint(CheckpointedFn fn, const variable_list& inputs) {
   auto holder = c10::make_intrusive<FnHolder>(std::move(fn));

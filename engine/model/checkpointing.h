@@ -15,4 +15,8 @@ using CheckpointedFn = std::function<torch::autograd::variable_list(const torch:
 // Parameters used inside fn receive their gradients as usual.
 torch::autograd::variable_list checkpoint(CheckpointedFn fn, const torch::autograd::variable_list& inputs);
 
+// True while backward re-runs a checkpointed function on this thread: code with side effects
+// (MoE load counters) skips them so each forward counts once.
+bool checkpoint_recomputing();
+
 }  // namespace fathom::model

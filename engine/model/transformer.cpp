@@ -5,10 +5,59 @@
 #include <cmath>
 
 #include "engine/model/checkpointing.h"
+#include "engine/model/mla.h"
+#include "engine/model/moe.h"
 
 namespace fathom::model {
 
 namespace F = torch::nn::functional;
+
+ModelArgs args_from_config(const config::ModelConfig& m, int64_t vocab_size) {
+  ModelArgs a;
+  a.family = m.family;
+  a.vocab_size = m.vocab_size > 0 ? m.vocab_size : vocab_size;
+  a.d_model = m.d_model;
+  a.n_layers = m.n_layers;
+  a.n_heads = m.n_heads;
+  a.n_kv_heads = m.n_kv_heads > 0 ? m.n_kv_heads : m.n_heads;
+  a.head_size = m.head_dim;
+  a.d_ff = m.d_ff;
+  a.max_seq_len = m.max_seq_len;
+  a.rope_theta = m.rope_theta;
+  a.norm_eps = m.norm_eps;
+  a.init_std = m.init_std;
+  a.tie_embeddings = m.tie_embeddings;
+  a.attention_bias = m.attention_bias;
+  a.attention = m.attention;
+  a.activation_checkpointing = m.activation_checkpointing;
+  a.moe.n_routed_experts = m.moe.n_routed_experts;
+  a.moe.n_shared_experts = m.moe.n_shared_experts;
+  a.moe.top_k = m.moe.top_k;
+  a.moe.d_expert = m.moe.d_expert > 0 ? m.moe.d_expert : m.d_ff;
+  a.moe.first_k_dense = m.moe.first_k_dense;
+  a.moe.gate = m.moe.gate;
+  a.moe.balance = m.moe.balance;
+  a.moe.aux_loss_coef = m.moe.aux_loss_coef;
+  a.moe.bias_update_rate = m.moe.bias_update_rate;
+  a.moe.capacity_factor = m.moe.capacity_factor;
+  a.moe.norm_topk_prob = m.moe.norm_topk_prob;
+  a.moe.routed_scaling_factor = m.moe.routed_scaling_factor;
+  a.moe.n_group = m.moe.n_group;
+  a.moe.topk_group = m.moe.topk_group;
+  a.mla.kv_lora_rank = m.mla.kv_lora_rank;
+  a.mla.q_lora_rank = m.mla.q_lora_rank;
+  a.mla.qk_rope_head_dim = m.mla.qk_rope_head_dim;
+  a.mla.qk_nope_head_dim = m.mla.qk_nope_head_dim;
+  a.mla.v_head_dim = m.mla.v_head_dim;
+  a.mla.rope_interleave = m.mla.rope_interleave;
+  return a;
+}
+
+int64_t KvCache::bytes() const {
+  int64_t b = 0;
+  for (const auto& [x, y] : layers) b += x.numel() * x.element_size() + y.numel() * y.element_size();
+  return b;
+}
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({dim}));
@@ -45,6 +94,16 @@ torch::Tensor rope_apply(const torch::Tensor& x, const RopeTables& rope, int64_t
   return x * cos + rotate_half(x) * sin;
 }
 
+torch::Tensor deinterleave(const torch::Tensor& x) {
+  // (..., d) viewed as (..., d/2, 2) → (..., 2, d/2): evens first, then odds.
+  auto sizes = x.sizes().vec();
+  const auto d = sizes.back();
+  sizes.back() = d / 2;
+  sizes.push_back(2);
+  auto y = x.reshape(sizes).transpose(-1, -2);
+  return y.reshape(x.sizes());
+}
+
 static torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
   if (n_rep == 1) return x;
   // (B, Hkv, T, hd) → (B, Hkv·n_rep, T, hd), each kv head serving n_rep query heads
@@ -52,32 +111,45 @@ static torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
   return x.unsqueeze(2).expand({B, Hkv, n_rep, T, hd}).reshape({B, Hkv * n_rep, T, hd});
 }
 
-torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past) {
   const auto n_rep = q.size(1) / k.size(1);
   auto kk = repeat_kv(k, n_rep);
   auto vv = repeat_kv(v, n_rep);
-#if TORCH_VERSION_MAJOR >= 2
-  // Fused flash / memory-efficient kernels where available.
-  return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
-#else
-  // softmax(q kᵀ / sqrt(hd) + causal mask) v, softmax in fp32.
   const auto T = q.size(2), S = kk.size(2);
+#if TORCH_VERSION_MAJOR >= 2
+  // Fused flash / memory-efficient kernels where available (equal q/k/v widths for flash).
+  if (past == 0 || T == 1) return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/past == 0 && T > 1);
+#endif
+  // softmax(q kᵀ / sqrt(hd) + causal mask) v, softmax in fp32. Query i is position past + i.
   auto att = torch::matmul(q, kk.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
-  auto mask = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(S - T + 1);
-  att = att.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  if (T > 1) {
+    auto mask = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(S - T + 1);
+    att = att.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  }
   att = torch::softmax(att.to(torch::kFloat32), -1).to(q.scalar_type());
   return torch::matmul(att, vv);
-#endif
 }
 
 AttentionImpl::AttentionImpl(const ModelArgs& a)
     : n_heads_(a.n_heads), n_kv_heads_(a.n_kv_heads), head_dim_(a.head_dim()),
       selective_checkpoint_(a.activation_checkpointing == "selective") {
-  auto lin = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
-  q_proj = register_module("q_proj", lin(a.d_model, n_heads_ * head_dim_));
-  k_proj = register_module("k_proj", lin(a.d_model, n_kv_heads_ * head_dim_));
-  v_proj = register_module("v_proj", lin(a.d_model, n_kv_heads_ * head_dim_));
-  o_proj = register_module("o_proj", lin(n_heads_ * head_dim_, a.d_model));
+  auto lin = [](int64_t in, int64_t out, bool bias) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)); };
+  q_proj = register_module("q_proj", lin(a.d_model, n_heads_ * head_dim_, a.qkv_bias()));
+  k_proj = register_module("k_proj", lin(a.d_model, n_kv_heads_ * head_dim_, a.qkv_bias()));
+  v_proj = register_module("v_proj", lin(a.d_model, n_kv_heads_ * head_dim_, a.qkv_bias()));
+  o_proj = register_module("o_proj", lin(n_heads_ * head_dim_, a.d_model, a.attention_bias));
+}
+
+torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const RopeTables& rope,
+                                            std::pair<torch::Tensor, torch::Tensor>& slot, int64_t past) {
+  const auto B = x.size(0), T = x.size(1);
+  auto q = rope_apply(q_proj(x).view({B, T, n_heads_, head_dim_}).transpose(1, 2), rope, past);
+  auto k = rope_apply(k_proj(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2), rope, past);
+  auto v = v_proj(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);
+  slot.first.narrow(2, past, T).copy_(k);
+  slot.second.narrow(2, past, T).copy_(v);
+  auto y = causal_attention(q, slot.first.narrow(2, 0, past + T), slot.second.narrow(2, 0, past + T), past);
+  return o_proj(y.transpose(1, 2).contiguous().view({B, T, n_heads_ * head_dim_}));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
@@ -101,46 +173,67 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& r
   return o_proj(y);
 }
 
-MlpImpl::MlpImpl(const ModelArgs& a) {
+MlpImpl::MlpImpl(int64_t d_model, int64_t hidden) {
   auto lin = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
-  gate_proj = register_module("gate_proj", lin(a.d_model, a.d_ff));
-  up_proj = register_module("up_proj", lin(a.d_model, a.d_ff));
-  down_proj = register_module("down_proj", lin(a.d_ff, a.d_model));
+  gate_proj = register_module("gate_proj", lin(d_model, hidden));
+  up_proj = register_module("up_proj", lin(d_model, hidden));
+  down_proj = register_module("down_proj", lin(hidden, d_model));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   return down_proj(F::silu(gate_proj(x)) * up_proj(x));
 }
 
-BlockImpl::BlockImpl(const ModelArgs& a) {
-  self_attn = register_module("self_attn", Attention(a));
-  mlp = register_module("mlp", Mlp(a));
+BlockImpl::BlockImpl(const ModelArgs& a, int64_t layer) {
+  if (a.attention == "mla") mla = register_module("self_attn", std::make_shared<MlaAttentionImpl>(a));
+  else self_attn = register_module("self_attn", Attention(a));
+  if (a.is_moe_layer(layer)) moe = register_module("mlp", std::make_shared<MoeImpl>(a));
+  else mlp = register_module("mlp", Mlp(a.d_model, a.d_ff));
   input_layernorm = register_module("input_layernorm", RMSNorm(a.d_model, a.norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(a.d_model, a.norm_eps));
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
-  auto h = x + self_attn(input_layernorm(x), rope);
-  return h + mlp(post_attention_layernorm(h));
+std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
+  auto a = input_layernorm(x);
+  auto h = x + (mla ? mla->forward(a, rope) : self_attn(a, rope));
+  torch::Tensor aux;
+  auto f = post_attention_layernorm(h);
+  return {h + (moe ? moe->forward(f, &aux) : mlp(f)), aux};
+}
+
+torch::Tensor BlockImpl::forward_cached(const torch::Tensor& x, const RopeTables& rope,
+                                        std::pair<torch::Tensor, torch::Tensor>& slot, int64_t past) {
+  auto a = input_layernorm(x);
+  auto h = x + (mla ? mla->forward_cached(a, rope, slot, past) : self_attn->forward_cached(a, rope, slot, past));
+  auto f = post_attention_layernorm(h);
+  return h + (moe ? moe->forward(f) : mlp(f));
 }
 
 DecoderImpl::DecoderImpl(const ModelArgs& a) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(a.vocab_size, a.d_model));
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < a.n_layers; ++i) layers->push_back(Block(a));
+  for (int64_t i = 0; i < a.n_layers; ++i) layers->push_back(Block(a, i));
   norm = register_module("norm", RMSNorm(a.d_model, a.norm_eps));
 }
 
 TransformerImpl::TransformerImpl(const ModelArgs& a) : args_(a) {
   TORCH_CHECK(a.vocab_size > 0 && a.d_model > 0 && a.n_layers > 0 && a.n_heads > 0, "model shape not set");
-  TORCH_CHECK(a.d_model % a.n_heads == 0, "d_model must be divisible by n_heads");
-  TORCH_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, "n_heads must be divisible by n_kv_heads");
-  TORCH_CHECK(a.head_dim() % 2 == 0, "head_dim must be even for rotary embeddings");
+  if (a.attention == "mla") {
+    TORCH_CHECK(a.mla.kv_lora_rank > 0 && a.mla.qk_rope_head_dim > 0 && a.mla.qk_nope_head_dim > 0 && a.mla.v_head_dim > 0,
+                "attention mla needs kv_lora_rank, qk_rope_head_dim, qk_nope_head_dim and v_head_dim");
+  } else {
+    TORCH_CHECK(a.head_size > 0 || a.d_model % a.n_heads == 0, "d_model must be divisible by n_heads");
+    TORCH_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, "n_heads must be divisible by n_kv_heads");
+  }
+  TORCH_CHECK(a.rope_dim() % 2 == 0, "the rotary dimension must be even");
+  if (a.moe.n_routed_experts > 0)
+    TORCH_CHECK(a.moe.top_k <= a.moe.n_routed_experts && a.moe.n_routed_experts % a.moe.n_group == 0 && a.moe.d_expert > 0,
+                "MoE shape: top_k <= n_routed_experts, n_group divides n_routed_experts, d_expert > 0");
   model = register_module("model", Decoder(a));
   if (!a.tie_embeddings) {
     lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(a.d_model, a.vocab_size).bias(false)));
   }
-  rope_ = rope_tables(a.max_seq_len, a.head_dim(), a.rope_theta);
+  rope_ = rope_tables(a.max_seq_len, a.rope_dim(), a.rope_theta);
   init_weights();
 }
 
@@ -151,7 +244,9 @@ void TransformerImpl::init_weights() {
   for (auto& item : named_parameters()) {
     const auto& name = item.key();
     auto& p = item.value();
-    if (p.dim() == 1) {
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      p.zero_();     // linear biases (qwen2 q/k/v)
+    } else if (p.dim() == 1) {
       p.fill_(1.0);  // RMSNorm gains
     } else if (name.find("o_proj") != std::string::npos || name.find("down_proj") != std::string::npos) {
       p.normal_(0.0, residual_std);
@@ -165,45 +260,120 @@ void TransformerImpl::to_device(const torch::Device& device) {
   to(device);
   rope_.cos = rope_.cos.to(device);
   rope_.sin = rope_.sin.to(device);
+  // Routing biases stay fp32 whatever the compute dtype: their updates are ~1e-3 steps.
+  for (auto& m : moe_layers()) m->gate->e_score_correction_bias = m->gate->e_score_correction_bias.to(torch::kFloat32);
 }
 
-torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx) {
+std::vector<std::shared_ptr<MoeImpl>> TransformerImpl::moe_layers() const {
+  std::vector<std::shared_ptr<MoeImpl>> out;
+  for (const auto& layer : *model->layers)
+    if (auto m = layer->as<BlockImpl>()->moe) out.push_back(m);
+  return out;
+}
+
+KvCache TransformerImpl::new_cache(int64_t batch, int64_t capacity) const {
+  TORCH_CHECK(capacity <= args_.max_seq_len, "cache capacity ", capacity, " exceeds model.max_seq_len ", args_.max_seq_len);
+  const auto& w = model->embed_tokens->weight;
+  auto opts = w.options().requires_grad(false);
+  KvCache cache;
+  cache.capacity = capacity;
+  for (int64_t i = 0; i < args_.n_layers; ++i) {
+    if (args_.attention == "mla") {
+      cache.layers.emplace_back(torch::zeros({batch, capacity, args_.mla.kv_lora_rank}, opts),
+                                torch::zeros({batch, capacity, args_.mla.qk_rope_head_dim}, opts));
+    } else {
+      cache.layers.emplace_back(torch::zeros({batch, args_.n_kv_heads, capacity, args_.head_dim()}, opts),
+                                torch::zeros({batch, args_.n_kv_heads, capacity, args_.head_dim()}, opts));
+    }
+  }
+  return cache;
+}
+
+torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& idx, KvCache& cache) {
+  const int64_t T = idx.size(1);
+  TORCH_CHECK(cache.length + T <= cache.capacity, "KV cache full: ", cache.length, " + ", T, " tokens exceed its capacity ",
+              cache.capacity);
+  auto x = model->embed_tokens(idx);
+  int64_t i = 0;
+  for (const auto& layer : *model->layers)
+    x = layer->as<BlockImpl>()->forward_cached(x, rope_, cache.layers[static_cast<size_t>(i++)], cache.length);
+  cache.length += T;
+  auto h = model->norm(x);
+  if (args_.tie_embeddings) return torch::matmul(h, model->embed_tokens->weight.t());
+  return lm_head(h);
+}
+
+torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* aux) {
   TORCH_CHECK(idx.size(1) <= args_.max_seq_len, "sequence length ", idx.size(1), " exceeds model.max_seq_len ",
               args_.max_seq_len);
   auto x = model->embed_tokens(idx);  // (B, T, C)
   const bool full_ckpt = args_.activation_checkpointing == "full" && is_training() && torch::GradMode::is_enabled();
   for (const auto& layer : *model->layers) {
     auto block = layer->as<BlockImpl>();
+    torch::Tensor layer_aux;
     if (full_ckpt) {
-      // Keep only each block's input; recompute the block in backward.
-      x = checkpoint([block, this](const torch::autograd::variable_list& in) {
-            return torch::autograd::variable_list{block->forward(in[0], rope_)};
-          }, {x})[0];
+      // Keep only each block's input; recompute the block in backward. The MoE auxiliary loss is
+      // a second output so its gradient flows through the recomputation too.
+      const bool has_aux = block->moe != nullptr;
+      auto out = checkpoint([block, has_aux, this](const torch::autograd::variable_list& in) {
+            auto [y, a] = block->forward(in[0], rope_);
+            torch::autograd::variable_list r{y};
+            if (has_aux) r.push_back(a.defined() ? a : torch::zeros({}, y.options().dtype(torch::kFloat32)));
+            return r;
+          }, {x});
+      x = out[0];
+      if (has_aux) layer_aux = out[1];
     } else {
-      x = block->forward(x, rope_);
+      std::tie(x, layer_aux) = block->forward(x, rope_);
     }
+    if (aux && layer_aux.defined()) *aux = aux->defined() ? *aux + layer_aux : layer_aux;
   }
   return model->norm(x);
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& idx) {
-  auto h = hidden(idx);
+  auto h = hidden(idx, nullptr);
   if (args_.tie_embeddings) return torch::matmul(h, model->embed_tokens->weight.t());
   return lm_head(h);
 }
 
 torch::Tensor TransformerImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {
-  auto logits = forward(idx);  // (B, T, V)
+  torch::Tensor aux;
+  auto h = hidden(idx, &aux);
+  auto logits = args_.tie_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);  // (B, T, V)
   const auto V = logits.size(-1);
-  return F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
-                          F::CrossEntropyFuncOptions().ignore_index(-100));
+  auto ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
+                             F::CrossEntropyFuncOptions().ignore_index(-100));
+  last_aux_loss_ = 0.0;
+  if (!aux.defined()) return ce;
+  last_aux_loss_ = aux.detach().item<double>();
+  return ce + aux;
 }
 
 int64_t matmul_parameter_count(const ModelArgs& a) {
-  const int64_t hd = a.head_dim();
-  const int64_t attn = a.d_model * (a.n_heads * hd) * 2 + a.d_model * (a.n_kv_heads * hd) * 2;
-  const int64_t mlp = 3 * a.d_model * a.d_ff;
-  return a.n_layers * (attn + mlp) + a.d_model * a.vocab_size;
+  const int64_t C = a.d_model;
+  int64_t attn = 0;
+  if (a.attention == "mla") {
+    const auto& m = a.mla;
+    const int64_t qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
+    attn = m.q_lora_rank > 0 ? C * m.q_lora_rank + m.q_lora_rank * a.n_heads * qk : C * a.n_heads * qk;
+    attn += C * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank * a.n_heads * (m.qk_nope_head_dim + m.v_head_dim) +
+            a.n_heads * m.v_head_dim * C;
+  } else {
+    const int64_t hd = a.head_dim();
+    attn = C * (a.n_heads * hd) * 2 + C * (a.n_kv_heads * hd) * 2;
+  }
+  int64_t total = C * a.vocab_size;
+  for (int64_t i = 0; i < a.n_layers; ++i) {
+    total += attn;
+    if (a.is_moe_layer(i)) {
+      total += a.moe.n_routed_experts * C  // router
+               + 3 * C * a.moe.d_expert * (a.moe.top_k + a.moe.n_shared_experts);
+    } else {
+      total += 3 * C * a.d_ff;
+    }
+  }
+  return total;
 }
 
 }  // namespace fathom::model

@@ -1,29 +1,72 @@
-// Decoder-only transformer, LLaMA style: embedding, N × (RMSNorm → GQA attention with RoPE →
-// residual, RMSNorm → SwiGLU MLP → residual), final RMSNorm, LM head (optionally tied).
-// Parameter names follow Hugging Face's LlamaForCausalLM so checkpoints load elsewhere.
+// Decoder-only transformer, LLaMA style: embedding, N × (RMSNorm → attention with RoPE →
+// residual, RMSNorm → feed-forward → residual), final RMSNorm, LM head (optionally tied).
+// Attention is GQA (LLaMA, Qwen2 with q/k/v biases) or DeepSeek's multi-head latent attention
+// (mla.h); the feed-forward is SwiGLU or, past the first k dense layers, DeepSeekMoE (moe.h).
+// Parameter names follow Hugging Face's LlamaForCausalLM / Qwen2ForCausalLM /
+// DeepseekV3ForCausalLM so checkpoints load elsewhere.
 #pragma once
 #include <torch/torch.h>
 
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/config/config.h"
 
 namespace fathom::model {
 
+// DeepSeekMoE (Dai et al. 2024) / DeepSeek-V3 routing: see moe.h.
+struct MoeArgs {
+  int64_t n_routed_experts = 0;  // 0 = dense model
+  int64_t n_shared_experts = 0;
+  int64_t top_k = 2;
+  int64_t d_expert = 0;
+  int64_t first_k_dense = 0;
+  std::string gate = "softmax";      // softmax | sigmoid
+  std::string balance = "aux_loss";  // aux_loss | bias_update | none
+  double aux_loss_coef = 0.01;
+  double bias_update_rate = 0.001;
+  double capacity_factor = 0.0;      // 0 = no token dropped
+  bool norm_topk_prob = false;
+  double routed_scaling_factor = 1.0;
+  int64_t n_group = 1, topk_group = 1;
+};
+
+// Multi-head latent attention (DeepSeek-V2 §2.1): see mla.h.
+struct MlaArgs {
+  int64_t kv_lora_rank = 0, q_lora_rank = 0, qk_rope_head_dim = 0, qk_nope_head_dim = 0, v_head_dim = 0;
+  bool rope_interleave = false;
+};
+
 struct ModelArgs {
+  std::string family = "llama";  // llama | qwen2 | deepseek
   int64_t vocab_size = 0;
   int64_t d_model = 0;
   int64_t n_layers = 0;
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;  // ≤ n_heads, divides it (grouped-query attention)
-  int64_t d_ff = 0;        // SwiGLU hidden width
+  int64_t head_size = 0;   // 0 = d_model / n_heads
+  int64_t d_ff = 0;        // SwiGLU hidden width (dense layers)
   int64_t max_seq_len = 0;
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   double init_std = 0.02;
   bool tie_embeddings = true;
+  bool attention_bias = false;  // q/k/v/o biases (LLaMA option); qwen2 has q/k/v biases always
+  std::string attention = "mha";  // mha | mla
   std::string activation_checkpointing = "none";  // none | full | selective
+  MoeArgs moe;
+  MlaArgs mla;
 
-  int64_t head_dim() const { return d_model / n_heads; }
+  int64_t head_dim() const { return head_size > 0 ? head_size : d_model / n_heads; }
+  bool qkv_bias() const { return attention_bias || family == "qwen2"; }
+  bool is_moe_layer(int64_t layer) const { return moe.n_routed_experts > 0 && layer >= moe.first_k_dense; }
+  // Width of the rotary tables: the whole head for mha, the decoupled rope part for mla.
+  int64_t rope_dim() const { return attention == "mla" ? mla.qk_rope_head_dim : head_dim(); }
 };
+
+// The model arguments a run config describes; vocab_size is used when model.vocab_size is 0.
+ModelArgs args_from_config(const config::ModelConfig& model, int64_t vocab_size);
 
 // RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x²) + eps) · w, computed in fp32 whatever the
 // input dtype (bf16 sums of squares lose too much), result cast back.
@@ -48,14 +91,33 @@ RopeTables rope_tables(int64_t max_seq_len, int64_t head_dim, double theta);
 // x: (B, H, T, hd); positions start at `offset`.
 torch::Tensor rope_apply(const torch::Tensor& x, const RopeTables& rope, int64_t offset = 0);
 
-// Causal attention over (B, H, T, hd) tensors; k/v may have fewer heads (they are repeated).
-torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+// DeepSeek-V3 checkpoints rotate interleaved pairs (0,1), (2,3)...: reorder the last dimension to
+// evens then odds so rope_apply's halves layout applies (q and k both, so q·k is unchanged).
+torch::Tensor deinterleave(const torch::Tensor& x);
+
+// Causal attention over (B, H, T, hd) tensors; k/v may have fewer heads (they are repeated) and
+// v may be narrower than q/k. With past > 0, q holds positions past.. past+T-1 and k/v hold
+// positions 0.. past+T-1 (a KV cache): query i sees keys ≤ past + i.
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past = 0);
+
+// Inference cache, preallocated for `capacity` positions. Per layer, mha keeps k and v
+// (B, Hkv, S, hd); mla keeps the compressed latent (B, S, kv_lora_rank) and the shared rotary key
+// (B, S, qk_rope_head_dim) — DeepSeek-V2's small KV cache.
+struct KvCache {
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> layers;
+  int64_t length = 0;    // positions filled
+  int64_t capacity = 0;
+  int64_t bytes() const;
+};
 
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelArgs& args);
   // x: (B, T, C) → (B, T, C)
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope);
+  // x holds positions cache.length.. ; appends its k/v to `slot` (this layer's cache tensors).
+  torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
+                               int64_t past);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -66,20 +128,30 @@ TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
-  explicit MlpImpl(const ModelArgs& args);
+  MlpImpl(int64_t d_model, int64_t hidden);
   // SwiGLU (Shazeer 2020): down(silu(gate(x)) ⊙ up(x))
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
+class MlaAttentionImpl;
+class MoeImpl;
+
 class BlockImpl : public torch::nn::Module {
  public:
-  explicit BlockImpl(const ModelArgs& args);
-  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope);
+  BlockImpl(const ModelArgs& args, int64_t layer);
+  // Returns the block output and, for an MoE block in training, its load-balancing loss
+  // (undefined otherwise).
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const RopeTables& rope);
+  torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
+                               int64_t past);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  // Registered as "self_attn" / "mlp" whichever kind the layer has; the others stay null.
   Attention self_attn{nullptr};
+  std::shared_ptr<MlaAttentionImpl> mla;
   Mlp mlp{nullptr};
+  std::shared_ptr<MoeImpl> moe;
 };
 TORCH_MODULE(Block);
 
@@ -98,8 +170,20 @@ class TransformerImpl : public torch::nn::Module {
   explicit TransformerImpl(const ModelArgs& args);
   // idx: (B, T) int64 → logits (B, T, V) in the compute dtype
   torch::Tensor forward(const torch::Tensor& idx);
-  // Mean next-token cross-entropy in fp32; targets (B, T) int64, -100 ignored.
+  // Mean next-token cross-entropy in fp32; targets (B, T) int64, -100 ignored. In training, MoE
+  // models add their load-balancing losses (see last_aux_loss()).
   torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
+  // The summed MoE auxiliary loss of the last loss() call in training (0 otherwise).
+  double last_aux_loss() const { return last_aux_loss_; }
+
+  // Incremental decoding: a cache for `batch` sequences of up to `capacity` tokens, in the
+  // model's dtype and device; forward_cached appends idx (B, T) at positions cache.length.. and
+  // returns the logits of those positions (prefill with T > 1, then T = 1 per decode step).
+  KvCache new_cache(int64_t batch, int64_t capacity) const;
+  torch::Tensor forward_cached(const torch::Tensor& idx, KvCache& cache);
+
+  // MoE layers, in layer order (empty for a dense model).
+  std::vector<std::shared_ptr<MoeImpl>> moe_layers() const;
   const ModelArgs& args() const { return args_; }
   // GPT-2 / LLaMA initialisation: N(0, init_std) for weights, residual output projections scaled
   // by 1/sqrt(2·n_layers) (GPT-2 paper §2.3), norms at 1. Deterministic given the torch seed.
@@ -110,14 +194,16 @@ class TransformerImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};  // shares model.embed_tokens.weight when tied
 
  private:
-  torch::Tensor hidden(const torch::Tensor& idx);
+  torch::Tensor hidden(const torch::Tensor& idx, torch::Tensor* aux);
   ModelArgs args_;
+  double last_aux_loss_ = 0.0;
   RopeTables rope_;
 };
 TORCH_MODULE(Transformer);
 
-// Weights that take part in matrix products (for MFU): every linear layer plus the LM head, even
-// when tied; not the embedding lookup or norms.
+// Weights that take part in matrix products per token (for MFU): every linear layer plus the LM
+// head, even when tied; for MoE layers the router, shared experts and top_k routed experts only
+// (the active ones); not the embedding lookup or norms.
 int64_t matmul_parameter_count(const ModelArgs& args);
 
 }  // namespace fathom::model

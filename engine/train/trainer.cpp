@@ -34,6 +34,7 @@
 #include "engine/data/prepare.h"
 #include "engine/data/token_shards.h"
 #include "engine/engine_version.h"
+#include "engine/model/moe.h"
 #include "engine/model/transformer.h"
 #include "engine/protocol/emitter.h"
 #include "engine/protocol/control.h"
@@ -205,21 +206,14 @@ torch::Device pick_device(const std::string& wanted) {
   return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
 }
 
-model::ModelArgs model_args(const config::RunConfig& cfg, int64_t vocab_size) {
-  model::ModelArgs a;
-  a.vocab_size = cfg.model.vocab_size > 0 ? cfg.model.vocab_size : vocab_size;
-  a.d_model = cfg.model.d_model;
-  a.n_layers = cfg.model.n_layers;
-  a.n_heads = cfg.model.n_heads;
-  a.n_kv_heads = cfg.model.n_kv_heads > 0 ? cfg.model.n_kv_heads : cfg.model.n_heads;
-  a.d_ff = cfg.model.d_ff;
-  a.max_seq_len = cfg.model.max_seq_len;
-  a.rope_theta = cfg.model.rope_theta;
-  a.norm_eps = cfg.model.norm_eps;
-  a.init_std = cfg.model.init_std;
-  a.tie_embeddings = cfg.model.tie_embeddings;
-  a.activation_checkpointing = cfg.model.activation_checkpointing;
-  return a;
+// Persistent non-parameter state of the model saved with the weights (MoE routing biases).
+std::vector<std::pair<std::string, torch::Tensor>> persistent_buffers(model::Transformer& net) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& b : net->named_buffers()) {
+    const auto& n = b.key();
+    if (n.size() > 23 && n.compare(n.size() - 23, 23, "e_score_correction_bias") == 0) out.emplace_back(n, b.value());
+  }
+  return out;
 }
 
 struct TrainState {
@@ -249,11 +243,6 @@ int run_training(const TrainInvocation& inv) {
     return 2;
   }
   const config::RunConfig& cfg = loaded.config;
-  if (cfg.model.family != "llama" || cfg.model.moe.n_routed_experts > 0 || cfg.model.attention != "mha") {
-    std::cerr << "error: model.family " << cfg.model.family << " with MoE/MLA is not trainable by this engine build yet; "
-              << "use a llama-family config (model.family: llama, attention: mha, moe.n_routed_experts: 0)\n";
-    return 2;
-  }
 
   if (inv.resume == "auto" && inv.run_dir.empty() && inv.run_id.empty()) {
     std::cerr << "error: --resume auto continues the run in --run-dir DIR (or --run-id ID); without one a new run "
@@ -328,7 +317,7 @@ int run_training(const TrainInvocation& inv) {
 
     // ---- model and optimizer ----------------------------------------------------------
     const int world = static_cast<int>(cfg.distributed.world_size);
-    const auto args = model_args(cfg, static_cast<int64_t>(tokenizer.vocab_size()));
+    const auto args = model::args_from_config(cfg.model, static_cast<int64_t>(tokenizer.vocab_size()));
     if (args.vocab_size < static_cast<int64_t>(tokenizer.vocab_size()))
       throw std::runtime_error("model.vocab_size " + std::to_string(args.vocab_size) + " is smaller than the tokenizer's " +
                                std::to_string(tokenizer.vocab_size()));
@@ -349,6 +338,8 @@ int run_training(const TrainInvocation& inv) {
     params.clear();
     for (auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
     if (!mixed) masters = params;
+    auto buffers = persistent_buffers(net);
+    const auto moe_layers = net->moe_layers();
 
     AdamWOptions aopt;
     aopt.beta1 = cfg.optimizer.beta1;
@@ -392,6 +383,7 @@ int run_training(const TrainInvocation& inv) {
     if (!resume_dir.empty()) {
       auto payload = ckpt::CheckpointManager::load(resume_dir);
       load_named(masters, payload.model, "model.safetensors in " + resume_dir);
+      load_named(buffers, payload.model, "model.safetensors in " + resume_dir);
       optimizer.load_state_tensors(payload.optimizer);
       if (mixed) {
         torch::NoGradGuard ng;
@@ -423,6 +415,28 @@ int run_training(const TrainInvocation& inv) {
       std::cerr << "resumed from " << resume_dir << " at step " << st.step << "\n";
     }
 
+    if (resume_dir.empty() && !cfg.model.init_from.empty()) {
+      // Fine-tuning / continued pre-training: weights from a checkpoint or an imported model,
+      // optimizer and step fresh.
+      auto weights = ckpt::CheckpointManager::load(cfg.model.init_from).model;
+      load_named(masters, weights, "model.init_from " + cfg.model.init_from);
+      if (!buffers.empty()) {
+        std::vector<std::pair<std::string, torch::Tensor>> present;
+        for (const auto& [n, t] : weights)
+          for (const auto& [bn, bt] : buffers)
+            if (n == bn) present.emplace_back(n, t);
+        load_named(buffers, present.size() == buffers.size() ? present : std::vector<std::pair<std::string, torch::Tensor>>{},
+                   "model.init_from " + cfg.model.init_from);
+      }
+      if (mixed) {
+        torch::NoGradGuard ng;
+        for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);
+      }
+      st.parent_checkpoint = fs::absolute(cfg.model.init_from).string();
+      emitter.emit(proto::EventData{"initialized", json{{"from", st.parent_checkpoint}}});
+      std::cerr << "initialised the weights from " << cfg.model.init_from << "\n";
+    }
+
     int64_t last_saved_step = -1;
     auto save_checkpoint = [&](bool wait) {
       if (last_saved_step == st.step) {
@@ -433,6 +447,7 @@ int run_training(const TrainInvocation& inv) {
       ckpt::CheckpointPayload payload;
       payload.step = st.step;
       for (auto& [n, m] : masters) payload.model.emplace_back(n, m.detach());
+      for (auto& [n, b] : buffers) payload.model.emplace_back(n, b.detach().to(torch::kFloat32));
       payload.optimizer = optimizer.state_tensors();
       payload.state = json{{"step", st.step},
                            {"tokens", st.tokens},
@@ -605,6 +620,7 @@ int run_training(const TrainInvocation& inv) {
           // Dynamic loss scaling (Micikevicius et al. 2018): overflow → halve the scale, skip.
           st.loss_scale /= 2.0;
           st.good_steps = 0;
+          for (auto& m : moe_layers) m->update_bias(/*apply=*/false);
           emitter.emit(proto::EventData{"nan_skipped", json{{"step", st.step}, {"reason", "fp16 overflow"}, {"loss_scale", st.loss_scale}}});
           continue;  // same step again with the lower scale
         }
@@ -614,11 +630,13 @@ int run_training(const TrainInvocation& inv) {
           throw std::runtime_error("loss or gradients were NaN/Inf for " + std::to_string(st.consecutive_skips) +
                                    " steps in a row (step " + std::to_string(st.step) + ")");
         }
+        for (auto& m : moe_layers) m->update_bias(/*apply=*/false);  // a skipped step moves no routing bias
         ++st.step;
         continue;
       }
       st.consecutive_skips = 0;
       optimizer.step(lr);
+      for (auto& m : moe_layers) m->update_bias();
       for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
       if (mixed) {
         torch::NoGradGuard ng;
@@ -673,6 +691,26 @@ int run_training(const TrainInvocation& inv) {
         m.opt_s = t_opt / split_steps;
         if (fp16) m.loss_scale = st.loss_scale;
         m.val_loss = val_loss;
+        if (!moe_layers.empty()) {
+          // Expert load per MoE layer since the last record (the Monitor's heat-map).
+          double aux = 0, dropped = 0, assigned = 0, imbalance = 0;
+          for (size_t l = 0; l < moe_layers.size(); ++l) {
+            const auto stats = moe_layers[l]->take_stats();
+            aux += stats.aux_loss;
+            dropped += stats.dropped_frac * static_cast<double>(stats.assignments);
+            assigned += static_cast<double>(stats.assignments);
+            const int64_t layer = args.moe.first_k_dense + static_cast<int64_t>(l);
+            double max_load = 0;
+            for (size_t e = 0; e < stats.load.size(); ++e) {
+              m.extra["moe.load." + std::to_string(layer) + "." + std::to_string(e)] = stats.load[e];
+              max_load = std::max(max_load, stats.load[e]);
+            }
+            imbalance = std::max(imbalance, max_load * static_cast<double>(stats.load.size()));
+          }
+          m.extra["moe.aux_loss"] = aux;
+          m.extra["moe.dropped_frac"] = assigned > 0 ? dropped / assigned : 0.0;
+          m.extra["moe.load_imbalance"] = imbalance;
+        }
         emitter.emit(m);
         interval_t0 = Clock::now();
         interval_tokens = 0;

@@ -1,0 +1,126 @@
+// DeepSeekMoE feed-forward (see moe.h). N tokens, E routed experts, k = top_k, G groups.
+#include "engine/model/moe.h"
+
+#include <cmath>
+
+#include "engine/model/checkpointing.h"
+
+namespace fathom::model {
+
+MoeGateImpl::MoeGateImpl(int64_t n_experts, int64_t d_model) {
+  weight = register_parameter("weight", torch::empty({n_experts, d_model}));
+  e_score_correction_bias = register_buffer("e_score_correction_bias", torch::zeros({n_experts}));
+}
+
+MoeImpl::MoeImpl(const ModelArgs& args) : a_(args.moe) {
+  const int64_t E = a_.n_routed_experts;
+  gate = register_module("gate", MoeGate(E, args.d_model));
+  experts = register_module("experts", torch::nn::ModuleList());
+  for (int64_t e = 0; e < E; ++e) experts->push_back(Mlp(args.d_model, a_.d_expert));
+  if (a_.n_shared_experts > 0)
+    shared_experts = register_module("shared_experts", Mlp(args.d_model, a_.n_shared_experts * a_.d_expert));
+  step_counts_ = torch::zeros({E}, torch::kFloat64);
+  stat_counts_ = torch::zeros({E}, torch::kFloat64);
+}
+
+torch::Tensor MoeImpl::forward(const torch::Tensor& x, torch::Tensor* aux) {
+  const int64_t C = x.size(-1), E = a_.n_routed_experts, k = a_.top_k;
+  auto h = x.reshape({-1, C});
+  const int64_t N = h.size(0);
+
+  // ---- routing, in fp32 ------------------------------------------------------------------
+  auto logits = torch::matmul(h.to(torch::kFloat32), gate->weight.to(torch::kFloat32).t());  // (N, E)
+  auto scores = a_.gate == "sigmoid" ? logits.sigmoid() : logits.softmax(-1);
+  auto choice = scores + gate->e_score_correction_bias.to(torch::kFloat32);
+  {
+    torch::NoGradGuard no_grad;  // selection only: weights come from `scores` below
+    choice = choice.detach();
+    if (a_.n_group > 1) {
+      const int64_t per = E / a_.n_group;
+      auto grouped = choice.view({N, a_.n_group, per});
+      auto group_scores = a_.gate == "sigmoid" ? std::get<0>(grouped.topk(std::min<int64_t>(2, per), -1)).sum(-1)
+                                               : std::get<0>(grouped.max(-1));
+      auto best_groups = std::get<1>(group_scores.topk(a_.topk_group, -1));                     // (N, topk_group)
+      auto group_mask = torch::zeros({N, a_.n_group}, choice.options()).scatter_(1, best_groups, 1.0);
+      auto score_mask = group_mask.unsqueeze(-1).expand({N, a_.n_group, per}).reshape({N, E});
+      choice = choice.masked_fill(score_mask == 0, 0.0);  // as DeepseekV3TopkRouter does
+    }
+  }
+  auto topk_idx = std::get<1>(choice.topk(k, -1, /*largest=*/true, /*sorted=*/false));          // (N, k)
+  auto topk_w = scores.gather(1, topk_idx);
+  if (a_.norm_topk_prob) topk_w = topk_w / (topk_w.sum(-1, /*keepdim=*/true) + 1e-20);
+  topk_w = topk_w * a_.routed_scaling_factor;
+
+  // ---- dispatch: assignments sorted by expert (stable, so token order within an expert) ----
+  auto flat_expert = topk_idx.reshape({-1});                                                   // (N·k)
+  auto order = std::get<1>(flat_expert.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  auto token_of = order.div(k, "floor");
+  auto weight_of = topk_w.reshape({-1}).index_select(0, order);
+  auto counts = torch::bincount(flat_expert, {}, E).to(torch::kCPU, torch::kInt64);
+  const int64_t* cnt = counts.data_ptr<int64_t>();
+  const int64_t capacity =
+      a_.capacity_factor > 0 ? static_cast<int64_t>(std::ceil(a_.capacity_factor * N * k / static_cast<double>(E))) : N * k;
+
+  auto out = torch::zeros({N, C}, h.options().dtype(torch::kFloat32));
+  int64_t offset = 0, dropped = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n_e = cnt[e];
+    const int64_t kept = std::min(n_e, capacity);
+    dropped += n_e - kept;
+    if (kept > 0) {
+      auto tokens = token_of.narrow(0, offset, kept);
+      auto y = experts[e]->as<MlpImpl>()->forward(h.index_select(0, tokens));
+      out.index_add_(0, tokens, y.to(torch::kFloat32) * weight_of.narrow(0, offset, kept).unsqueeze(-1));
+    }
+    offset += n_e;
+  }
+  auto y = out.to(x.scalar_type());
+  if (a_.n_shared_experts > 0) y = y + shared_experts(h);
+
+  // ---- balance and statistics (training forwards only, once per forward) ----------------
+  if (is_training() && !checkpoint_recomputing()) {
+    auto c64 = counts.to(torch::kFloat64);
+    step_counts_ += c64;
+    stat_counts_ += c64;
+    stat_dropped_ += dropped;
+    stat_assigned_ += N * k;
+    ++stat_forwards_;
+  }
+  if (is_training() && aux && a_.balance == "aux_loss" && a_.aux_loss_coef > 0) {
+    // α·Σ_i f_i·P_i, f_i = E/(k·N)·count_i (a constant), P_i = mean normalised score.
+    auto norm_scores = a_.gate == "sigmoid" ? scores / (scores.sum(-1, true) + 1e-20) : scores;
+    auto P = norm_scores.mean(0);                                                             // (E)
+    auto f = counts.to(P.device(), torch::kFloat32) * (static_cast<double>(E) / static_cast<double>(k * N));
+    *aux = (f * P).sum() * a_.aux_loss_coef;
+    if (!checkpoint_recomputing()) stat_aux_ += aux->detach().item<double>();
+  }
+  return y.view(x.sizes());
+}
+
+void MoeImpl::update_bias(bool apply) {
+  if (apply && a_.balance == "bias_update" && a_.bias_update_rate > 0 && step_counts_.sum().item<double>() > 0) {
+    torch::NoGradGuard no_grad;
+    auto load = step_counts_;
+    auto delta = (load.mean() - load).sign() * a_.bias_update_rate;  // under-loaded experts rise
+    auto& b = gate->e_score_correction_bias;
+    b.add_(delta.to(b.device(), b.scalar_type()));
+  }
+  step_counts_.zero_();
+}
+
+MoeStats MoeImpl::take_stats() {
+  MoeStats s;
+  const double total = stat_counts_.sum().item<double>();
+  s.load.resize(static_cast<size_t>(stat_counts_.size(0)));
+  const double* c = stat_counts_.data_ptr<double>();
+  for (size_t e = 0; e < s.load.size(); ++e) s.load[e] = total > 0 ? c[e] / total : 0.0;
+  s.assignments = stat_assigned_;
+  s.dropped_frac = stat_assigned_ > 0 ? static_cast<double>(stat_dropped_) / static_cast<double>(stat_assigned_) : 0.0;
+  s.aux_loss = stat_forwards_ > 0 ? stat_aux_ / static_cast<double>(stat_forwards_) : 0.0;
+  stat_counts_.zero_();
+  stat_dropped_ = stat_assigned_ = stat_forwards_ = 0;
+  stat_aux_ = 0;
+  return s;
+}
+
+}  // namespace fathom::model
