@@ -14,13 +14,23 @@ using namespace fathom::testing;
 
 namespace {
 
-std::string tiny_config(const std::string& dir, int64_t max_steps, int64_t save_every, const std::string& extra = "") {
+const char* kDenseModel = "{d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 0, max_seq_len: 64, vocab_size: 0}";
+// deepseek-moe-tiny's shapes (MLA + one dense layer + DeepSeekMoE), here with DeepSeek-V3 routing:
+// sigmoid gates, group-limited top-2, bias-update balancing.
+const char* kMoeModel =
+    "{family: deepseek, d_model: 64, n_layers: 2, n_heads: 4, d_ff: 192, max_seq_len: 64, vocab_size: 0, attention: mla,"
+    " mla: {kv_lora_rank: 32, q_lora_rank: 24, qk_rope_head_dim: 8, qk_nope_head_dim: 16, v_head_dim: 16},"
+    " moe: {n_routed_experts: 8, n_shared_experts: 1, top_k: 2, d_expert: 32, first_k_dense: 1, gate: sigmoid,"
+    " balance: bias_update, bias_update_rate: 0.01, n_group: 2, topk_group: 1, norm_topk_prob: true}}";
+
+std::string tiny_config(const std::string& dir, int64_t max_steps, int64_t save_every, const std::string& extra = "",
+                        const std::string& model = kDenseModel) {
   std::ostringstream y;
   y << "extends: debug-tiny\n"
     << "run: {name: e2e, seed: 7, device: cpu, threads: 1, workspace: " << dir << "/ws}\n"
     << "data: {train: [" << FATHOM_FIXTURES_DIR << "/corpus], seq_len: 32, shards_dir: " << dir << "/data, validation_fraction: 0.25}\n"
     << "tokenizer: {kind: bpe, vocab_size: 384, path: ''}\n"
-    << "model: {d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 0, max_seq_len: 64, vocab_size: 0}\n"
+    << "model: " << model << "\n"
     << "train: {micro_batch_size: 8, gradient_accumulation_steps: 1, max_steps: " << max_steps
     << ", log_interval: 1, eval_interval: 0, sample_interval: 0, precision: fp32, grad_clip: 1.0}\n"
     << "optimizer: {lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 5, schedule: cosine}\n"
@@ -69,10 +79,9 @@ TEST(TrainE2E, DebugTinyLossFalls) {
   EXPECT_EQ(read_records(dir + "/stdout.txt").size(), recs.size());
 }
 
-TEST(TrainE2E, SigkillAndResumeIsBitIdentical) {
-  const auto dir = make_temp_dir("resume");
-  const int64_t steps = 40;
-  const auto cfg = tiny_config(dir, steps, 5);
+// Trains `cfg` for 40 steps straight, and again SIGKILLed at a random step and resumed; the two
+// final checkpoints must be bit-identical.
+void expect_kill_resume_bit_identical(const std::string& dir, const std::string& cfg) {
   ASSERT_EQ(run_engine({"train", cfg, "--run-dir", dir + "/a"}, dir), 0) << read_text(dir + "/stderr.txt");
 
   std::mt19937 rng(std::random_device{}());
@@ -93,6 +102,13 @@ TEST(TrainE2E, SigkillAndResumeIsBitIdentical) {
   EXPECT_GT(resumed[0]["data"]["step"].get<int64_t>(), 0);
   expect_identical(dir + "/a/checkpoints/step-40/model.safetensors", dir + "/b/checkpoints/step-40/model.safetensors");
   expect_identical(dir + "/a/checkpoints/step-40/optimizer.safetensors", dir + "/b/checkpoints/step-40/optimizer.safetensors");
+}
+
+TEST(TrainE2E, SigkillAndResumeIsBitIdentical) {
+  const auto dir = make_temp_dir("resume");
+  const auto cfg = tiny_config(dir, 40, 5);
+  expect_kill_resume_bit_identical(dir, cfg);
+  if (HasFatalFailure()) return;
 
   // Resuming a finished run does nothing and leaves its last checkpoint untouched.
   const auto before = read_text(dir + "/b/checkpoints/step-40/state.json");
@@ -102,6 +118,46 @@ TEST(TrainE2E, SigkillAndResumeIsBitIdentical) {
   // --resume auto without a run directory cannot resume anything: refused, not silently fresh.
   EXPECT_EQ(run_engine({"train", cfg, "--resume", "auto"}, dir), 2);
   EXPECT_NE(read_text(dir + "/stderr.txt").find("--run-dir"), std::string::npos);
+}
+
+// The DeepSeek model (MLA + MoE with bias-update balancing) resumes exactly like the dense one:
+// the routing biases are part of the checkpoint.
+TEST(TrainE2E, DeepSeekMoeSigkillAndResumeIsBitIdentical) {
+  const auto dir = make_temp_dir("resume-moe");
+  const auto cfg = tiny_config(dir, 40, 5, "", kMoeModel);
+  expect_kill_resume_bit_identical(dir, cfg);
+  if (HasFatalFailure()) return;
+  auto weights = load_map(dir + "/a/checkpoints/step-40/model.safetensors");
+  ASSERT_TRUE(weights.count("model.layers.1.mlp.gate.e_score_correction_bias"));
+  EXPECT_GT(weights["model.layers.1.mlp.gate.e_score_correction_bias"].abs().max().item<float>(), 0.0f)
+      << "bias-update balancing never moved the routing bias";
+  EXPECT_TRUE(weights.count("model.layers.1.self_attn.kv_b_proj.weight"));
+  EXPECT_TRUE(weights.count("model.layers.1.mlp.experts.7.down_proj.weight"));
+  EXPECT_TRUE(weights.count("model.layers.0.mlp.gate_proj.weight")) << "layer 0 is dense (first_k_dense 1)";
+}
+
+// deepseek-moe-tiny's loss falls as the dense model's does, and every metric record carries the
+// expert load of the MoE layer (summing to 1) and the auxiliary loss.
+TEST(TrainE2E, DeepSeekMoeLossFallsAndReportsExpertLoad) {
+  const auto dir = make_temp_dir("moe");
+  const std::string aux_model = std::string(kMoeModel).replace(std::string(kMoeModel).find("balance: bias_update"),
+                                                              20, "balance: aux_loss");
+  const auto cfg = tiny_config(dir, 120, 60, "", aux_model);
+  ASSERT_EQ(run_engine({"train", cfg, "--run-dir", dir + "/run"}, dir), 0) << read_text(dir + "/stderr.txt");
+  auto metrics = records_of(read_records(dir + "/run/events.jsonl"), "metric");
+  ASSERT_EQ(metrics.size(), 120u);
+  const double first = metrics.front()["data"]["loss"].get<double>();
+  const double last = metrics.back()["data"]["loss"].get<double>();
+  EXPECT_NEAR(first, std::log(384.0), 0.6);
+  EXPECT_LT(last, first - 1.0) << "loss went " << first << " → " << last;
+  const auto& extra = metrics.back()["data"]["extra"];
+  double sum = 0;
+  for (int e = 0; e < 8; ++e) sum += extra.at("moe.load.1." + std::to_string(e)).get<double>();
+  EXPECT_NEAR(sum, 1.0, 1e-9);
+  EXPECT_FALSE(extra.contains("moe.load.0.0")) << "layer 0 is dense";
+  EXPECT_GT(extra.at("moe.aux_loss").get<double>(), 0.0);
+  EXPECT_GE(extra.at("moe.load_imbalance").get<double>(), 1.0);
+  EXPECT_EQ(extra.at("moe.dropped_frac").get<double>(), 0.0);
 }
 
 TEST(TrainE2E, CorruptedNewestCheckpointIsSkipped) {
