@@ -8,7 +8,7 @@
 namespace fathom::model {
 
 MoeGateImpl::MoeGateImpl(int64_t n_experts, int64_t d_model) {
-  weight = register_parameter("weight", torch::empty({n_experts, d_model}));
+  weight = register_parameter("weight", torch::randn({n_experts, d_model}) * 0.02);  // TransformerImpl::init_weights re-draws it
   e_score_correction_bias = register_buffer("e_score_correction_bias", torch::zeros({n_experts}));
 }
 
