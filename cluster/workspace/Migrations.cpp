@@ -107,12 +107,38 @@ CREATE TABLE ingest_state (
 );
 )sql";
 
+// 3: the checkpoint browser (issue 5). Lineage read from state.json and the run config; results of
+// full (sha256) verifications and the record of exports live in tables of their own, keyed by the
+// checkpoint's path, because rescan rebuilds the checkpoints rows from the files and would lose them.
+constexpr const char* kMigration3 = R"sql(
+ALTER TABLE checkpoints ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE checkpoints ADD COLUMN parent_checkpoint TEXT;
+ALTER TABLE checkpoints ADD COLUMN init_from TEXT;
+CREATE TABLE checkpoint_checks (
+  run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  path       TEXT NOT NULL,
+  status     TEXT NOT NULL,
+  detail     TEXT,
+  checked_at INTEGER,
+  PRIMARY KEY (run_id, path)
+);
+CREATE TABLE checkpoint_exports (
+  run_id     TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  path       TEXT NOT NULL,
+  out_dir    TEXT NOT NULL,
+  format     TEXT NOT NULL,
+  created_at INTEGER,
+  PRIMARY KEY (run_id, path, out_dir)
+);
+)sql";
+
 }  // namespace
 
 const QList<Migration>& workspaceMigrations() {
   static const QList<Migration> all = {
       {1, "hosts, runs, run_ranks, checkpoints, metrics, events", kMigration1},
       {2, "runs.resume, metric_series, ingest_state", kMigration2},
+      {3, "checkpoint lineage, checkpoint_checks, checkpoint_exports", kMigration3},
   };
   return all;
 }

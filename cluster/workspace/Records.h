@@ -55,6 +55,15 @@ struct RankRecord {
   QString host = QStringLiteral("local");
 };
 
+// Integrity of a checkpoint as last checked by a full verification (sha256 of every file, done by
+// `fathom-engine inspect DIR --json`); stored apart from the checkpoints rows so that a rescan,
+// which rebuilds those rows from the files, keeps what a long hash check found.
+namespace checkpoint_integrity {
+inline const QString unchecked = QString();                      // never hashed
+inline const QString verified = QStringLiteral("verified");      // every file matches MANIFEST.json's sha256
+inline const QString damaged = QStringLiteral("damaged");        // a file is missing, resized or hashes differently
+}  // namespace checkpoint_integrity
+
 struct CheckpointRecord {
   QString runId, path;  // path: absolute directory checkpoints/step-N
   qint64 step = 0;
@@ -62,6 +71,18 @@ struct CheckpointRecord {
   double valLoss = NAN;
   bool verified = false;  // MANIFEST.json present and every file it lists has the listed size
   QDateTime createdAt;
+  // Added (issue 5; new fields stay at the end so aggregate initialisers keep working):
+  qint64 tokens = 0;           // state.json "tokens": tokens seen up to this step
+  QString parentCheckpoint;    // state.json "parent_checkpoint": the checkpoint this run resumed from
+  QString initFrom;            // the run config's model.init_from: what it was fine-tuned from
+  QString integrity;           // checkpoint_integrity::*; from the last full verification
+  QString integrityDetail;     // why damaged: one "file: problem" per line
+  QDateTime checkedAt;         // when that verification ran (invalid = never)
+  QStringList exports;         // directories this checkpoint was exported to (Hugging Face format)
+
+  // Whole: the manifest's files are all there with their sizes, and no hash check found damage.
+  bool isWhole() const { return verified && integrity != checkpoint_integrity::damaged; }
+  bool isDamaged() const { return !verified || integrity == checkpoint_integrity::damaged; }
 };
 
 struct MetricPoint {
