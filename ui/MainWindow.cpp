@@ -54,7 +54,7 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   m_designer = new DesignerPage(workspace, m_stack);
   m_runs = new RunsPage(workspace, queue, m_stack);
   m_monitor = new MonitorPage(workspace, queue, m_stack);
-  m_checkpoints = new CheckpointsPage(workspace, m_stack);
+  m_checkpoints = new CheckpointsPage(workspace, queue, m_stack);
   struct Mode {
     const char* icon;
     QString label, tip;
@@ -106,6 +106,15 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   connect(m_runs, &RunsPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 6000); });
   connect(m_monitor, &MonitorPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 6000); });
   connect(m_checkpoints, &CheckpointsPage::openRun, this, &MainWindow::openRunInMonitor);
+  connect(m_checkpoints, &CheckpointsPage::runLaunched, this, &MainWindow::openRunInMonitor);
+  connect(m_checkpoints, &CheckpointsPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 8000); });
+  connect(m_checkpoints, &CheckpointsPage::fineTuneRequested, this, [this](const QString& yaml, const QString& title) {
+    if (!m_designer->maybeSave()) return;
+    m_designer->newDocument();
+    m_designer->setText(yaml);
+    setCurrentPage(DesignerMode);
+    statusBar()->showMessage(title, 8000);
+  });
 
   m_jobsLabel = new QLabel(this);
   m_jobsLabel->setContentsMargins(8, 0, 8, 0);

@@ -2,8 +2,10 @@
 #include "ui/models/CheckpointTableModel.h"
 
 #include <QDir>
+#include <QFileInfo>
 #include <QLocale>
 
+#include <algorithm>
 #include <cmath>
 
 #include "cluster/workspace/Workspace.h"
@@ -11,6 +13,8 @@
 #include "ui/Theme.h"
 
 namespace fathom::ui {
+
+namespace integrity = cluster::checkpoint_integrity;
 
 CheckpointTableModel::CheckpointTableModel(cluster::Workspace* workspace, QObject* parent)
     : QAbstractTableModel(parent), m_ws(workspace) {
@@ -24,17 +28,94 @@ CheckpointTableModel::CheckpointTableModel(cluster::Workspace* workspace, QObjec
 
 void CheckpointTableModel::reload() {
   beginResetModel();
-  m_rows = m_ws ? m_ws->checkpoints().listAll() : QList<cluster::CheckpointRecord>{};
-  m_runNames.clear();
-  if (m_ws)
-    for (const cluster::RunRecord& r : m_ws->runs().list()) m_runNames.insert(r.id, r.name);
+  m_rows = m_ws && m_ws->isOpen() ? m_ws->checkpoints().listAll() : QList<cluster::CheckpointRecord>{};
+  m_runs.clear();
+  if (m_ws && m_ws->isOpen())
+    for (const cluster::RunRecord& r : m_ws->runs().list()) m_runs.insert(r.id, r);
   endResetModel();
+}
+
+int CheckpointTableModel::rowOf(const QString& path) const {
+  for (int i = 0; i < m_rows.size(); ++i)
+    if (m_rows[i].path == path) return i;
+  return -1;
 }
 
 int CheckpointTableModel::countForRun(const QString& runId) const {
   int n = 0;
   for (const auto& c : m_rows) n += c.runId == runId;
   return n;
+}
+
+QStringList CheckpointTableModel::runIds() const {
+  QStringList ids;
+  for (const auto& c : m_rows)
+    if (!ids.contains(c.runId)) ids.append(c.runId);
+  std::sort(ids.begin(), ids.end(), [this](const QString& a, const QString& b) {
+    return runLabel(a).compare(runLabel(b), Qt::CaseInsensitive) < 0;
+  });
+  return ids;
+}
+
+QString CheckpointTableModel::runLabel(const QString& runId) const {
+  const QString name = m_runs.value(runId).name;
+  return name.isEmpty() || name == runId ? runId : QStringLiteral("%1 (%2)").arg(name, runId);
+}
+
+QString CheckpointTableModel::shortCheckpointName(const QString& path, const QString& ownRunId) {
+  // <runs>/<run-id>/checkpoints/step-N -> "run-id step N"; anything else (a Hugging Face model
+  // directory) by its directory name.
+  const QFileInfo fi(QDir::cleanPath(path));
+  const QString name = fi.fileName();
+  if (!name.startsWith(QLatin1String("step-"))) return name.isEmpty() ? path : name;
+  const QString step = name.mid(5);
+  const QDir saveDir = fi.dir();
+  const QString runId = QFileInfo(saveDir.absolutePath()).dir().dirName();
+  if (runId == ownRunId || runId.isEmpty()) return QStringLiteral("step %1").arg(step);
+  return QStringLiteral("%1 step %2").arg(runId, step);
+}
+
+QString CheckpointTableModel::integrityText(const cluster::CheckpointRecord& c) {
+  if (!c.verified) return tr("✗ damaged: a file is missing or has another size");
+  if (c.integrity == integrity::damaged) {
+    // "model.safetensors: sha256 mismatch (file hashes to ...)": the cell keeps what and where.
+    const QString first = c.integrityDetail.section(QLatin1Char('\n'), 0, 0).section(QStringLiteral(" ("), 0, 0);
+    return first.isEmpty() ? tr("✗ damaged") : tr("✗ damaged: %1").arg(first);
+  }
+  if (c.integrity == integrity::verified) return tr("✓ verified");
+  return tr("unverified");
+}
+
+QString CheckpointTableModel::integrityTip(const cluster::CheckpointRecord& c) {
+  if (!c.verified)
+    return tr("MANIFEST.json is missing, or a file it lists is missing or has another size: this checkpoint is not "
+              "whole and cannot be resumed from. Verify lists the damaged files.");
+  const QString when = c.checkedAt.isValid() ? QLocale().toString(c.checkedAt.toLocalTime(), QLocale::ShortFormat) : QString();
+  if (c.integrity == integrity::damaged)
+    return tr("Verification on %1 found damaged files:\n%2").arg(when, c.integrityDetail);
+  if (c.integrity == integrity::verified)
+    return tr("Every file matches the sha256 in MANIFEST.json (verified %1)").arg(when);
+  return tr("Every file MANIFEST.json lists is present with its size; contents not hashed yet (Verify checks sha256)");
+}
+
+QString CheckpointTableModel::lineageText(const cluster::CheckpointRecord& c) {
+  QStringList parts;
+  if (!c.parentCheckpoint.isEmpty()) parts.append(tr("resumed from %1").arg(shortCheckpointName(c.parentCheckpoint, c.runId)));
+  if (!c.initFrom.isEmpty()) parts.append(tr("fine-tuned from %1").arg(shortCheckpointName(c.initFrom)));
+  if (!c.exports.isEmpty()) {
+    QString e = tr("exported to %1").arg(QFileInfo(c.exports.last()).fileName());
+    if (c.exports.size() > 1) e += tr(" (+%1)").arg(c.exports.size() - 1);
+    parts.append(e);
+  }
+  return parts.join(QStringLiteral(" · "));
+}
+
+QString CheckpointTableModel::lineageTip(const cluster::CheckpointRecord& c) {
+  QStringList lines;
+  if (!c.parentCheckpoint.isEmpty()) lines.append(tr("Resumed from %1").arg(QDir::toNativeSeparators(c.parentCheckpoint)));
+  if (!c.initFrom.isEmpty()) lines.append(tr("Fine-tuned from %1 (model.init_from)").arg(QDir::toNativeSeparators(c.initFrom)));
+  for (const QString& e : c.exports) lines.append(tr("Exported to %1").arg(QDir::toNativeSeparators(e)));
+  return lines.isEmpty() ? tr("Trained from scratch in this run; not exported") : lines.join(QLatin1Char('\n'));
 }
 
 int CheckpointTableModel::rowCount(const QModelIndex& parent) const { return parent.isValid() ? 0 : static_cast<int>(m_rows.size()); }
@@ -46,16 +127,19 @@ QVariant CheckpointTableModel::data(const QModelIndex& index, int role) const {
   const cluster::CheckpointRecord& c = m_rows[index.row()];
   if (role == RunIdRole) return c.runId;
   if (role == PathRole) return c.path;
+  if (role == IntegrityRole) return c.isDamaged() ? QString(integrity::damaged) : c.integrity;
   if (role == Qt::DisplayRole) {
     switch (index.column()) {
       case Run: {
-        const QString name = m_runNames.value(c.runId);
+        const QString name = m_runs.value(c.runId).name;
         return name.isEmpty() ? c.runId : QStringLiteral("%1 (%2)").arg(name, c.runId);
       }
       case Step: return QLocale().toString(c.step);
+      case Tokens: return c.tokens > 0 ? formatSi(double(c.tokens)) : QString();
       case ValLoss: return std::isnan(c.valLoss) ? QString() : formatValue(c.valLoss);
       case Size: return formatBytes(double(c.bytes));
-      case Verified: return c.verified ? tr("✓ verified") : tr("not verified");
+      case Integrity: return integrityText(c);
+      case Lineage: return lineageText(c);
       case Created: return c.createdAt.isValid() ? QLocale().toString(c.createdAt.toLocalTime(), QLocale::ShortFormat) : QString();
       case Path: return QDir::toNativeSeparators(c.path);
     }
@@ -63,35 +147,96 @@ QVariant CheckpointTableModel::data(const QModelIndex& index, int role) const {
   if (role == SortRole) {
     switch (index.column()) {
       case Step: return c.step;
+      case Tokens: return c.tokens;
       case ValLoss: return std::isnan(c.valLoss) ? 1e300 : c.valLoss;
       case Size: return c.bytes;
-      case Verified: return c.verified;
+      case Integrity: return c.isDamaged() ? 0 : (c.integrity == integrity::verified ? 2 : 1);
       case Created: return c.createdAt.isValid() ? c.createdAt.toMSecsSinceEpoch() : 0;
       default: return data(index, Qt::DisplayRole);
     }
   }
-  if (role == Qt::ForegroundRole && index.column() == Verified)
-    return Theme::instance()->statusColor(c.verified ? QStringLiteral("completed") : QStringLiteral("failed"));
-  if (role == Qt::ToolTipRole)
-    return c.verified ? tr("MANIFEST.json lists every file with its size; all are present") :
-                        tr("MANIFEST.json missing or a listed file is missing or has another size");
-  if (role == Qt::TextAlignmentRole && (index.column() == Step || index.column() == ValLoss || index.column() == Size))
+  if (role == Qt::ForegroundRole && index.column() == Integrity) {
+    if (c.isDamaged()) return Theme::instance()->statusColor(QStringLiteral("failed"));
+    if (c.integrity == integrity::verified) return Theme::instance()->statusColor(QStringLiteral("completed"));
+    return {};
+  }
+  if (role == Qt::ToolTipRole) {
+    switch (index.column()) {
+      case Integrity: return integrityTip(c);
+      case Lineage: return lineageTip(c);
+      case Tokens: return c.tokens > 0 ? tr("%1 tokens seen").arg(QLocale().toString(c.tokens)) : tr("not recorded");
+      case Size: return tr("%1 bytes").arg(QLocale().toString(c.bytes));
+      default: return QDir::toNativeSeparators(c.path);
+    }
+  }
+  if (role == Qt::TextAlignmentRole &&
+      (index.column() == Step || index.column() == Tokens || index.column() == ValLoss || index.column() == Size))
     return QVariant(Qt::AlignRight | Qt::AlignVCenter);
   return {};
 }
 
 QVariant CheckpointTableModel::headerData(int section, Qt::Orientation orientation, int role) const {
-  if (orientation != Qt::Horizontal || role != Qt::DisplayRole) return QAbstractTableModel::headerData(section, orientation, role);
+  if (orientation != Qt::Horizontal) return QAbstractTableModel::headerData(section, orientation, role);
+  if (role == Qt::ToolTipRole) {
+    switch (section) {
+      case Tokens: return tr("Tokens seen up to this step (state.json)");
+      case ValLoss: return tr("Best validation loss up to this step");
+      case Integrity: return tr("verified: sha256 of every file checked · unverified: files present with their sizes, "
+                                "not hashed · damaged: cannot be resumed from");
+      case Lineage: return tr("Resumed from (state.json parent_checkpoint), fine-tuned from (model.init_from), "
+                              "exported to (Hugging Face exports made here)");
+      default: return {};
+    }
+  }
+  if (role != Qt::DisplayRole) return QAbstractTableModel::headerData(section, orientation, role);
   switch (section) {
     case Run: return tr("Run");
     case Step: return tr("Step");
+    case Tokens: return tr("Tokens");
     case ValLoss: return tr("Val loss");
     case Size: return tr("Size");
-    case Verified: return tr("Verified");
+    case Integrity: return tr("Integrity");
+    case Lineage: return tr("Lineage");
     case Created: return tr("Created");
     case Path: return tr("Path");
   }
   return {};
+}
+
+// ---- CheckpointFilterModel -----------------------------------------------------------------------
+
+CheckpointFilterModel::CheckpointFilterModel(QObject* parent) : QSortFilterProxyModel(parent) {
+  setSortRole(CheckpointTableModel::SortRole);
+  setDynamicSortFilter(true);
+}
+
+void CheckpointFilterModel::setSourceTable(CheckpointTableModel* model) {
+  m_table = model;
+  setSourceModel(model);
+}
+
+void CheckpointFilterModel::setText(const QString& text) {
+  m_text = text.trimmed();
+  invalidateFilter();
+}
+
+void CheckpointFilterModel::setRunId(const QString& runId) {
+  m_runId = runId;
+  invalidateFilter();
+}
+
+void CheckpointFilterModel::setVerifiedOnly(bool on) {
+  m_verifiedOnly = on;
+  invalidateFilter();
+}
+
+bool CheckpointFilterModel::filterAcceptsRow(int sourceRow, const QModelIndex&) const {
+  if (!m_table || sourceRow >= m_table->rowCount()) return false;
+  const cluster::CheckpointRecord& c = m_table->record(sourceRow);
+  if (!m_runId.isEmpty() && c.runId != m_runId) return false;
+  if (m_verifiedOnly && (c.isDamaged() || c.integrity != integrity::verified)) return false;
+  if (!m_text.isEmpty() && !m_table->runLabel(c.runId).contains(m_text, Qt::CaseInsensitive)) return false;
+  return true;
 }
 
 }  // namespace fathom::ui

@@ -1,0 +1,139 @@
+// ExportDialog; see ExportDialog.h.
+#include "ui/pages/checkpoints/ExportDialog.h"
+
+#include <QDialogButtonBox>
+#include <QDir>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFontDatabase>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QVBoxLayout>
+
+#include "cluster/jobs/EngineTool.h"
+#include "cluster/workspace/Workspace.h"
+#include "ui/Theme.h"
+
+namespace fathom::ui {
+
+ExportDialog::ExportDialog(const cluster::CheckpointRecord& checkpoint, cluster::Workspace* workspace,
+                           const QString& engineBinary, QWidget* parent)
+    : QDialog(parent), m_checkpoint(checkpoint), m_ws(workspace) {
+  setWindowTitle(tr("Export step %1 to Hugging Face format").arg(checkpoint.step));
+  resize(720, 440);
+  auto* layout = new QVBoxLayout(this);
+  auto* intro = new QLabel(tr("Writes config.json, model.safetensors and the tokenizer into a directory that "
+                              "transformers loads with from_pretrained. The checkpoint itself is not changed."),
+                           this);
+  intro->setWordWrap(true);
+  layout->addWidget(intro);
+  auto* row = new QHBoxLayout;
+  row->addWidget(new QLabel(tr("Output directory"), this));
+  m_out = new QLineEdit(this);
+  // <run dir>/exports/hf-step-N by default: next to the run, found by whoever looks at it.
+  const QString runDir = QDir::cleanPath(checkpoint.path + QStringLiteral("/../.."));
+  m_out->setText(QDir(runDir).filePath(QStringLiteral("exports/hf-step-%1").arg(checkpoint.step)));
+  row->addWidget(m_out, 1);
+  m_browse = new QPushButton(tr("Browse…"), this);
+  row->addWidget(m_browse);
+  layout->addLayout(row);
+  m_busy = new QProgressBar(this);
+  m_busy->setRange(0, 0);
+  m_busy->setTextVisible(false);
+  m_busy->setMaximumHeight(8);
+  m_busy->hide();
+  layout->addWidget(m_busy);
+  m_log = new QPlainTextEdit(this);
+  m_log->setReadOnly(true);
+  m_log->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  m_log->setPlaceholderText(tr("fathom-engine convert's progress appears here."));
+  layout->addWidget(m_log, 1);
+  m_result = new QLabel(this);
+  m_result->setWordWrap(true);
+  m_result->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  layout->addWidget(m_result);
+  auto* buttons = new QDialogButtonBox(this);
+  m_start = buttons->addButton(tr("Export"), QDialogButtonBox::AcceptRole);
+  m_start->setObjectName(QStringLiteral("export"));
+  m_cancel = buttons->addButton(QDialogButtonBox::Cancel);
+  auto* close = buttons->addButton(QDialogButtonBox::Close);
+  layout->addWidget(buttons);
+  connect(m_start, &QPushButton::clicked, this, [this] { start(); });
+  connect(m_cancel, &QPushButton::clicked, this, &ExportDialog::cancel);
+  connect(close, &QPushButton::clicked, this, &QDialog::reject);
+  connect(m_browse, &QPushButton::clicked, this, [this] {
+    const QString d = QFileDialog::getExistingDirectory(this, tr("Export to"), QFileInfo(m_out->text()).absolutePath());
+    if (!d.isEmpty()) m_out->setText(d);
+  });
+  m_cancel->setEnabled(false);
+
+  m_tool = new cluster::EngineTool(this);
+  m_tool->setEngineBinary(engineBinary);
+  connect(m_tool, &cluster::EngineTool::progress, this, [this](const QString& line) { m_log->appendPlainText(line); });
+  connect(m_tool, &cluster::EngineTool::finished, this, &ExportDialog::onFinished);
+}
+
+bool ExportDialog::isRunning() const { return m_tool->isRunning(); }
+
+void ExportDialog::setBusy(bool busy) {
+  m_busy->setVisible(busy);
+  m_start->setEnabled(!busy);
+  m_out->setEnabled(!busy);
+  m_browse->setEnabled(!busy);
+  m_cancel->setEnabled(busy);
+}
+
+bool ExportDialog::start() {
+  const QString out = QDir::cleanPath(m_out->text().trimmed());
+  auto fail = [this](const QString& why) {
+    m_result->setText(why);
+    QPalette p = m_result->palette();
+    p.setColor(QPalette::WindowText, Theme::instance()->color(QStringLiteral("status.failed")));
+    m_result->setPalette(p);
+    return false;
+  };
+  if (out.isEmpty()) return fail(tr("Choose an output directory."));
+  if (QFileInfo(out).isDir() && !QDir(out).isEmpty())
+    return fail(tr("%1 exists and is not empty; choose a new directory so nothing is overwritten.").arg(out));
+  if (!QDir().mkpath(QFileInfo(out).absolutePath()))
+    return fail(tr("Cannot create %1; check the permissions.").arg(QFileInfo(out).absolutePath()));
+  m_log->clear();
+  m_result->clear();
+  const QStringList args{QStringLiteral("convert"), m_checkpoint.path, QStringLiteral("--to"), QStringLiteral("hf"),
+                         QStringLiteral("--out"), out};
+  m_log->appendPlainText(QStringLiteral("$ fathom-engine %1").arg(args.join(QLatin1Char(' '))));
+  if (!m_tool->start(args)) return fail(m_tool->error());
+  setBusy(true);
+  return true;
+}
+
+void ExportDialog::cancel() { m_tool->cancel(); }
+
+void ExportDialog::onFinished(bool ok) {
+  setBusy(false);
+  const QString out = QDir::cleanPath(m_out->text().trimmed());
+  QPalette p = m_result->palette();
+  if (ok && m_ws) {
+    if (!m_ws->checkpoints().addExport(m_checkpoint.runId, m_checkpoint.path, out))
+      m_log->appendPlainText(tr("(the export is done but could not be recorded: %1)").arg(m_ws->checkpoints().lastError()));
+    m_result->setText(tr("✓ Exported to %1").arg(QDir::toNativeSeparators(out)));
+    p.setColor(QPalette::WindowText, Theme::instance()->color(QStringLiteral("status.completed")));
+  } else if (m_tool->wasCancelled()) {
+    m_result->setText(tr("Cancelled. %1 may hold a partial export; delete it before exporting there again.").arg(out));
+    p.setColor(QPalette::WindowText, Theme::instance()->color(QStringLiteral("status.failed")));
+  } else {
+    const QString why = m_tool->error();
+    m_result->setText(m_tool->unknownCommand()
+                          ? tr("This fathom-engine has no convert command yet (%1). Update the engine; nothing was exported.").arg(why)
+                          : tr("Export failed: %1").arg(why));
+    p.setColor(QPalette::WindowText, Theme::instance()->color(QStringLiteral("status.failed")));
+  }
+  m_result->setPalette(p);
+  emit exportFinished(ok, !ok && m_tool->unknownCommand());
+}
+
+}  // namespace fathom::ui
