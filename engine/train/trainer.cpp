@@ -508,12 +508,27 @@ int run_training(const TrainInvocation& inv) {
       auto ids = tokenizer.encode(prompt);
       if (ids.empty()) ids.push_back(tokenizer.eos_id().value_or(0));
       std::vector<int64_t> seq(ids.begin(), ids.end());
+      if (static_cast<int64_t>(seq.size()) >= args.max_seq_len)
+        seq.erase(seq.begin(), seq.end() - (args.max_seq_len - 1));
       std::mt19937_64 rng(seed);
       std::vector<uint32_t> out;
+      // Prefill the prompt into a KV cache, then decode one token per step; past the model's
+      // context the window slides and is re-encoded.
+      const int64_t capacity = std::min<int64_t>(args.max_seq_len, static_cast<int64_t>(seq.size()) + cfg.train.sample_tokens);
+      auto cache = net->new_cache(1, capacity);
+      auto logits_of = [&](int64_t fed) {
+        if (cache.length + 1 > cache.capacity || fed < 0) {
+          cache.length = 0;
+          const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(seq.size()) - (cache.capacity - 1));
+          auto idx = torch::tensor(std::vector<int64_t>(seq.begin() + start, seq.end()), torch::kInt64).unsqueeze(0).to(device);
+          return net->forward_cached(idx, cache).select(1, idx.size(1) - 1).squeeze(0);
+        }
+        auto idx = torch::tensor(std::vector<int64_t>{fed}, torch::kInt64).view({1, 1}).to(device);
+        return net->forward_cached(idx, cache).select(1, 0).squeeze(0);
+      };
+      int64_t fed = -1;  // first call: prefill the prompt
       for (int64_t i = 0; i < cfg.train.sample_tokens; ++i) {
-        const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(seq.size()) - args.max_seq_len);
-        auto idx = torch::tensor(std::vector<int64_t>(seq.begin() + start, seq.end()), torch::kInt64).unsqueeze(0).to(device);
-        auto logits = net->forward(idx).select(1, idx.size(1) - 1).squeeze(0).to(torch::kCPU, torch::kFloat32);
+        auto logits = logits_of(fed).to(torch::kCPU, torch::kFloat32);
         int64_t next = 0;
         if (temperature <= 0) {
           next = logits.argmax().item<int64_t>();
@@ -531,6 +546,7 @@ int run_training(const TrainInvocation& inv) {
         if (tokenizer.eos_id() && static_cast<uint32_t>(next) == *tokenizer.eos_id()) break;
         seq.push_back(next);
         out.push_back(static_cast<uint32_t>(next));
+        fed = next;
       }
       net->train();
       return tokenizer.decode(out);
