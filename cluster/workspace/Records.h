@@ -73,12 +73,12 @@ struct CheckpointRecord {
   QDateTime createdAt;
   // Added (issue 5; new fields stay at the end so aggregate initialisers keep working):
   qint64 tokens = 0;           // state.json "tokens": tokens seen up to this step
-  QString parentCheckpoint;    // state.json "parent_checkpoint": the checkpoint this run resumed from
-  QString initFrom;            // the run config's model.init_from: what it was fine-tuned from
-  QString integrity;           // checkpoint_integrity::*; from the last full verification
-  QString integrityDetail;     // why damaged: one "file: problem" per line
-  QDateTime checkedAt;         // when that verification ran (invalid = never)
-  QStringList exports;         // directories this checkpoint was exported to (Hugging Face format)
+  QString parentCheckpoint{};    // state.json "parent_checkpoint": the checkpoint this run resumed from
+  QString initFrom{};            // the run config's model.init_from: what it was fine-tuned from
+  QString integrity{};           // checkpoint_integrity::*; from the last full verification
+  QString integrityDetail{};     // why damaged: one "file: problem" per line
+  QDateTime checkedAt{};         // when that verification ran (invalid = never)
+  QStringList exports{};         // directories this checkpoint was exported to (Hugging Face format)
 
   // Whole: the manifest's files are all there with their sizes, and no hash check found damage.
   bool isWhole() const { return verified && integrity != checkpoint_integrity::damaged; }
