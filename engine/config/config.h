@@ -88,6 +88,9 @@ struct DataConfig {
   std::vector<std::string> train;     // files, directories or globs
   std::string format = "auto";        // text | jsonl | auto
   std::string text_field = "text";
+  std::string task = "lm";            // lm = next-token on plain text | instruct = prompt/completion or chat JSONL
+  std::string chat_template = "auto"; // auto | plain | chatml | llama3 | deepseek
+  bool packing = true;                // instruct: pack short examples into full sequences
   double validation_fraction = 0.01;
   std::string shards_dir;             // "" = under the workspace
   int64_t seq_len = 256;
@@ -128,6 +131,7 @@ struct OptimizerConfig {
 
 struct LoraConfig {
   bool enabled = false;
+  std::string adapter;            // start from an existing (PEFT) adapter directory
   int64_t r = 16;
   double lora_alpha = 32.0;
   std::vector<std::string> target_modules{"q_proj", "v_proj"};

@@ -38,7 +38,7 @@ std::vector<std::string> cross_key_rule_descriptions() {
       "`train.eval_interval` > 0 needs `data.validation_fraction` > 0; `checkpoint.keep_best` > 0 needs evaluation.",
       "`distributed.rank` < `distributed.world_size`; `distributed.backend: nccl` needs CUDA (error with `run.device: cpu`); `distributed.init_method` is env://, tcp:// or file://; `distributed.gpu_ids` has no duplicates.",
       "`optimizer.zero.stage` > 0 with `world_size` 1 is a warning (nothing to shard over).",
-      "`lora.enabled` needs a non-empty `lora.target_modules`; unknown module names and a missing `lora.base` are warnings.",
+      "`lora.enabled` needs a non-empty `lora.target_modules`; unknown module names and a missing `lora.base` are warnings; `lora.dropout` > 0 with activation checkpointing is an error (the recomputation would draw new masks).",
       "`telemetry.prometheus_port` differs from `serve.port`.",
       "Warnings: empty `data.train`; paths in `data.train`, `tokenizer.path` (gpt2/hf), `model.init_from` and `lora.base` that do not exist on this machine; no periodic checkpoint.",
   };
@@ -321,16 +321,21 @@ void check_lora(RunConfig& c, Checker& check) {
                 "list the layers to adapt, e.g. [q_proj, v_proj]");
   // Hugging Face module names of the llama and deepseek families (tensor names follow HF).
   static const std::vector<std::string> known = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-                                                 "query_key_value", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"};
+                                                 "query_key_value", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
+                                                 "experts", "shared_experts"};
   for (const auto& name : l.target_modules) {
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
     const std::string guess = detail::closest_match(name, known);
     check.warning({"lora.target_modules"}, "'" + name + "' is not a module of the llama or deepseek models",
                   guess.empty() ? "use " + detail::join(known, ", ") : "did you mean '" + guess + "'?");
   }
-  if (l.base.empty())
+  if (l.base.empty() && c.model.init_from.empty())
     check.warning({"lora.base", "lora.enabled"}, "LoRA without lora.base adapts a freshly initialised model",
                   "set lora.base to the checkpoint directory of the model to fine-tune");
+  if (l.dropout > 0 && c.model.activation_checkpointing != "none")
+    check.error({"lora.dropout", "model.activation_checkpointing"},
+                "lora.dropout > 0 with activation checkpointing: the recomputation would draw other dropout masks",
+                "set lora.dropout: 0, or model.activation_checkpointing: none");
 }
 
 bool path_matches(const std::string& pattern) {

@@ -102,6 +102,9 @@ std::vector<KeyInfo> build_keys() {
       FATHOM_KEY(data.text_field, String, "Field of each jsonl record that holds the text."),
       FATHOM_KEY(data.validation_fraction, Float, "Fraction of the tokens held out for evaluation.").range(0, 0.5),
       FATHOM_KEY(data.shards_dir, String, "Where tokenized shards are cached; \"\" = under the workspace.").paths(PathKind::FileRelative),
+      FATHOM_KEY(data.task, Enum, "lm = next-token prediction on plain text; instruct = JSONL of prompt/completion pairs or chat messages, loss on the completions only.").choices({"lm", "instruct"}),
+      FATHOM_KEY(data.chat_template, Enum, "How instruct examples become text: auto = by model family and tokenizer (qwen2 chatml, llama llama3 when its tokenizer has the header tokens, deepseek, else plain).").choices({"auto", "plain", "chatml", "llama3", "deepseek"}),
+      FATHOM_KEY(data.packing, Bool, "instruct: pack several short examples into each sequence; attention and positions never cross examples."),
       FATHOM_KEY(data.seq_len, Int, "Tokens per training sequence (context length used in training).").range(1, 1 << 22).unit("tokens"),
 
       // ---- train
@@ -138,7 +141,8 @@ std::vector<KeyInfo> build_keys() {
       FATHOM_KEY(lora.target_modules, StringList, "Linear layers that get adapters (Hugging Face names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; query_key_value = q, k and v)."),
       FATHOM_KEY(lora.dropout, Float, "Dropout on the adapter input.").min(0).below(1),
       FATHOM_KEY(lora.use_rslora, Bool, "Rank-stabilised scaling lora_alpha / sqrt(r) (Kalajdzievski 2023)."),
-      FATHOM_KEY(lora.base, String, "Checkpoint directory of the base model being fine-tuned.").paths(PathKind::FileRelative),
+      FATHOM_KEY(lora.base, String, "The base model being fine-tuned: a Fathom checkpoint directory (…/checkpoints/step-N) or a Hugging Face model directory.").paths(PathKind::FileRelative),
+      FATHOM_KEY(lora.adapter, String, "Start from an existing adapter: a directory with adapter_model.safetensors + adapter_config.json (PEFT's format, or a Fathom fine-tune checkpoint).").paths(PathKind::FileRelative),
       FATHOM_KEY(lora.quantize_base, Enum, "Store the frozen base weights as int8 to save memory.").choices({"none", "int8"}),
 
       // ---- checkpoint
