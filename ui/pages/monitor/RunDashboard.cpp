@@ -4,12 +4,14 @@
 #include "ui/pages/monitor/RunDashboard.h"
 
 #include <QRegularExpression>
+#include <QSplitter>
 #include <QVBoxLayout>
 
 #include <cmath>
 
 #include "cluster/jobs/RunSession.h"
 #include "ui/Theme.h"
+#include "ui/charts/ExpertLoadMap.h"
 
 namespace fathom::ui {
 
@@ -45,6 +47,11 @@ const Spec kSpecs[] = {
     {"cpu", "CPU utilisation", "%", 1, R"(^cpu\.util_pct$)", false, false},
     {"ram", "Host memory used", "GiB", 1 / kGiB, R"(^ram\.used$)", false, false},
     {"loss_scale", "Loss scale (fp16)", "", 1, R"(^loss_scale$)", true, false},
+    // DeepSeekMoE routing (metric extra keys; the per-expert moe.load.<layer>.<expert> go to the
+    // heat map, not to line charts).
+    {"moe_aux", "MoE auxiliary loss", "", 1, R"(^moe\.aux_loss$)", true, false},
+    {"moe_imbalance", "MoE load imbalance (max / mean expert load)", "×", 1, R"(^moe\.load_imbalance$)", true, false},
+    {"moe_dropped", "MoE dropped tokens (over capacity)", "%", 100, R"(^moe\.dropped_frac$)", true, false},
 };
 
 // Keys that are read but not charted (totals are constant; the rest is too detailed for the grid).
@@ -72,8 +79,17 @@ bool markedEvent(const QString& name) {
 RunDashboard::RunDashboard(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
-  m_grid = new ChartGrid(this);
-  layout->addWidget(m_grid);
+  // The expert-load heat map sits above the grid, shown only for runs that report moe.load.*.
+  auto* split = new QSplitter(Qt::Vertical, this);
+  m_expertLoad = new ExpertLoadMap(split);
+  m_expertLoad->hide();
+  m_grid = new ChartGrid(split);
+  split->addWidget(m_expertLoad);
+  split->addWidget(m_grid);
+  split->setStretchFactor(0, 1);
+  split->setStretchFactor(1, 3);
+  split->setSizes({260, 700});
+  layout->addWidget(split);
   buildPanels();
   connect(Theme::instance(), &Theme::changed, this, [this] { reload(); });
 }
@@ -93,6 +109,8 @@ void RunDashboard::resetRouting() {
   m_events.clear();
   m_stackStep = -1;
   m_stackHave = 0;
+  m_expertLoad->clear();
+  m_expertLoad->hide();
   for (ChartPanel* p : m_grid->panels()) {
     p->clearSeries();
     p->setMarkers({});
@@ -248,6 +266,15 @@ void RunDashboard::appendPoints(const QVector<cluster::MetricPoint>& points) {
   for (const cluster::MetricPoint& p : points) {
     if (!m_ranks.contains(p.rank)) m_ranks.insert(p.rank);
     if (p.rank == 0 && p.key == QLatin1String("loss")) m_tokensAtStep.insert(p.step, p.tokens);
+    int layer = 0, expert = 0;
+    if (p.key.startsWith(QLatin1String("moe.load.")) && ExpertLoadMap::parseKey(p.key, &layer, &expert)) {
+      // Rank 0's routing stands for the run (every rank routes its own micro-batches alike).
+      if (p.rank == 0) {
+        m_expertLoad->setLoad(layer, expert, p.step, p.value);
+        if (m_expertLoad->isHidden()) m_expertLoad->show();
+      }
+      continue;
+    }
     const Route r = routeFor(p.key, p.rank);
     if (!r.panel) continue;
     const double x = xOf(p);

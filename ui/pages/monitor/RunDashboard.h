@@ -1,6 +1,7 @@
 // The per-run chart grid: which panels exist (loss, lr, grad norm, throughput, MFU, step-time
 // split, per-GPU utilisation / memory / fragmentation / temperature / power, host CPU and RAM,
-// collective bandwidth), which metric keys feed which series, and event markers. Fed from a
+// collective bandwidth, MoE aux loss / load imbalance / dropped tokens), which metric keys feed
+// which series, event markers, and the MoE expert-load heat map above the grid. Fed from a
 // RunSession: a catch-up load, then its batched metricsAppended/eventsAppended signals.
 #pragma once
 
@@ -19,6 +20,8 @@ class RunSession;
 
 namespace fathom::ui {
 
+class ExpertLoadMap;
+
 class RunDashboard : public QWidget {
   Q_OBJECT
  public:
@@ -33,6 +36,8 @@ class RunDashboard : public QWidget {
 
   ChartGrid* grid() const { return m_grid; }
   ChartPanel* panel(const QString& id) const { return m_grid->panel(id); }
+  // MoE runs: per-expert load of every MoE layer (hidden for runs without moe.load.* metrics).
+  ExpertLoadMap* expertLoad() const { return m_expertLoad; }
 
   // Routing (public for tests): feeds points / events as the session signals would.
   void appendPoints(const QVector<cluster::MetricPoint>& points);
@@ -55,6 +60,7 @@ class RunDashboard : public QWidget {
   void resetRouting();
 
   ChartGrid* m_grid;
+  ExpertLoadMap* m_expertLoad;
   QPointer<cluster::RunSession> m_session;
   QList<QMetaObject::Connection> m_connections;
   XAxisKind m_xKind = XAxisKind::Step;
