@@ -35,6 +35,7 @@
 #include "cluster/launch/LocalLauncher.h"
 #include "cluster/workspace/Workspace.h"
 #include "engine/config/config.h"
+#include "ui/MainWindow.h"
 #include "ui/models/CheckpointTableModel.h"
 #include "ui/pages/checkpoints/CheckpointsPage.h"
 #include "ui/pages/checkpoints/ExportDialog.h"
@@ -500,6 +501,24 @@ class TestCheckpointsPage : public QObject {
     QCOMPARE(last.step, 12);
     QCOMPARE(last.parentCheckpoint, src);
     QCOMPARE(CheckpointTableModel::lineageText(last), QStringLiteral("resumed from alpha step 10"));
+  }
+
+  // docs/screenshots/checkpoints.png from the state the tests above left (verified, damaged,
+  // deleted, resumed): FATHOM_SCREENSHOT_DIR=docs/screenshots xvfb-run -a -s "-screen 0 1600x1000x24"
+  // build-ui/bin/test_ui_checkpoints_page -platform xcb (with FATHOM_ENGINE_BIN set).
+  void screenshot() {
+    const QString dir = qEnvironmentVariable("FATHOM_SCREENSHOT_DIR");
+    if (dir.isEmpty()) QSKIP("set FATHOM_SCREENSHOT_DIR to write checkpoints.png");
+    MainWindow w(&m_ws, nullptr);
+    w.resize(1600, 1000);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    w.setCurrentPage(MainWindow::CheckpointsMode);
+    CheckpointsPage* page = w.checkpoints();
+    page->view()->sortByColumn(CheckpointTableModel::Created, Qt::DescendingOrder);
+    QVERIFY(page->selectCheckpoint(ckpt(QStringLiteral("beta"), 5)));
+    QTest::qWait(500);
+    QVERIFY(w.grab().save(QDir(dir).filePath(QStringLiteral("checkpoints.png"))));
   }
 };
 
