@@ -26,6 +26,7 @@
 #include "ui/pages/EmptyStatePage.h"
 #include "ui/pages/checkpoints/CheckpointsPage.h"
 #include "ui/pages/designer/DesignerPage.h"
+#include "ui/pages/finetune/FinetunePage.h"
 #include "ui/pages/launch/LaunchDialog.h"
 #include "ui/pages/monitor/MonitorPage.h"
 #include "ui/pages/runs/RunsPage.h"
@@ -55,6 +56,7 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   m_runs = new RunsPage(workspace, queue, m_stack);
   m_monitor = new MonitorPage(workspace, queue, m_stack);
   m_checkpoints = new CheckpointsPage(workspace, queue, m_stack);
+  m_finetune = new FinetunePage(workspace, queue, m_devices, m_stack);
   struct Mode {
     const char* icon;
     QString label, tip;
@@ -65,13 +67,7 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
       {"runs", tr("Runs"), tr("Every run of the workspace and the job queue (Ctrl+2)"), m_runs},
       {"monitor", tr("Monitor"), tr("Live charts, samples and logs of a run; compare runs (Ctrl+3)"), m_monitor},
       {"checkpoints", tr("Checkpoints"), tr("Saved checkpoints of every run (Ctrl+4)"), m_checkpoints},
-      {"finetune", tr("Fine-tune"), tr("LoRA fine-tuning (Ctrl+5)"),
-       new EmptyStatePage(QStringLiteral("finetune"), tr("LoRA fine-tuning"),
-                          tr("Fine-tune a checkpoint with low-rank adapters: pick a base checkpoint, a dataset and the "
-                             "adapter settings (r, lora_alpha, target_modules), then follow it here like any run.\n\n"
-                             "LoRA fine-tuning arrives with issue #6. Until then a config with lora.enabled can be "
-                             "designed and launched from the Designer."),
-                          m_stack)},
+      {"finetune", tr("Fine-tune"), tr("LoRA fine-tuning: base, data, adapters, launch (Ctrl+5)"), m_finetune},
       {"playground", tr("Playground"), tr("Chat with a checkpoint (Ctrl+6)"),
        new EmptyStatePage(QStringLiteral("playground"), tr("Inference playground"),
                           tr("Load a checkpoint into a `fathom-engine serve` process and talk to it: conversation on the "
@@ -108,13 +104,16 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   connect(m_checkpoints, &CheckpointsPage::openRun, this, &MainWindow::openRunInMonitor);
   connect(m_checkpoints, &CheckpointsPage::runLaunched, this, &MainWindow::openRunInMonitor);
   connect(m_checkpoints, &CheckpointsPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 8000); });
-  connect(m_checkpoints, &CheckpointsPage::fineTuneRequested, this, [this](const QString& yaml, const QString& title) {
-    if (!m_designer->maybeSave()) return;
-    m_designer->newDocument();
-    m_designer->setText(yaml);
-    setCurrentPage(DesignerMode);
+  // Fine-tune from here: the Fine-tune page with that checkpoint as its base.
+  connect(m_checkpoints, &CheckpointsPage::fineTuneRequested, this, [this](const QString&, const QString& title) {
+    const QList<cluster::CheckpointRecord> sel = m_checkpoints->selectedCheckpoints();
+    if (sel.isEmpty()) return;
+    m_finetune->setBase(sel.first().path);
+    setCurrentPage(FinetuneMode);
     statusBar()->showMessage(title, 8000);
   });
+  connect(m_finetune, &FinetunePage::runLaunched, this, &MainWindow::openRunInMonitor);
+  connect(m_finetune, &FinetunePage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 8000); });
 
   m_jobsLabel = new QLabel(this);
   m_jobsLabel->setContentsMargins(8, 0, 8, 0);
@@ -282,6 +281,7 @@ void MainWindow::saveSettings() const {
   m_runs->saveState(s);
   m_monitor->saveState(s);
   m_checkpoints->saveState(s);
+  m_finetune->saveState(s);
 }
 
 void MainWindow::restoreSettings() {
@@ -292,6 +292,7 @@ void MainWindow::restoreSettings() {
   m_runs->restoreState(s);
   m_monitor->restoreState(s);
   m_checkpoints->restoreState(s);
+  m_finetune->restoreState(s);
   setCurrentPage(std::clamp(s.value(QStringLiteral("window/page"), 0).toInt(), 0, PageCount - 1));
 }
 

@@ -1,5 +1,5 @@
 // The workbench window: Qt Creator-style mode bar on the left, one page per mode in a stacked
-// widget (Designer, Runs, Monitor, Checkpoints; Fine-tune, Playground and Hosts arrive with later
+// widget (Designer, Runs, Monitor, Checkpoints, Fine-tune; Playground and Hosts arrive with later
 // issues), a status bar with running jobs and devices, menus, themes, and its state (geometry,
 // splitters, last page, open run) saved with QSettings. Holds no run logic: pages call
 // fathom_cluster (Workspace, JobQueue) that app/main.cpp hands in.
@@ -25,6 +25,7 @@ class DesignerPage;
 class RunsPage;
 class MonitorPage;
 class CheckpointsPage;
+class FinetunePage;
 class DeviceProbe;
 
 class MainWindow : public QMainWindow {
@@ -45,6 +46,7 @@ class MainWindow : public QMainWindow {
   RunsPage* runsPage() const { return m_runs; }
   MonitorPage* monitor() const { return m_monitor; }
   CheckpointsPage* checkpoints() const { return m_checkpoints; }
+  FinetunePage* finetune() const { return m_finetune; }
   ModeBar* modeBar() const { return m_modeBar; }
   DeviceProbe* deviceProbe() const { return m_devices; }
   QLabel* jobsLabel() const { return m_jobsLabel; }
@@ -76,6 +78,7 @@ class MainWindow : public QMainWindow {
   RunsPage* m_runs;
   MonitorPage* m_monitor;
   CheckpointsPage* m_checkpoints;
+  FinetunePage* m_finetune;
   QLabel* m_jobsLabel;
   QLabel* m_devicesLabel;
   QPointer<LaunchDialog> m_launchDialog;

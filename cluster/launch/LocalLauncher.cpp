@@ -31,6 +31,7 @@
 
 #include "cluster/launch/ProcessInfo.h"
 #include "cluster/workspace/RunFiles.h"
+#include "engine/config/config.h"
 
 namespace fathom::cluster {
 
@@ -341,9 +342,17 @@ QString LocalLauncher::findEngineBinary(const QString& preferred, QString* error
   return {};
 }
 
+QString LocalLauncher::engineCommand(const LaunchSpec& spec) {
+  if (!spec.command.isEmpty()) return spec.command;
+  config::LoadOptions o;
+  o.check_paths = false;
+  const config::LoadResult r = config::load_config_file(spec.configPath.toStdString(), o);
+  return r.config.lora.enabled ? QStringLiteral("finetune") : QStringLiteral("train");
+}
+
 QStringList LocalLauncher::engineArguments(const LaunchSpec& spec, int rank) {
   const QString runDir = spec.runDir.isEmpty() ? QStringLiteral("<run-dir>") : spec.runDir;
-  QStringList a{QStringLiteral("train"), spec.configPath};
+  QStringList a{engineCommand(spec), spec.configPath};
   for (const QString& o : spec.overrides) a << QStringLiteral("--set") << o;
   if (!spec.devices.isEmpty()) {
     QStringList gpuIds;

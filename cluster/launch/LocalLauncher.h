@@ -26,6 +26,9 @@ struct LaunchSpec {
   // Added: extra environment, "NAME=value" (the job queue sets FATHOM_WORKSPACE so the engine
   // keeps prepared data under the workbench's workspace).
   QStringList environment;
+  // Added: the engine subcommand ("train" or "finetune"); "" = by the config: "finetune" when it
+  // enables lora, else "train" (so queued runs, resumes and duplicates keep theirs).
+  QString command;
 };
 
 struct LaunchResult {
@@ -49,6 +52,8 @@ class LocalLauncher {
   // ("NAME=value": spec.environment, then for nprocs > 1 MASTER_ADDR, MASTER_PORT, RANK,
   // WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE). `masterPort` 0 leaves MASTER_PORT out.
   static QStringList engineArguments(const LaunchSpec& spec, int rank);
+  // spec.command, or the one its config calls for (see LaunchSpec::command).
+  static QString engineCommand(const LaunchSpec& spec);
   static QStringList rankEnvironment(const LaunchSpec& spec, int rank, int masterPort);
 
   // The exact command lines start() runs, one per rank, shell-quoted, with their environment and
