@@ -234,6 +234,9 @@ class TestCheckpointsPage : public QObject {
     QCOMPARE(done.at(1).at(0).toString(), bad);
     QCOMPARE(done.at(1).at(1).toString(), QStringLiteral("damaged"));
 
+    // The results reloaded the table; the selection survived.
+    QCOMPARE(m_page->selectedCheckpoints().size(), 1);
+    QCOMPARE(m_page->selectedCheckpoints().first().path, bad);
     const CheckpointRecord g = recordOf(QStringLiteral("beta"), 10), b = recordOf(QStringLiteral("beta"), 5);
     QCOMPARE(g.integrity, QStringLiteral("verified"));
     QCOMPARE(b.integrity, QStringLiteral("damaged"));

@@ -191,7 +191,24 @@ CheckpointsPage::CheckpointsPage(cluster::Workspace* workspace, cluster::JobQueu
     }
     menu.exec(m_view->viewport()->mapToGlobal(pos));
   });
+  // A reload (a checkpoint saved by a live run, a verification result) resets the model; the
+  // user's selection survives it.
+  connect(m_model, &QAbstractItemModel::modelAboutToBeReset, this, [this] {
+    m_keepSelection.clear();
+    for (const auto& c : selectedCheckpoints()) m_keepSelection << c.path;
+  });
   connect(m_model, &QAbstractItemModel::modelReset, this, [this] {
+    if (!m_keepSelection.isEmpty()) {
+      QItemSelection sel;
+      for (const QString& path : std::as_const(m_keepSelection)) {
+        const int row = m_model->rowOf(path);
+        if (row < 0) continue;
+        const QModelIndex p = m_proxy->mapFromSource(m_model->index(row, 0));
+        if (p.isValid()) sel.select(p, p);
+      }
+      m_view->selectionModel()->select(sel, QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
+      m_keepSelection.clear();
+    }
     fillRunPicker();
     updateSummary();
     updateActions();

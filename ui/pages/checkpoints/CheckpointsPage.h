@@ -146,6 +146,7 @@ class CheckpointsPage : public QWidget {
   QLabel* m_busyLabel = nullptr;
   QPushButton* m_busyCancel = nullptr;
   QHash<QString, QAction*> m_actions;
+  QStringList m_keepSelection;  // paths selected before a model reset
 
   cluster::EngineTool* m_verifyTool = nullptr;
   QList<cluster::CheckpointRecord> m_verifyQueue;

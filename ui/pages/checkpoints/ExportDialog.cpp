@@ -64,7 +64,7 @@ ExportDialog::ExportDialog(const cluster::CheckpointRecord& checkpoint, cluster:
   layout->addWidget(buttons);
   connect(m_start, &QPushButton::clicked, this, [this] { start(); });
   connect(m_cancel, &QPushButton::clicked, this, &ExportDialog::cancel);
-  connect(close, &QPushButton::clicked, this, &QDialog::reject);
+  connect(close, &QPushButton::clicked, this, &ExportDialog::reject);
   connect(m_browse, &QPushButton::clicked, this, [this] {
     const QString d = QFileDialog::getExistingDirectory(this, tr("Export to"), QFileInfo(m_out->text()).absolutePath());
     if (!d.isEmpty()) m_out->setText(d);
@@ -113,6 +113,16 @@ bool ExportDialog::start() {
 
 void ExportDialog::cancel() { m_tool->cancel(); }
 
+void ExportDialog::reject() {
+  // Closing while convert runs ends it first (a half-written export is said so), then closes.
+  if (m_tool->isRunning()) {
+    m_closeWhenDone = true;
+    m_tool->cancel();
+    return;
+  }
+  QDialog::reject();
+}
+
 void ExportDialog::onFinished(bool ok) {
   setBusy(false);
   const QString out = QDir::cleanPath(m_out->text().trimmed());
@@ -134,6 +144,7 @@ void ExportDialog::onFinished(bool ok) {
   }
   m_result->setPalette(p);
   emit exportFinished(ok, !ok && m_tool->unknownCommand());
+  if (m_closeWhenDone) QDialog::reject();
 }
 
 }  // namespace fathom::ui

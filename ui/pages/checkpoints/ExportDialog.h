@@ -35,6 +35,8 @@ class ExportDialog : public QDialog {
   bool start();
   void cancel();
   cluster::EngineTool* tool() const { return m_tool; }
+  // While convert runs: cancels it and closes once it has ended.
+  void reject() override;
 
  signals:
   // ok: convert exited 0 and the export was recorded. `unknownCommand`: the engine has no convert.
@@ -54,6 +56,7 @@ class ExportDialog : public QDialog {
   QProgressBar* m_busy;
   QPlainTextEdit* m_log;
   QLabel* m_result;
+  bool m_closeWhenDone = false;
 };
 
 }  // namespace fathom::ui
