@@ -237,6 +237,38 @@ class TestFinetunePage : public QObject {
     QVERIFY(p->estimateLabel()->text().contains(QStringLiteral("lora.r")));
   }
 
+  // The preview contract (docs: the engine prints one JSON object) parsed and drawn, independent
+  // of whether this engine implements it yet.
+  void previewContractParsesAndDraws() {
+    const QByteArray json =
+        R"({"seq_len":64, "template":"chatml", "count":3, "truncated":1,
+            "examples":[{"index":0, "tokens":70, "truncated":true,
+                         "segments":[{"text":"<|im_start|>user\nWhat is a tort?<|im_end|>\n<|im_start|>assistant\n", "train":false},
+                                     {"text":"A civil wrong.<|im_end|>", "train":true}]}],
+            "histogram":{"edges":[0,32,64,96], "counts":[1,1,1]},
+            "trainable_params":4096, "base_params":100000})";
+    DataPreview d = parsePreview("prepared tokenizer\n" + json);  // a stray log line before it is tolerated
+    QVERIFY2(d.error.isEmpty(), qPrintable(d.error));
+    QCOMPARE(d.seqLen, qint64(64));
+    QCOMPARE(d.count, qint64(3));
+    QCOMPARE(d.truncated, qint64(1));
+    QCOMPARE(d.chatTemplate, QStringLiteral("chatml"));
+    QCOMPARE(d.examples.size(), 1);
+    QCOMPARE(d.examples[0].segments.size(), 2);
+    QVERIFY(!d.examples[0].segments[0].train && d.examples[0].segments[1].train);
+    QCOMPARE(d.edges.size(), 4);
+    QCOMPARE(d.trainableParams, qint64(4096));
+    DataPreviewView view;
+    view.setPreview(d);
+    QVERIFY(view.examplesView()->toPlainText().contains(QStringLiteral("A civil wrong.")));
+    QVERIFY(view.examplesView()->toPlainText().contains(QStringLiteral("truncated to 64")));
+    QCOMPARE(view.truncationLabel()->text(), QStringLiteral("1 of 3 examples truncated at seq_len 64 · template chatml"));
+    auto* bars = qobject_cast<QCPBars*>(view.histogram()->plottable(0));
+    QVERIFY(bars);
+    QCOMPARE(bars->dataCount(), 3);
+    QVERIFY(!parsePreview("fathom-engine: unknown command 'finetune'").error.isEmpty());
+  }
+
   void previewShowsExamplesAsTheModelSeesThem() {
     auto p = page();
     p->show();

@@ -15,6 +15,14 @@
 
 namespace fathom::ui {
 
+namespace {
+void setColor(QLabel* label, const QString& themeColor) {
+  QPalette p = label->palette();
+  p.setColor(QPalette::WindowText, Theme::instance()->color(themeColor));
+  label->setPalette(p);
+}
+}  // namespace
+
 DataPreviewView::DataPreviewView(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
@@ -166,12 +174,13 @@ void DataPreviewView::render() {
   m_plot->yAxis->setRange(0, std::max(1.0, maxCount * 1.15));
   m_plot->replot();
 
+  // No lengths yet: an empty 0..1 chart says nothing, so the examples get the room.
+  m_plot->setVisible(bins > 0);
   if (!m_message.isEmpty() || m_preview.count == 0) {
-    m_truncation->clear();
+    setColor(m_truncation, QStringLiteral("text.muted"));
+    m_truncation->setText(tr("The token-length histogram appears with the preview."));
   } else {
-    QPalette p = m_truncation->palette();
-    p.setColor(QPalette::WindowText, t->color(m_preview.truncated > 0 ? QStringLiteral("status.stopped") : QStringLiteral("status.completed")));
-    m_truncation->setPalette(p);
+    setColor(m_truncation, m_preview.truncated > 0 ? QStringLiteral("status.stopped") : QStringLiteral("status.completed"));
     m_truncation->setText(tr("%1 of %2 examples truncated at seq_len %3 · template %4")
                               .arg(m_preview.truncated)
                               .arg(m_preview.count)

@@ -247,7 +247,7 @@ QWidget* FinetunePage::buildSteps() {
   rankRow->addWidget(new QLabel(tr("dropout"), loraBox));
   rankRow->addWidget(m_dropout);
   rankRow->addStretch(1);
-  loraForm->addRow(tr("Rank"), rankRow);
+  loraForm->addRow(tr("Adapter"), rankRow);
   auto* optRow = new QHBoxLayout;
   m_rslora = new QCheckBox(tr("rsLoRA scaling"), loraBox);
   m_rslora->setObjectName(QStringLiteral("rslora"));

@@ -340,13 +340,13 @@ QString finetuneYaml(const FinetuneBase& base, const FinetuneSettings& s) {
 DataPreview parsePreview(const QByteArray& json) {
   DataPreview p;
   QJsonParseError pe{};
-  // The engine prints one JSON object; tolerate log lines before it by taking the last '{' line.
-  QByteArray text = json.trimmed();
+  // The engine prints one JSON object; tolerate log lines before it: parse from the first line
+  // that starts one.
+  const QByteArray text = json.trimmed();
   QJsonDocument doc = QJsonDocument::fromJson(text, &pe);
-  if (!doc.isObject()) {
-    const QList<QByteArray> lines = text.split('\n');
-    for (auto it = lines.rbegin(); it != lines.rend() && !doc.isObject(); ++it)
-      if (it->trimmed().startsWith('{')) doc = QJsonDocument::fromJson(it->trimmed(), &pe);
+  for (qsizetype at = text.indexOf("\n{"); !doc.isObject() && at >= 0; at = text.indexOf("\n{", at + 1)) {
+    QJsonParseError e{};
+    doc = QJsonDocument::fromJson(text.mid(at + 1), &e);
   }
   if (!doc.isObject()) {
     p.error = QStringLiteral("the preview is not a JSON object (%1): %2").arg(pe.errorString(), QString::fromUtf8(text.left(300)));
