@@ -72,6 +72,11 @@ class TestMonitorMoe : public QObject {
     // No line chart per expert.
     for (ChartPanel* p : dash.grid()->panels()) QVERIFY2(!p->id().startsWith(QStringLiteral("extra:moe.load.")), qPrintable(p->id()));
 
+    if (const QString shots = qEnvironmentVariable("FATHOM_SCREENSHOT_DIR"); !shots.isEmpty()) {
+      QTest::qWait(300);
+      QVERIFY(dash.grab().save(QDir(shots).filePath(QStringLiteral("monitor-moe.png"))));
+    }
+
     // Live points: a newer step replaces a cell, an older one does not.
     dash.appendPoints({cluster::MetricPoint{22, 45056, 6.0, QStringLiteral("moe.load.2.3"), 0.2, 0, 999}});
     QCOMPARE(map->cell(2, 3), 0.2);

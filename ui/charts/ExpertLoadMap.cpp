@@ -36,7 +36,15 @@ ExpertLoadMap::ExpertLoadMap(QWidget* parent) : QWidget(parent) {
   m_scale->setType(QCPAxis::atRight);
   m_scale->axis()->setLabel(tr("share of routed tokens"));
   m_map->setColorScale(m_scale);
-  m_map->setGradient(QCPColorGradient::gpThermal);
+  // Plasma (perceptually even, readable in both themes; no white top that would vanish on a light
+  // background as gpThermal's does).
+  QCPColorGradient plasma;
+  plasma.setColorStopAt(0.0, QColor(0x0d, 0x08, 0x87));
+  plasma.setColorStopAt(0.25, QColor(0x7e, 0x03, 0xa8));
+  plasma.setColorStopAt(0.5, QColor(0xcc, 0x47, 0x78));
+  plasma.setColorStopAt(0.75, QColor(0xf8, 0x95, 0x40));
+  plasma.setColorStopAt(1.0, QColor(0xf0, 0xf9, 0x21));
+  m_map->setGradient(plasma);
   m_map->setInterpolate(false);
   m_map->setTightBoundary(false);
   m_plot->xAxis->setLabel(tr("expert"));
