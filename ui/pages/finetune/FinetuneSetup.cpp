@@ -310,6 +310,8 @@ QString finetuneYaml(const FinetuneBase& base, const FinetuneSettings& s) {
   y += QStringLiteral("  chat_template: %1\n").arg(s.chatTemplate);
   y += QStringLiteral("  packing: %1\n").arg(yamlBool(s.packing));
   y += QStringLiteral("  seq_len: %1\n").arg(s.seqLen);
+  // Instruction sets are small: 1 % (the default) of a few hundred examples holds out nothing.
+  y += QStringLiteral("  validation_fraction: 0.1\n");
   y += QStringLiteral("train:\n");
   y += QStringLiteral("  max_steps: %1\n").arg(s.maxSteps);
   y += QStringLiteral("  micro_batch_size: %1\n").arg(s.microBatch);
