@@ -1,0 +1,777 @@
+// Hugging Face model directories -> Fathom config + tensors (import); see hf.h. Export lives in
+// hf_export.cpp. Reference for every field: transformers 5.17 configuration_{llama,qwen2,
+// deepseek_v3}.py and the config.json files its save_pretrained writes (tests/fixtures/hf).
+#include "engine/checkpoint/hf.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "engine/checkpoint/fs_posix.h"
+#include "engine/checkpoint/hf_util.h"
+#include "engine/checkpoint/manager.h"
+#include "engine/config/config.h"
+
+namespace fathom::ckpt {
+
+using nlohmann::json;
+
+const std::vector<HfArchitecture>& hf_architectures() {
+  static const std::vector<HfArchitecture> a = {
+      {"LlamaForCausalLM", "llama", "llama"},
+      {"Qwen2ForCausalLM", "qwen2", "qwen2"},
+      {"DeepseekV3ForCausalLM", "deepseek_v3", "deepseek"},
+  };
+  return a;
+}
+
+namespace hf_detail {
+
+std::string join(const std::string& dir, const std::string& name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+std::string absolute_path(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf)) return buf;
+  // Not there yet: resolve the parent and append the name.
+  const std::string parent = posix::parent_directory(path);
+  if (parent != path && ::realpath(parent.c_str(), buf)) return join(buf, posix::base_name(path));
+  return path;
+}
+
+std::string read_text_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw HfError("cannot read " + what + " " + path + ": " + std::strerror(errno) + ".");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+json read_json_file(const std::string& path, const std::string& what) {
+  const std::string text = read_text_file(path, what);
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw HfError(path + ": not valid JSON (" + std::string(e.what()) + "); the " + what + " is damaged.");
+  }
+}
+
+std::string architectures_list() {
+  std::string s;
+  for (const auto& a : hf_architectures()) s += (s.empty() ? "" : ", ") + std::string(a.architecture);
+  return s;
+}
+
+std::string natural_key(const std::string& name) {
+  // Zero-pad every run of digits so that "layers.10" sorts after "layers.9".
+  std::string out;
+  for (size_t i = 0; i < name.size();) {
+    if (std::isdigit(static_cast<unsigned char>(name[i]))) {
+      size_t j = i;
+      while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+      out += std::string(j - i < 12 ? 12 - (j - i) : 0, '0') + name.substr(i, j - i);
+      i = j;
+    } else {
+      out += name[i++];
+    }
+  }
+  return out;
+}
+
+}  // namespace hf_detail
+
+using namespace hf_detail;
+
+namespace {
+
+// ---- config.json reading helpers: each names the file and the key in its errors -------------
+
+struct ConfigReader {
+  const json& j;
+  const std::string& where;
+
+  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
+
+  int64_t integer(const char* key) const {
+    if (!has(key)) throw HfError(where + ": \"" + key + "\" is missing; a " + arch() + " config needs it.");
+    return integer_of(j[key], key);
+  }
+  int64_t integer_or(const char* key, int64_t fallback) const { return has(key) ? integer_of(j[key], key) : fallback; }
+  int64_t integer_of(const json& v, const char* key) const {
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+    throw HfError(where + ": \"" + key + "\" is " + v.dump() + ", expected an integer.");
+  }
+  double number_or(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_number()) throw HfError(where + ": \"" + key + "\" is " + j[key].dump() + ", expected a number.");
+    return j[key].get<double>();
+  }
+  bool boolean_or(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_boolean()) throw HfError(where + ": \"" + key + "\" is " + j[key].dump() + ", expected true or false.");
+    return j[key].get<bool>();
+  }
+  std::string string_or(const char* key, const std::string& fallback) const {
+    if (!has(key)) return fallback;
+    if (!j[key].is_string()) throw HfError(where + ": \"" + key + "\" is " + j[key].dump() + ", expected a string.");
+    return j[key].get<std::string>();
+  }
+  std::string arch() const {
+    if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+        j["architectures"][0].is_string())
+      return j["architectures"][0].get<std::string>();
+    return "model";
+  }
+  [[noreturn]] void refuse(const std::string& what, const std::string& why) const {
+    throw HfError(where + ": " + what + ": " + why);
+  }
+};
+
+// RoPE: transformers 5 writes {"rope_parameters": {"rope_type": "default", "rope_theta": θ}};
+// 4.x wrote "rope_theta" plus "rope_scaling" (null or {"rope_type"/"type": ...}).
+double read_rope(const ConfigReader& r) {
+  double theta = r.number_or("rope_theta", 10000.0);
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (!r.has(key)) continue;
+    const json& p = r.j[key];
+    if (!p.is_object()) r.refuse(std::string("\"") + key + "\" is " + p.dump(), "expected an object or null.");
+    std::string type = "default";
+    if (p.contains("rope_type") && p["rope_type"].is_string()) type = p["rope_type"].get<std::string>();
+    else if (p.contains("type") && p["type"].is_string()) type = p["type"].get<std::string>();
+    if (type != "default") {
+      r.refuse(std::string("\"") + key + "\" asks for RoPE scaling \"" + type + "\"",
+               "the engine implements plain RoPE only (rope_type \"default\"), so this model's logits could not be "
+               "reproduced. Supported: rope_scaling null or rope_type \"default\".");
+    }
+    if (p.contains("rope_theta") && p["rope_theta"].is_number()) theta = p["rope_theta"].get<double>();
+  }
+  if (!(theta > 0)) r.refuse("rope_theta " + std::to_string(theta), "must be > 0.");
+  return theta;
+}
+
+const HfArchitecture* find_architecture(const json& j, const std::string& where, std::string* name) {
+  std::string arch;
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string()) {
+    arch = j["architectures"][0].get<std::string>();
+    for (const auto& a : hf_architectures())
+      if (arch == a.architecture) {
+        *name = arch;
+        return &a;
+      }
+  } else if (j.contains("model_type") && j["model_type"].is_string()) {
+    const std::string mt = j["model_type"].get<std::string>();
+    for (const auto& a : hf_architectures())
+      if (mt == a.model_type) {
+        *name = a.architecture;
+        return &a;
+      }
+    arch = "model_type " + mt;
+  }
+  throw HfError(where + ": architecture " + (arch.empty() ? std::string("(none given: no \"architectures\" or \"model_type\")") : "\"" + arch + "\"") +
+                " is not supported; Fathom imports " + architectures_list() +
+                " (causal language models of the LLaMA, Qwen2 and DeepSeek-V3 families).");
+}
+
+}  // namespace
+
+config::ModelConfig model_config_from_hf(const json& j, const std::string& where, std::string* architecture) {
+  if (!j.is_object()) throw HfError(where + ": expected a JSON object.");
+  std::string arch;
+  const HfArchitecture* a = find_architecture(j, where, &arch);
+  if (architecture) *architecture = arch;
+  const ConfigReader r{j, where};
+
+  if (r.has("quantization_config")) {
+    r.refuse("\"quantization_config\" is set (" + r.j["quantization_config"].value("quant_method", std::string("?")) + ")",
+             "quantized weights (e.g. DeepSeek-V3's FP8 release) are not imported; dequantize to bf16/fp32 first "
+             "(DeepSeek ships inference/fp8_cast_bf16.py for that).");
+  }
+  const std::string act = r.string_or("hidden_act", "silu");
+  if (act != "silu") r.refuse("hidden_act \"" + act + "\"", "the engine's MLPs are SwiGLU (silu); only \"silu\" is supported.");
+  if (r.boolean_or("mlp_bias", false)) r.refuse("mlp_bias is true", "the engine's MLPs have no biases; only mlp_bias false is supported.");
+
+  config::ModelConfig m;
+  m.family = a->family;
+  m.vocab_size = r.integer("vocab_size");
+  m.d_model = r.integer("hidden_size");
+  m.n_layers = r.integer("num_hidden_layers");
+  m.n_heads = r.integer("num_attention_heads");
+  m.n_kv_heads = r.integer_or("num_key_value_heads", m.n_heads);
+  m.d_ff = r.integer("intermediate_size");
+  m.max_seq_len = r.integer_or("max_position_embeddings", 2048);
+  m.rope_theta = read_rope(r);
+  m.norm_eps = r.number_or("rms_norm_eps", 1e-6);  // the default of all three configs
+  m.tie_embeddings = r.boolean_or("tie_word_embeddings", false);
+  m.init_std = r.number_or("initializer_range", 0.02);
+  m.attention = "mha";
+  for (int64_t v : {m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.n_kv_heads, m.d_ff, m.max_seq_len})
+    if (v <= 0) r.refuse("a size is " + std::to_string(v), "vocab_size, hidden_size, num_hidden_layers, num_attention_heads, "
+                         "num_key_value_heads, intermediate_size and max_position_embeddings must all be > 0.");
+
+  const std::string family = a->family;
+  if (family == "llama" || family == "qwen2") {
+    if (r.has("head_dim")) {
+      m.head_dim = r.integer("head_dim");
+      if (m.head_dim * m.n_heads == m.d_model) m.head_dim = 0;  // the default; keep configs short
+    } else if (m.d_model % m.n_heads != 0) {
+      r.refuse("hidden_size " + std::to_string(m.d_model) + " is not a multiple of num_attention_heads " +
+                   std::to_string(m.n_heads), "set head_dim in config.json.");
+    }
+    if (m.n_heads % m.n_kv_heads != 0)
+      r.refuse("num_attention_heads " + std::to_string(m.n_heads) + " is not a multiple of num_key_value_heads " +
+                   std::to_string(m.n_kv_heads), "grouped-query attention needs it.");
+  }
+  if (family == "llama") {
+    m.attention_bias = r.boolean_or("attention_bias", false);
+  } else if (family == "qwen2") {
+    // Qwen2 always has q/k/v biases and none on o_proj; the engine adds them for family qwen2.
+    m.attention_bias = false;
+    if (r.boolean_or("use_sliding_window", false)) {
+      r.refuse("use_sliding_window is true", "sliding-window attention is not implemented (every layer attends to the "
+               "whole context); only models with use_sliding_window false import exactly.");
+    }
+    if (r.has("layer_types") && r.j["layer_types"].is_array()) {
+      for (const auto& t : r.j["layer_types"])
+        if (!t.is_string() || t.get<std::string>() != "full_attention")
+          r.refuse("layer_types contains " + t.dump(), "sliding-window layers are not implemented; only \"full_attention\" is.");
+    }
+  } else {  // deepseek
+    if (r.boolean_or("attention_bias", false))
+      r.refuse("attention_bias is true", "the engine's multi-head latent attention has no biases.");
+    m.attention = "mla";
+    m.mla.kv_lora_rank = r.integer("kv_lora_rank");
+    m.mla.q_lora_rank = r.integer_or("q_lora_rank", 0);  // null = no query compression
+    m.mla.qk_rope_head_dim = r.integer("qk_rope_head_dim");
+    m.mla.qk_nope_head_dim = r.integer("qk_nope_head_dim");
+    m.mla.v_head_dim = r.integer("v_head_dim");
+    m.mla.rope_interleave = r.boolean_or("rope_interleave", true);  // transformers' default
+    m.n_kv_heads = m.n_heads;  // MLA: num_key_value_heads is not used by the attention
+    m.head_dim = 0;            // config.json's head_dim is qk_rope_head_dim for DeepSeek-V3
+    const std::string scoring = r.string_or("scoring_func", "sigmoid");
+    if (scoring != "sigmoid")
+      r.refuse("scoring_func \"" + scoring + "\"", "DeepseekV3ForCausalLM routes with sigmoid scores; only \"sigmoid\" is supported.");
+    const std::string topk_method = r.string_or("topk_method", "noaux_tc");
+    if (topk_method != "noaux_tc")
+      r.refuse("topk_method \"" + topk_method + "\"", "DeepseekV3ForCausalLM routes with \"noaux_tc\" (group-limited, "
+               "bias-corrected top-k); only that is supported.");
+    if (r.integer_or("moe_layer_freq", 1) != 1)
+      r.refuse("moe_layer_freq " + std::to_string(r.integer_or("moe_layer_freq", 1)), "only 1 (every layer past "
+               "first_k_dense_replace is MoE) is supported.");
+    const int64_t experts = r.integer_or("n_routed_experts", 0);
+    if (experts > 0) {
+      m.moe.n_routed_experts = experts;
+      m.moe.n_shared_experts = r.integer_or("n_shared_experts", 0);
+      m.moe.top_k = r.integer("num_experts_per_tok");
+      m.moe.d_expert = r.integer("moe_intermediate_size");
+      m.moe.first_k_dense = r.integer_or("first_k_dense_replace", 0);
+      m.moe.gate = "sigmoid";
+      m.moe.balance = "bias_update";
+      m.moe.norm_topk_prob = r.boolean_or("norm_topk_prob", true);
+      m.moe.routed_scaling_factor = r.number_or("routed_scaling_factor", 1.0);
+      m.moe.n_group = r.integer_or("n_group", 1);
+      m.moe.topk_group = r.integer_or("topk_group", 1);
+      if (m.moe.n_group <= 0 || experts % m.moe.n_group != 0)
+        r.refuse("n_group " + std::to_string(m.moe.n_group), "must divide n_routed_experts " + std::to_string(experts) + ".");
+      if (m.moe.topk_group <= 0 || m.moe.topk_group > m.moe.n_group)
+        r.refuse("topk_group " + std::to_string(m.moe.topk_group), "must be in 1..n_group.");
+      if (m.moe.top_k <= 0 || m.moe.top_k > experts)
+        r.refuse("num_experts_per_tok " + std::to_string(m.moe.top_k), "must be in 1..n_routed_experts.");
+      if (m.moe.first_k_dense > m.n_layers)
+        r.refuse("first_k_dense_replace " + std::to_string(m.moe.first_k_dense), "exceeds num_hidden_layers.");
+    }
+  }
+  return m;
+}
+
+// ---- the directory --------------------------------------------------------------------------
+
+HfModelInfo read_hf_model_dir(const std::string& dir_in) {
+  if (!posix::is_directory(dir_in)) {
+    throw HfError(dir_in + (posix::exists(dir_in) ? " is not a directory" : " does not exist") +
+                  "; give the Hugging Face model directory (the one holding config.json and *.safetensors).");
+  }
+  HfModelInfo info;
+  info.dir = absolute_path(dir_in);
+  const std::string cfg_path = join(info.dir, "config.json");
+  if (!posix::is_regular_file(cfg_path)) {
+    throw HfError(info.dir + " has no config.json, so it is not a Hugging Face model directory (save_pretrained writes "
+                  "config.json beside the weights). Point at the directory that holds it.");
+  }
+  const json j = read_json_file(cfg_path, "model config");
+  info.model = model_config_from_hf(j, cfg_path, &info.architecture);
+  const ConfigReader r{j, cfg_path};
+  auto token_id = [&](const char* key) -> std::optional<int64_t> {
+    if (!r.has(key)) return std::nullopt;
+    const json& v = j[key];
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int64_t>();  // eos lists
+    return std::nullopt;
+  };
+  info.bos_token_id = token_id("bos_token_id");
+  info.eos_token_id = token_id("eos_token_id");
+  info.torch_dtype = r.string_or("dtype", r.string_or("torch_dtype", ""));
+  if (info.model.family == "deepseek" && r.integer_or("num_nextn_predict_layers", 0) > 0)
+    info.notes.push_back("multi-token-prediction layers (num_nextn_predict_layers) are not part of the model; their "
+                         "weights, if present, are skipped");
+
+  // Weights: sharded (index) or one file.
+  const std::string index_path = join(info.dir, "model.safetensors.index.json");
+  const std::string single = join(info.dir, "model.safetensors");
+  if (posix::is_regular_file(index_path)) {
+    const json idx = read_json_file(index_path, "weight index");
+    if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
+      throw HfError(index_path + ": no \"weight_map\" object; the index is damaged (re-save the model).");
+    std::set<std::string> files;
+    for (const auto& [tensor, file] : idx["weight_map"].items()) {
+      if (!file.is_string())
+        throw HfError(index_path + ": weight_map[\"" + tensor + "\"] is " + file.dump() + ", expected a file name.");
+      const std::string f = file.get<std::string>();
+      if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
+        throw HfError(index_path + ": weight_map[\"" + tensor + "\"] names \"" + f + "\", expected a plain file name in " +
+                      info.dir + ".");
+      files.insert(f);
+    }
+    if (files.empty()) throw HfError(index_path + ": weight_map is empty.");
+    for (const auto& f : files) {
+      const std::string p = join(info.dir, f);
+      if (!posix::is_regular_file(p)) {
+        throw HfError(index_path + " names shard \"" + f + "\", which is missing from " + info.dir +
+                      "; the download or copy is incomplete (fetch every model-*-of-*.safetensors file).");
+      }
+      info.weight_files.push_back(p);
+    }
+  } else if (posix::is_regular_file(single)) {
+    info.weight_files.push_back(single);
+  } else {
+    std::string found;
+    for (const auto& n : posix::list_directory(info.dir))
+      if (n.size() > 12 && (n.rfind(".safetensors") == n.size() - 12 || n.rfind(".bin") == n.size() - 4 ||
+                            n.rfind(".pth") == n.size() - 4))
+        found += (found.empty() ? "" : ", ") + n;
+    throw HfError(info.dir + " has neither model.safetensors nor model.safetensors.index.json" +
+                  (found.empty() ? std::string(".") : " (found: " + found + ").") +
+                  " Fathom reads safetensors weights only; re-save with save_pretrained(dir, safe_serialization=True).");
+  }
+  const std::string tok = join(info.dir, "tokenizer.json");
+  if (posix::is_regular_file(tok)) info.tokenizer_json = tok;
+  return info;
+}
+
+// ---- expected names and shapes ---------------------------------------------------------------
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensor_shapes(const config::ModelConfig& m) {
+  if (m.vocab_size <= 0) throw HfError("model.vocab_size is not set; cannot tell the embedding's shape.");
+  const int64_t C = m.d_model, V = m.vocab_size, H = m.n_heads;
+  const int64_t Hkv = m.n_kv_heads > 0 ? m.n_kv_heads : H;
+  const int64_t hd = m.head_dim > 0 ? m.head_dim : (H > 0 ? C / H : 0);
+  const int64_t d_ff = m.d_ff;
+  const int64_t d_expert = m.moe.d_expert > 0 ? m.moe.d_expert : d_ff;
+  if (d_ff <= 0) throw HfError("model.d_ff is not set.");
+  const bool qkv_bias = m.attention_bias || m.family == "qwen2";
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  auto add = [&](const std::string& n, std::vector<int64_t> s) { out.emplace_back(n, std::move(s)); };
+  auto mlp = [&](const std::string& p, int64_t width) {
+    add(p + ".gate_proj.weight", {width, C});
+    add(p + ".up_proj.weight", {width, C});
+    add(p + ".down_proj.weight", {C, width});
+  };
+  add("model.embed_tokens.weight", {V, C});
+  for (int64_t i = 0; i < m.n_layers; ++i) {
+    const std::string L = "model.layers." + std::to_string(i);
+    add(L + ".input_layernorm.weight", {C});
+    add(L + ".post_attention_layernorm.weight", {C});
+    const std::string A = L + ".self_attn";
+    if (m.attention == "mla") {
+      const auto& a = m.mla;
+      const int64_t qk = a.qk_nope_head_dim + a.qk_rope_head_dim;
+      if (a.q_lora_rank > 0) {
+        add(A + ".q_a_proj.weight", {a.q_lora_rank, C});
+        add(A + ".q_a_layernorm.weight", {a.q_lora_rank});
+        add(A + ".q_b_proj.weight", {H * qk, a.q_lora_rank});
+      } else {
+        add(A + ".q_proj.weight", {H * qk, C});
+      }
+      add(A + ".kv_a_proj_with_mqa.weight", {a.kv_lora_rank + a.qk_rope_head_dim, C});
+      add(A + ".kv_a_layernorm.weight", {a.kv_lora_rank});
+      add(A + ".kv_b_proj.weight", {H * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank});
+      add(A + ".o_proj.weight", {C, H * a.v_head_dim});
+    } else {
+      add(A + ".q_proj.weight", {H * hd, C});
+      if (qkv_bias) add(A + ".q_proj.bias", {H * hd});
+      add(A + ".k_proj.weight", {Hkv * hd, C});
+      if (qkv_bias) add(A + ".k_proj.bias", {Hkv * hd});
+      add(A + ".v_proj.weight", {Hkv * hd, C});
+      if (qkv_bias) add(A + ".v_proj.bias", {Hkv * hd});
+      add(A + ".o_proj.weight", {C, H * hd});
+      if (m.attention_bias) add(A + ".o_proj.bias", {C});
+    }
+    if (m.moe.n_routed_experts > 0 && i >= m.moe.first_k_dense) {
+      const int64_t E = m.moe.n_routed_experts;
+      add(L + ".mlp.gate.weight", {E, C});
+      add(L + ".mlp.gate.e_score_correction_bias", {E});
+      for (int64_t e = 0; e < E; ++e) mlp(L + ".mlp.experts." + std::to_string(e), d_expert);
+      if (m.moe.n_shared_experts > 0) mlp(L + ".mlp.shared_experts", m.moe.n_shared_experts * d_expert);
+    } else {
+      mlp(L + ".mlp", d_ff);
+    }
+  }
+  add("model.norm.weight", {C});
+  if (!m.tie_embeddings) add("lm_head.weight", {V, C});
+  return out;
+}
+
+namespace hf_detail {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+void check_against_expected(const NamedTensors& tensors, const config::ModelConfig& m, const std::string& where) {
+  const auto expected = expected_tensor_shapes(m);
+  std::map<std::string, const torch::Tensor*> have;
+  for (const auto& [n, t] : tensors) have[n] = &t;
+  std::vector<std::string> missing, wrong;
+  std::set<std::string> known;
+  for (const auto& [n, s] : expected) {
+    known.insert(n);
+    auto it = have.find(n);
+    if (it == have.end()) {
+      missing.push_back(n);
+    } else if (it->second->sizes().vec() != s) {
+      wrong.push_back(n + " is " + shape_str(it->second->sizes().vec()) + ", the model needs " + shape_str(s));
+    }
+  }
+  std::vector<std::string> extra;
+  for (const auto& [n, t] : have)
+    if (!known.count(n)) extra.push_back(n);
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 6; ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > 6) s += " and " + std::to_string(v.size() - 6) + " more";
+    return s;
+  };
+  if (!missing.empty())
+    throw HfError(where + ": " + std::to_string(missing.size()) + " tensor(s) the model needs are missing: " + list(missing) +
+                  ". The weights do not match the config (wrong config.json, or an incomplete/other model's files).");
+  if (!wrong.empty())
+    throw HfError(where + ": tensor shapes do not match the config: " + list(wrong) + ".");
+  if (!extra.empty())
+    throw HfError(where + ": " + std::to_string(extra.size()) + " tensor(s) the model does not have: " + list(extra) +
+                  ". The weights do not match the config, or the model has parts Fathom does not implement.");
+}
+
+NamedTensors sorted_like_expected(NamedTensors tensors, const config::ModelConfig& m) {
+  std::map<std::string, size_t> order;
+  const auto expected = expected_tensor_shapes(m);
+  for (size_t i = 0; i < expected.size(); ++i) order[expected[i].first] = i;
+  std::stable_sort(tensors.begin(), tensors.end(), [&](const auto& a, const auto& b) {
+    auto ia = order.find(a.first), ib = order.find(b.first);
+    const size_t x = ia == order.end() ? SIZE_MAX : ia->second, y = ib == order.end() ? SIZE_MAX : ib->second;
+    return x != y ? x < y : natural_key(a.first) < natural_key(b.first);
+  });
+  return tensors;
+}
+
+}  // namespace hf_detail
+
+// ---- weights ---------------------------------------------------------------------------------
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// "model.layers.12.xxx" -> 12, else -1.
+int64_t layer_of(const std::string& name) {
+  static const std::string p = "model.layers.";
+  if (name.rfind(p, 0) != 0) return -1;
+  size_t i = p.size(), j = i;
+  while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+  if (j == i) return -1;
+  return std::stoll(name.substr(i, j - i));
+}
+
+}  // namespace
+
+NamedTensors load_hf_weights(const HfModelInfo& info) {
+  const config::ModelConfig& m = info.model;
+  NamedTensors out;
+  std::set<std::string> seen;
+  int64_t skipped_mtp = 0;
+  for (const auto& path : info.weight_files) {
+    std::unique_ptr<SafetensorsFile> file;
+    try {
+      file = std::make_unique<SafetensorsFile>(path);
+    } catch (const SafetensorsError& e) {
+      throw HfError(std::string(e.what()) + (info.weight_files.size() > 1 ? " (a shard of " + info.dir + ")" : "") +
+                    " The file is damaged or was cut short: download or copy it again.");
+    }
+    for (const TensorInfo& ti : file->tensors()) {
+      const std::string& name = ti.name;
+      if (!seen.insert(name).second)
+        throw HfError(path + ": tensor '" + name + "' appears in more than one weight file of " + info.dir + ".");
+      if (ends_with(name, "rotary_emb.inv_freq")) continue;  // older checkpoints stored the RoPE table
+      if (name == "lm_head.weight" && m.tie_embeddings) continue;  // tied: the embedding is the head
+      const int64_t layer = layer_of(name);
+      if (layer >= m.n_layers && m.family == "deepseek") {  // DeepSeek-V3 multi-token-prediction module
+        ++skipped_mtp;
+        continue;
+      }
+      torch::Tensor t;
+      try {
+        t = tensor_from_file(*file, ti);
+      } catch (const SafetensorsError& e) {
+        throw HfError(std::string(e.what()));
+      }
+      if (!t.is_floating_point())
+        throw HfError(path + ": tensor '" + name + "' has dtype " + dtype_name(ti.dtype) +
+                      "; model weights must be floating point (quantized checkpoints are not imported).");
+      t = t.to(torch::kFloat32).contiguous();
+      // transformers 5 keeps routed experts fused in memory: gate_up_proj (E, 2·I, C) with gate
+      // rows first, down_proj (E, C, I). Its save_pretrained writes them per expert again, but a
+      // state_dict saved directly (or another tool) may hold the fused form.
+      std::string base = name;
+      if (ends_with(base, ".weight") && (ends_with(base, "experts.gate_up_proj.weight") || ends_with(base, "experts.down_proj.weight")))
+        base = base.substr(0, base.size() - 7);
+      if (ends_with(base, ".mlp.experts.gate_up_proj") || ends_with(base, ".mlp.experts.down_proj")) {
+        const bool gate_up = ends_with(base, "gate_up_proj");
+        const std::string prefix = base.substr(0, base.rfind('.') + 1);  // "...mlp.experts."
+        if (t.dim() != 3) throw HfError(path + ": fused expert tensor '" + name + "' is not 3-D (" + shape_str(t.sizes().vec()) + ").");
+        for (int64_t e = 0; e < t.size(0); ++e) {
+          const std::string p = prefix + std::to_string(e) + ".";
+          if (gate_up) {
+            if (t.size(1) % 2) throw HfError(path + ": '" + name + "' has an odd gate_up width " + std::to_string(t.size(1)) + ".");
+            const int64_t I = t.size(1) / 2;
+            out.emplace_back(p + "gate_proj.weight", t[e].narrow(0, 0, I).contiguous());
+            out.emplace_back(p + "up_proj.weight", t[e].narrow(0, I, I).contiguous());
+          } else {
+            out.emplace_back(p + "down_proj.weight", t[e].contiguous());
+          }
+        }
+        continue;
+      }
+      out.emplace_back(name, std::move(t));
+    }
+  }
+  (void)skipped_mtp;
+  check_against_expected(out, m, info.dir);
+  return sorted_like_expected(std::move(out), m);
+}
+
+// ---- model.init_from ---------------------------------------------------------------------------
+
+namespace hf_detail {
+
+// step-<N> directory for a checkpoint dir, a checkpoints/ dir (its `latest`) or a run dir.
+std::string resolve_checkpoint_dir(const std::string& dir) {
+  if (posix::is_regular_file(join(dir, kManifestFile))) return dir;
+  for (const std::string& ckdir : {dir, join(dir, "checkpoints")}) {
+    const std::string latest = join(ckdir, kLatestFile);
+    if (!posix::is_regular_file(latest)) continue;
+    std::string name = read_text_file(latest, "latest-checkpoint file");
+    while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+    int64_t step;
+    if (!parse_checkpoint_dir_name(name, &step))
+      throw HfError(latest + " holds \"" + name + "\", not a step-<N> name; name a checkpoint directory explicitly.");
+    const std::string p = join(ckdir, name);
+    if (!posix::is_directory(p))
+      throw HfError(latest + " names " + name + ", which does not exist in " + ckdir + "; name a checkpoint directory explicitly.");
+    return p;
+  }
+  return "";
+}
+
+}  // namespace hf_detail
+
+NamedTensors load_pretrained_weights(const std::string& dir) {
+  if (!posix::is_directory(dir))
+    throw HfError("model.init_from " + dir + (posix::exists(dir) ? " is not a directory" : " does not exist") +
+                  "; give a checkpoint directory (…/checkpoints/step-N) or a Hugging Face model directory.");
+  if (posix::is_regular_file(join(dir, "config.json")) && !posix::is_regular_file(join(dir, kManifestFile))) {
+    const HfModelInfo info = read_hf_model_dir(dir);
+    return load_hf_weights(info);
+  }
+  const std::string ck = resolve_checkpoint_dir(dir);
+  if (ck.empty())
+    throw HfError(dir + " is neither a Fathom checkpoint (no MANIFEST.json), a checkpoints/ or run directory (no "
+                  "`latest`), nor a Hugging Face model directory (no config.json).");
+  CheckpointPayload p = CheckpointManager::load(ck);  // verifies sizes and sha256 first
+  NamedTensors out;
+  out.reserve(p.model.size());
+  for (auto& [n, t] : p.model) out.emplace_back(n, t.is_floating_point() ? t.to(torch::kFloat32).contiguous() : t);
+  return out;
+}
+
+// ---- run config and import -------------------------------------------------------------------
+
+namespace {
+
+std::string yq(const std::string& s) { return json(s).dump(); }  // a JSON string is a YAML scalar
+std::string yn(double v) { return json(v).dump(); }
+
+}  // namespace
+
+std::string hf_run_config_yaml(const HfModelInfo& info, const std::string& init_from, const std::string& tokenizer_json,
+                               const std::string& run_name) {
+  const config::ModelConfig& m = info.model;
+  std::ostringstream y;
+  y << "# Imported from the Hugging Face " << info.architecture << " in " << info.dir << "\n"
+    << "# by `fathom-engine convert --to fathom`. Set data.train before training.\n";
+  y << "run:\n  name: " << yq(run_name) << "\n";
+  y << "model:\n"
+    << "  family: " << m.family << "\n"
+    << "  vocab_size: " << m.vocab_size << "\n"
+    << "  d_model: " << m.d_model << "\n"
+    << "  n_layers: " << m.n_layers << "\n"
+    << "  n_heads: " << m.n_heads << "\n"
+    << "  n_kv_heads: " << m.n_kv_heads << "\n";
+  if (m.head_dim > 0) y << "  head_dim: " << m.head_dim << "\n";
+  y << "  d_ff: " << m.d_ff << "\n"
+    << "  max_seq_len: " << m.max_seq_len << "\n"
+    << "  rope_theta: " << yn(m.rope_theta) << "\n"
+    << "  norm_eps: " << yn(m.norm_eps) << "\n"
+    << "  tie_embeddings: " << (m.tie_embeddings ? "true" : "false") << "\n"
+    << "  attention_bias: " << (m.attention_bias ? "true" : "false") << "\n"
+    << "  init_std: " << yn(m.init_std) << "\n"
+    << "  attention: " << m.attention << "\n";
+  if (!init_from.empty()) y << "  init_from: " << yq(init_from) << "\n";
+  if (m.attention == "mla") {
+    y << "  mla:\n"
+      << "    kv_lora_rank: " << m.mla.kv_lora_rank << "\n"
+      << "    q_lora_rank: " << m.mla.q_lora_rank << "\n"
+      << "    qk_rope_head_dim: " << m.mla.qk_rope_head_dim << "\n"
+      << "    qk_nope_head_dim: " << m.mla.qk_nope_head_dim << "\n"
+      << "    v_head_dim: " << m.mla.v_head_dim << "\n"
+      << "    rope_interleave: " << (m.mla.rope_interleave ? "true" : "false") << "\n";
+  }
+  if (m.moe.n_routed_experts > 0) {
+    y << "  moe:\n"
+      << "    n_routed_experts: " << m.moe.n_routed_experts << "\n"
+      << "    n_shared_experts: " << m.moe.n_shared_experts << "\n"
+      << "    top_k: " << m.moe.top_k << "\n"
+      << "    d_expert: " << m.moe.d_expert << "\n"
+      << "    first_k_dense: " << m.moe.first_k_dense << "\n"
+      << "    gate: " << m.moe.gate << "\n"
+      << "    balance: " << m.moe.balance << "\n"
+      << "    norm_topk_prob: " << (m.moe.norm_topk_prob ? "true" : "false") << "\n"
+      << "    routed_scaling_factor: " << yn(m.moe.routed_scaling_factor) << "\n"
+      << "    n_group: " << m.moe.n_group << "\n"
+      << "    topk_group: " << m.moe.topk_group << "\n";
+  }
+  if (!tokenizer_json.empty()) {
+    y << "tokenizer:\n  kind: hf\n  path: " << yq(tokenizer_json) << "\n";
+  } else {
+    // No tokenizer came with the model: the placeholder trains a BPE of the model's vocabulary
+    // size on data.train, which keeps the config valid but cannot match the pretrained embedding.
+    y << "tokenizer:  # the model came without tokenizer.json: set kind hf and path to its tokenizer\n"
+      << "  kind: bpe\n  vocab_size: " << m.vocab_size << "\n";
+  }
+  y << "data:\n  seq_len: " << std::min<int64_t>(m.max_seq_len, 256) << "\n";
+  return y.str();
+}
+
+std::string import_hf_to_run(const HfImportOptions& o) {
+  auto progress = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+  if (o.run_dir.empty()) throw HfError("no output run directory given (--out RUN_DIR).");
+  if (posix::exists(o.run_dir) && (!posix::is_directory(o.run_dir) || !posix::list_directory(o.run_dir).empty()))
+    throw HfError(o.run_dir + " exists and is not an empty directory; choose a new --out (a run directory is created there).");
+  progress("reading " + o.hf_dir);
+  const HfModelInfo info = read_hf_model_dir(o.hf_dir);
+  progress(info.architecture + ": family " + info.model.family + ", " + std::to_string(info.model.n_layers) + " layers, d_model " +
+           std::to_string(info.model.d_model) + ", vocab " + std::to_string(info.model.vocab_size) + ", " +
+           std::to_string(info.weight_files.size()) + " weight file(s)");
+  for (const auto& n : info.notes) progress("note: " + n);
+  NamedTensors weights = load_hf_weights(info);
+  int64_t params = 0;
+  for (const auto& [n, t] : weights) params += t.numel();
+  progress("loaded " + std::to_string(weights.size()) + " tensors (" + std::to_string(params) + " values) as fp32");
+
+  const std::string final_dir = absolute_path(o.run_dir);
+  const std::string parent = posix::parent_directory(final_dir);
+  posix::make_directories(parent);
+  const std::string tmp = final_dir + ".tmp-" + std::to_string(::getpid());
+  posix::remove_tree(tmp);
+  posix::make_directories(tmp);
+  try {
+    std::string tokenizer_path;
+    if (!info.tokenizer_json.empty()) {
+      write_file_durable(join(tmp, "tokenizer.json"), read_text_file(info.tokenizer_json, "tokenizer"));
+      for (const char* extra : {"tokenizer_config.json", "special_tokens_map.json"}) {
+        const std::string p = join(info.dir, extra);
+        if (posix::is_regular_file(p)) write_file_durable(join(tmp, extra), read_text_file(p, extra));
+      }
+      tokenizer_path = join(final_dir, "tokenizer.json");
+    } else {
+      progress("warning: " + info.dir + " has no tokenizer.json; set tokenizer.kind and tokenizer.path in config.yaml "
+               "before training (the vocabulary must have at most " + std::to_string(info.model.vocab_size) + " tokens)");
+    }
+    const std::string step_name = checkpoint_dir_name(0);
+    const std::string ck_final = join(join(final_dir, "checkpoints"), step_name);
+    const std::string name = o.run_name.empty() ? posix::base_name(info.dir) : o.run_name;
+    const std::string yaml = hf_run_config_yaml(info, ck_final, tokenizer_path, name);
+    // Self-check: the engine must accept what we wrote (paths are not there yet, hence no checks).
+    config::LoadOptions lo;
+    lo.check_paths = false;
+    const auto loaded = config::load_config_text(yaml, join(final_dir, "config.yaml"), lo);
+    if (!loaded.ok()) {
+      std::string msg;
+      for (const auto& e : loaded.errors) msg += "\n  " + e.message();
+      throw HfError("the run config made for " + info.dir + " does not validate (this model uses a setting the engine's "
+                    "config does not accept):" + msg);
+    }
+    write_file_durable(join(tmp, "config.yaml"), yaml);
+
+    progress("writing checkpoint " + ck_final);
+    CheckpointPolicy policy;
+    policy.save_dir = join(tmp, "checkpoints");
+    policy.save_interval_s = 0;
+    policy.save_every_steps = 0;
+    policy.keep_n_latest = 0;
+    policy.async = false;
+    {
+      CheckpointManager manager(policy);
+      CheckpointPayload payload;
+      payload.step = 0;
+      payload.model = std::move(weights);
+      payload.state = json{{"tokens", 0},
+                           {"config_hash", config::config_hash(loaded)},
+                           {"imported_from", json{{"format", "huggingface"}, {"dir", info.dir}, {"architecture", info.architecture}}}};
+      manager.save(std::move(payload));
+      manager.wait();
+    }
+    posix::remove_tree(join(join(tmp, "checkpoints"), ".lock"));
+    fsync_directory(tmp);
+    if (posix::exists(final_dir)) {  // empty, checked above
+      if (::rmdir(final_dir.c_str()) != 0)
+        throw HfError("cannot replace the empty directory " + final_dir + ": " + std::strerror(errno) + ".");
+    }
+    if (::rename(tmp.c_str(), final_dir.c_str()) != 0)
+      throw HfError("cannot rename " + tmp + " to " + final_dir + ": " + std::strerror(errno) + ".");
+    fsync_directory(parent);
+    progress("wrote " + final_dir + "/config.yaml (model.init_from: " + ck_final + ")");
+    return ck_final;
+  } catch (...) {
+    posix::remove_tree(tmp);
+    throw;
+  }
+}
+
+}  // namespace fathom::ckpt
