@@ -98,9 +98,19 @@ QString CheckpointTableModel::integrityTip(const cluster::CheckpointRecord& c) {
   return tr("Every file MANIFEST.json lists is present with its size; contents not hashed yet (Verify checks sha256)");
 }
 
+namespace {
+
+// state.json's parent_checkpoint names the init_from checkpoint in a fine-tune's first segment:
+// that is where it was fine-tuned from, not a resume.
+bool resumed(const cluster::CheckpointRecord& c) {
+  return !c.parentCheckpoint.isEmpty() && QDir::cleanPath(c.parentCheckpoint) != QDir::cleanPath(c.initFrom);
+}
+
+}  // namespace
+
 QString CheckpointTableModel::lineageText(const cluster::CheckpointRecord& c) {
   QStringList parts;
-  if (!c.parentCheckpoint.isEmpty()) parts.append(tr("resumed from %1").arg(shortCheckpointName(c.parentCheckpoint, c.runId)));
+  if (resumed(c)) parts.append(tr("resumed from %1").arg(shortCheckpointName(c.parentCheckpoint, c.runId)));
   if (!c.initFrom.isEmpty()) parts.append(tr("fine-tuned from %1").arg(shortCheckpointName(c.initFrom)));
   if (!c.exports.isEmpty()) {
     QString e = tr("exported to %1").arg(QFileInfo(c.exports.last()).fileName());
@@ -112,7 +122,7 @@ QString CheckpointTableModel::lineageText(const cluster::CheckpointRecord& c) {
 
 QString CheckpointTableModel::lineageTip(const cluster::CheckpointRecord& c) {
   QStringList lines;
-  if (!c.parentCheckpoint.isEmpty()) lines.append(tr("Resumed from %1").arg(QDir::toNativeSeparators(c.parentCheckpoint)));
+  if (resumed(c)) lines.append(tr("Resumed from %1").arg(QDir::toNativeSeparators(c.parentCheckpoint)));
   if (!c.initFrom.isEmpty()) lines.append(tr("Fine-tuned from %1 (model.init_from)").arg(QDir::toNativeSeparators(c.initFrom)));
   for (const QString& e : c.exports) lines.append(tr("Exported to %1").arg(QDir::toNativeSeparators(e)));
   return lines.isEmpty() ? tr("Trained from scratch in this run; not exported") : lines.join(QLatin1Char('\n'));

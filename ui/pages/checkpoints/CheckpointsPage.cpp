@@ -102,6 +102,8 @@ CheckpointsPage::CheckpointsPage(cluster::Workspace* workspace, cluster::JobQueu
   m_summary = new QLabel(filterRow);
   m_summary->setForegroundRole(QPalette::PlaceholderText);
   m_summary->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  // A long summary must not widen the window; what does not fit is in the tooltip.
+  m_summary->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
   fl->addWidget(m_summary, 1);
   layout->addWidget(filterRow);
 
@@ -360,6 +362,10 @@ void CheckpointsPage::updateSummary() {
   QStringList parts;
   parts << tr("%1 in %2").arg(count(m_model->rowCount(), "checkpoint", "checkpoints"), count(runs.size(), "run", "runs"))
         << tr("%1 on disk").arg(formatBytes(double(total)));
+  // Free space right after the total: it matters more than the per-run detail when space is short.
+  if (m_total > 0)
+    parts << tr("%1 free of %2 (%3)").arg(formatBytes(double(m_free)), formatBytes(double(m_total)),
+                                          formatFraction(double(m_free) / double(m_total), 0));
   if (verified) parts << tr("%1 verified").arg(verified);
   if (damaged) parts << tr("%1 damaged").arg(damaged);
   // Per-run use for the run in focus (the picker's, else the selection's).
@@ -378,10 +384,8 @@ void CheckpointsPage::updateSummary() {
       }
     parts << QStringLiteral("%1: %2, %3").arg(m_model->runLabel(focus), count(n, "checkpoint", "checkpoints"), formatBytes(double(bytes)));
   }
-  if (m_total > 0)
-    parts << tr("%1 free of %2 (%3)").arg(formatBytes(double(m_free)), formatBytes(double(m_total)),
-                                          formatFraction(double(m_free) / double(m_total), 0));
   m_summary->setText(parts.join(QStringLiteral(" · ")));
+  m_summary->setToolTip(parts.join(QLatin1Char('\n')));
 }
 
 QString CheckpointsPage::diskWarning(qint64 freeBytes, qint64 totalBytes, qint64 latestBytes, const QString& runLabel,
