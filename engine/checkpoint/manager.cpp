@@ -32,6 +32,8 @@ struct CheckpointManager::Job {
   NamedTensors model, optimizer;
   std::string state_json;
   std::optional<double> val_loss;
+  std::vector<std::pair<std::string, std::string>> extra_text_files;
+  std::string model_copy_file, model_copy_prefix;
 };
 
 namespace {
@@ -207,6 +209,9 @@ void CheckpointManager::save(CheckpointPayload payload,
   // Inline writes finish before save() returns, so CPU tensors need no copy then.
   job->model = snapshot(payload.model, policy_.async, "model");
   job->optimizer = snapshot(payload.optimizer, policy_.async, "optimizer");
+  job->extra_text_files = std::move(payload.extra_text_files);
+  job->model_copy_file = std::move(payload.model_copy_file);
+  job->model_copy_prefix = std::move(payload.model_copy_prefix);
   last_save_step_ = payload.step;
   last_save_time_ = std::chrono::steady_clock::now();
 
@@ -265,6 +270,16 @@ CheckpointInfo CheckpointManager::write_checkpoint(const Job& job) {
     const WriteResult opt = save_tensors(join(tmp, kOptimizerFile), job.optimizer,
                                          {{"fathom.content", "optimizer"}, {"fathom.step", step_s}}, durable);
     m.files.push_back({kOptimizerFile, opt.bytes, opt.sha256});
+    if (!job.model_copy_file.empty()) {
+      NamedTensors renamed;
+      for (const auto& [n, t] : job.model) renamed.emplace_back(job.model_copy_prefix + n, t);
+      const WriteResult copy = save_tensors(join(tmp, job.model_copy_file), renamed, {{"format", "pt"}}, durable);
+      m.files.push_back({job.model_copy_file, copy.bytes, copy.sha256});
+    }
+    for (const auto& [name, text] : job.extra_text_files) {
+      write_file_durable(join(tmp, name), text);
+      m.files.push_back({name, text.size(), sha256_hex(text.data(), text.size())});
+    }
     write_file_durable(join(tmp, kStateFile), job.state_json);
     m.files.push_back({kStateFile, job.state_json.size(), sha256_hex(job.state_json.data(), job.state_json.size())});
     // Last: its presence is what makes the directory a checkpoint.

@@ -34,6 +34,12 @@ struct CheckpointPayload {
   NamedTensors model, optimizer;  // Hugging Face tensor names for the model, so exports load elsewhere
   nlohmann::json state;           // object: tokens, data cursor, RNG state, loss scaler, config hash, parent...
   std::optional<double> val_loss;
+  // Also written and listed in the manifest: small text files (name, contents), and the model
+  // tensors again under another file name with a prefix on every name — a LoRA fine-tune's
+  // adapter_model.safetensors (prefix "base_model.model.") + adapter_config.json, so PEFT loads
+  // the checkpoint directory as it is.
+  std::vector<std::pair<std::string, std::string>> extra_text_files;
+  std::string model_copy_file, model_copy_prefix;
 };
 
 class CheckpointManager {

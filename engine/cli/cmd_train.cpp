@@ -11,19 +11,30 @@
 
 namespace {
 
-int cmd_train(int argc, char** argv) {
-  CLI::App app{"Train a model from a run config. Protocol records go to stdout (JSON lines) and to "
-               "<run_dir>/events.jsonl; logs and a progress line go to stderr.",
-               "fathom-engine train"};
+int run_command(int argc, char** argv, bool finetune) {
+  CLI::App app{finetune ? "Fine-tune a base model (lora.base: a Fathom checkpoint or a Hugging Face directory) with LoRA "
+                          "adapters on instruction data (data.task: instruct) or plain text. Same protocol and run "
+                          "directory as train; each checkpoint directory is also a PEFT adapter directory."
+                        : "Train a model from a run config. Protocol records go to stdout (JSON lines) and to "
+                          "<run_dir>/events.jsonl; logs and a progress line go to stderr.",
+               finetune ? "fathom-engine finetune" : "fathom-engine train"};
   fathom::train::TrainInvocation inv;
+  inv.command = finetune ? "finetune" : "train";
   app.add_option("config", inv.config_path, "run config (YAML)")->required();
   app.add_option("--set", inv.overrides, "override a key: --set train.max_steps=100 (repeatable)");
   app.add_option("--run-dir", inv.run_dir, "run directory (default <workspace>/runs/<run-id>)");
   app.add_option("--run-id", inv.run_id, "run id (default <run.name>-<UTC time>)");
   app.add_option("--resume", inv.resume, "auto (newest whole checkpoint of the run dir, if any) or a checkpoint dir");
   app.add_option("--control-fifo", inv.control_fifo, "also read control lines from this FIFO (created if missing)");
-  app.add_option("--dump-initial-weights", inv.dump_initial_weights,
-                 "write the initial fp32 weights to this .safetensors file (for reference checks)");
+  if (finetune) {
+    app.add_flag("--preview", inv.preview,
+                 "print the instruction data as the model will see it (one JSON object: examples with trained "
+                 "segments, token-length histogram, truncation, parameter counts) and exit");
+    app.add_option("--examples", inv.preview_examples, "examples shown by --preview (default 5)");
+  } else {
+    app.add_option("--dump-initial-weights", inv.dump_initial_weights,
+                   "write the initial fp32 weights to this .safetensors file (for reference checks)");
+  }
   bool quiet = false;
   app.add_flag("--no-stdout", quiet, "do not write protocol records to stdout (events.jsonl only)");
   try {
@@ -34,6 +45,9 @@ int cmd_train(int argc, char** argv) {
   inv.to_stdout = !quiet;
   return fathom::train::run_training(inv);
 }
+
+int cmd_train(int argc, char** argv) { return run_command(argc, argv, false); }
+int cmd_finetune(int argc, char** argv) { return run_command(argc, argv, true); }
 
 int cmd_bench(int argc, char** argv) {
   CLI::App app{"Benchmarks. `bench train CONFIG`: tokens/s, MFU (0 on CPU: no known peak) and peak memory "
@@ -86,4 +100,5 @@ int cmd_bench(int argc, char** argv) {
 }  // namespace
 
 FATHOM_REGISTER_COMMAND("train", "train a model from a run config", cmd_train);
+FATHOM_REGISTER_COMMAND("finetune", "LoRA fine-tune a base model (instruction data, PEFT adapters)", cmd_finetune);
 FATHOM_REGISTER_COMMAND("bench", "benchmarks: bench train CONFIG", cmd_bench);

@@ -23,6 +23,9 @@ struct TokenSource {
 struct Batch {
   torch::Tensor inputs;   // (B, T) int64
   torch::Tensor targets;  // (B, T) int64, inputs shifted left by one
+  // Packed instruction data only (see data/instruct.h): document id per token (−1 = padding) and
+  // positions restarting at 0 in each document. Undefined for plain text.
+  torch::Tensor segments, positions;
   int64_t step = 0;
   int micro = 0;
 };

@@ -6,8 +6,8 @@
 namespace fathom::model {
 
 namespace {
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+Linear linear(int64_t in, int64_t out) {
+  return Linear(in, out, /*bias=*/false);
 }
 }  // namespace
 
@@ -38,18 +38,22 @@ namespace {
 torch::Tensor rope_part(const torch::Tensor& x, const RopeTables& rope, int64_t offset, bool interleave) {
   return rope_apply(interleave ? deinterleave(x) : x, rope, offset);
 }
+torch::Tensor rope_part(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout, bool interleave) {
+  if (!layout.positions.defined()) return rope_part(x, rope, 0, interleave);
+  return rope_apply_at(interleave ? deinterleave(x) : x, rope, layout.positions);
+}
 }  // namespace
 
-torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
+torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout) {
   const auto B = x.size(0), T = x.size(1), H = n_heads_;
   const int64_t n = a_.qk_nope_head_dim, p = a_.qk_rope_head_dim, r = a_.kv_lora_rank, v = a_.v_head_dim;
   auto q = queries(x);
   auto q_nope = q.narrow(-1, 0, n);
-  auto q_pe = rope_part(q.narrow(-1, n, p), rope, 0, a_.rope_interleave);
+  auto q_pe = rope_part(q.narrow(-1, n, p), rope, layout, a_.rope_interleave);
 
   auto ckv = kv_a_proj_with_mqa(x);                                    // (B, T, r + p)
   auto k_pe = ckv.narrow(-1, r, p).view({B, 1, T, p});                 // one rotary key for all heads
-  k_pe = rope_part(k_pe, rope, 0, a_.rope_interleave);
+  k_pe = rope_part(k_pe, rope, layout, a_.rope_interleave);
   auto kv = kv_b_proj(kv_a_layernorm(ckv.narrow(-1, 0, r)))            // (B, T, H·(n + v))
                 .view({B, T, H, n + v})
                 .transpose(1, 2);
@@ -57,7 +61,7 @@ torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, const RopeTables
   auto value = kv.narrow(-1, n, v);
   auto query = torch::cat({q_nope, q_pe}, -1);
   auto key = torch::cat({k_nope, k_pe.expand({B, H, T, p})}, -1);
-  auto y = causal_attention(query, key, value);                        // scale 1/sqrt(n + p)
+  auto y = causal_attention(query, key, value, 0, layout.mask);        // scale 1/sqrt(n + p)
   return o_proj(y.transpose(1, 2).contiguous().view({B, T, H * v}));
 }
 
@@ -79,7 +83,7 @@ torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const Rop
   auto kp = slot.second.narrow(1, 0, S).unsqueeze(1);                   // (B, 1, S, p)
 
   // kv_b_proj.weight (H·(n + v), r) → W_uk (H, n, r), W_uv (H, v, r).
-  auto w = kv_b_proj->weight.view({H, n + v, r});
+  auto w = kv_b_proj->effective_weight().to(x.scalar_type()).view({H, n + v, r});  // with an unmerged LoRA adapter too
   auto w_uk = w.narrow(1, 0, n);
   auto w_uv = w.narrow(1, n, v);
   auto q_lat = torch::matmul(q_nope, w_uk);                             // (B, H, T, r): q_nope · W_uk

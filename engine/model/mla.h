@@ -21,14 +21,14 @@ class MlaAttentionImpl : public torch::nn::Module {
  public:
   explicit MlaAttentionImpl(const ModelArgs& args);
   // x: (B, T, C) → (B, T, C); rope tables are qk_rope_head_dim wide.
-  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope);
+  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout = {});
   // slot.first: (B, S, r) latent cache, slot.second: (B, S, p) rotary key cache.
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
                                int64_t past);
 
-  torch::nn::Linear q_proj{nullptr}, q_a_proj{nullptr}, q_b_proj{nullptr};
+  Linear q_proj{nullptr}, q_a_proj{nullptr}, q_b_proj{nullptr};
   RMSNorm q_a_layernorm{nullptr};
-  torch::nn::Linear kv_a_proj_with_mqa{nullptr}, kv_b_proj{nullptr}, o_proj{nullptr};
+  Linear kv_a_proj_with_mqa{nullptr}, kv_b_proj{nullptr}, o_proj{nullptr};
   RMSNorm kv_a_layernorm{nullptr};
 
  private:

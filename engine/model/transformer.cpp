@@ -80,6 +80,17 @@ RopeTables rope_tables(int64_t max_seq_len, int64_t head_dim, double theta) {
   return {emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
 }
 
+SeqLayout SeqLayout::from_segments(const torch::Tensor& segments, const torch::Tensor& positions) {
+  SeqLayout l;
+  if (!segments.defined()) return l;
+  const auto T = segments.size(1);
+  auto same = segments.unsqueeze(2) == segments.unsqueeze(1);  // (B, T, T)
+  auto causal = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(segments.device())).tril();
+  l.mask = (same & causal).unsqueeze(1);
+  l.positions = positions;
+  return l;
+}
+
 static torch::Tensor rotate_half(const torch::Tensor& x) {
   auto half = x.size(-1) / 2;
   auto x1 = x.narrow(-1, 0, half);
@@ -104,6 +115,14 @@ torch::Tensor deinterleave(const torch::Tensor& x) {
   return y.reshape(x.sizes());
 }
 
+torch::Tensor rope_apply_at(const torch::Tensor& x, const RopeTables& rope, const torch::Tensor& positions) {
+  const auto B = x.size(0), T = x.size(2), hd = x.size(3);
+  auto flat = positions.reshape({-1});
+  auto cos = rope.cos.index_select(0, flat).view({B, 1, T, hd}).to(x.scalar_type());
+  auto sin = rope.sin.index_select(0, flat).view({B, 1, T, hd}).to(x.scalar_type());
+  return x * cos + rotate_half(x) * sin;
+}
+
 static torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
   if (n_rep == 1) return x;
   // (B, Hkv, T, hd) → (B, Hkv·n_rep, T, hd), each kv head serving n_rep query heads
@@ -111,11 +130,22 @@ static torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
   return x.unsqueeze(2).expand({B, Hkv, n_rep, T, hd}).reshape({B, Hkv * n_rep, T, hd});
 }
 
-torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past) {
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past,
+                               const torch::Tensor& mask) {
   const auto n_rep = q.size(1) / k.size(1);
   auto kk = repeat_kv(k, n_rep);
   auto vv = repeat_kv(v, n_rep);
   const auto T = q.size(2), S = kk.size(2);
+  if (mask.defined()) {
+#if TORCH_VERSION_MAJOR >= 2
+    return at::scaled_dot_product_attention(q, kk, vv, mask, 0.0, /*is_causal=*/false);
+#else
+    auto att = torch::matmul(q, kk.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+    att = att.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
+    att = torch::softmax(att.to(torch::kFloat32), -1).to(q.scalar_type());
+    return torch::matmul(att, vv);
+#endif
+  }
 #if TORCH_VERSION_MAJOR >= 2
   // Fused flash / memory-efficient kernels where available (equal q/k/v widths for flash).
   if (past == 0 || T == 1) return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/past == 0 && T > 1);
@@ -133,7 +163,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 AttentionImpl::AttentionImpl(const ModelArgs& a)
     : n_heads_(a.n_heads), n_kv_heads_(a.n_kv_heads), head_dim_(a.head_dim()),
       selective_checkpoint_(a.activation_checkpointing == "selective") {
-  auto lin = [](int64_t in, int64_t out, bool bias) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)); };
+  auto lin = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
   q_proj = register_module("q_proj", lin(a.d_model, n_heads_ * head_dim_, a.qkv_bias()));
   k_proj = register_module("k_proj", lin(a.d_model, n_kv_heads_ * head_dim_, a.qkv_bias()));
   v_proj = register_module("v_proj", lin(a.d_model, n_kv_heads_ * head_dim_, a.qkv_bias()));
@@ -152,29 +182,30 @@ torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const RopeTa
   return o_proj(y.transpose(1, 2).contiguous().view({B, T, n_heads_ * head_dim_}));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout) {
   const auto B = x.size(0), T = x.size(1);
   auto q = q_proj(x).view({B, T, n_heads_, head_dim_}).transpose(1, 2);     // (B, H, T, hd)
   auto k = k_proj(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);  // (B, Hkv, T, hd)
   auto v = v_proj(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);
-  q = rope_apply(q, rope);
-  k = rope_apply(k, rope);
+  q = layout.positions.defined() ? rope_apply_at(q, rope, layout.positions) : rope_apply(q, rope);
+  k = layout.positions.defined() ? rope_apply_at(k, rope, layout.positions) : rope_apply(k, rope);
   torch::Tensor y;
   if (selective_checkpoint_ && is_training() && torch::GradMode::is_enabled()) {
     // Selective recomputation (Korthikanti et al. 2022): drop the T×T attention activations,
     // the largest per-layer term, and recompute only the attention core in backward.
-    y = checkpoint([](const torch::autograd::variable_list& in) {
-          return torch::autograd::variable_list{causal_attention(in[0], in[1], in[2])};
+    auto mask = layout.mask;
+    y = checkpoint([mask](const torch::autograd::variable_list& in) {
+          return torch::autograd::variable_list{causal_attention(in[0], in[1], in[2], 0, mask)};
         }, {q, k, v})[0];
   } else {
-    y = causal_attention(q, k, v);
+    y = causal_attention(q, k, v, 0, layout.mask);
   }
   y = y.transpose(1, 2).contiguous().view({B, T, n_heads_ * head_dim_});  // (B, T, C)
   return o_proj(y);
 }
 
 MlpImpl::MlpImpl(int64_t d_model, int64_t hidden) {
-  auto lin = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+  auto lin = [](int64_t in, int64_t out) { return Linear(in, out, /*bias=*/false); };
   gate_proj = register_module("gate_proj", lin(d_model, hidden));
   up_proj = register_module("up_proj", lin(d_model, hidden));
   down_proj = register_module("down_proj", lin(hidden, d_model));
@@ -193,9 +224,10 @@ BlockImpl::BlockImpl(const ModelArgs& a, int64_t layer) {
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(a.d_model, a.norm_eps));
 }
 
-std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward(const torch::Tensor& x, const RopeTables& rope) {
+std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward(const torch::Tensor& x, const RopeTables& rope,
+                                                          const SeqLayout& layout) {
   auto a = input_layernorm(x);
-  auto h = x + (mla ? mla->forward(a, rope) : self_attn(a, rope));
+  auto h = x + (mla ? mla->forward(a, rope, layout) : self_attn->forward(a, rope, layout));
   torch::Tensor aux;
   auto f = post_attention_layernorm(h);
   return {h + (moe ? moe->forward(f, &aux) : mlp(f)), aux};
@@ -231,7 +263,7 @@ TransformerImpl::TransformerImpl(const ModelArgs& a) : args_(a) {
                 "MoE shape: top_k <= n_routed_experts, n_group divides n_routed_experts, d_expert > 0");
   model = register_module("model", Decoder(a));
   if (!a.tie_embeddings) {
-    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(a.d_model, a.vocab_size).bias(false)));
+    lm_head = register_module("lm_head", Linear(a.d_model, a.vocab_size, /*bias=*/false));
   }
   rope_ = rope_tables(a.max_seq_len, a.rope_dim(), a.rope_theta);
   init_weights();
@@ -303,7 +335,7 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& idx, KvCache&
   return lm_head(h);
 }
 
-torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* aux) {
+torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* aux, const SeqLayout& layout) {
   TORCH_CHECK(idx.size(1) <= args_.max_seq_len, "sequence length ", idx.size(1), " exceeds model.max_seq_len ",
               args_.max_seq_len);
   auto x = model->embed_tokens(idx);  // (B, T, C)
@@ -315,8 +347,8 @@ torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* a
       // Keep only each block's input; recompute the block in backward. The MoE auxiliary loss is
       // a second output so its gradient flows through the recomputation too.
       const bool has_aux = block->moe != nullptr;
-      auto out = checkpoint([block, has_aux, this](const torch::autograd::variable_list& in) {
-            auto [y, a] = block->forward(in[0], rope_);
+      auto out = checkpoint([block, has_aux, layout, this](const torch::autograd::variable_list& in) {
+            auto [y, a] = block->forward(in[0], rope_, layout);
             torch::autograd::variable_list r{y};
             if (has_aux) r.push_back(a.defined() ? a : torch::zeros({}, y.options().dtype(torch::kFloat32)));
             return r;
@@ -324,7 +356,7 @@ torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* a
       x = out[0];
       if (has_aux) layer_aux = out[1];
     } else {
-      std::tie(x, layer_aux) = block->forward(x, rope_);
+      std::tie(x, layer_aux) = block->forward(x, rope_, layout);
     }
     if (aux && layer_aux.defined()) *aux = aux->defined() ? *aux + layer_aux : layer_aux;
   }
@@ -337,13 +369,22 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& idx) {
   return lm_head(h);
 }
 
-torch::Tensor TransformerImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {
+torch::Tensor TransformerImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets, const torch::Tensor& segments,
+                                    const torch::Tensor& positions) {
   torch::Tensor aux;
-  auto h = hidden(idx, &aux);
+  auto h = hidden(idx, &aux, SeqLayout::from_segments(segments, positions));
   auto logits = args_.tie_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);  // (B, T, V)
   const auto V = logits.size(-1);
-  auto ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
-                             F::CrossEntropyFuncOptions().ignore_index(-100));
+  torch::Tensor ce;
+  if (segments.defined()) {
+    // Instruction data: most targets are ignored; a batch with none left gives 0, not NaN.
+    auto sum = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
+                                F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+    ce = sum / (targets != -100).sum().clamp_min(1).to(torch::kFloat32);
+  } else {
+    ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
+                          F::CrossEntropyFuncOptions().ignore_index(-100));
+  }
   last_aux_loss_ = 0.0;
   if (!aux.defined()) return ce;
   last_aux_loss_ = aux.detach().item<double>();

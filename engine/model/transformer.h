@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/config/config.h"
+#include "engine/model/linear.h"
 
 namespace fathom::model {
 
@@ -90,6 +91,17 @@ struct RopeTables {
 RopeTables rope_tables(int64_t max_seq_len, int64_t head_dim, double theta);
 // x: (B, H, T, hd); positions start at `offset`.
 torch::Tensor rope_apply(const torch::Tensor& x, const RopeTables& rope, int64_t offset = 0);
+// x: (B, H, T, hd) at explicit positions (B, T) int64.
+torch::Tensor rope_apply_at(const torch::Tensor& x, const RopeTables& rope, const torch::Tensor& positions);
+
+// Several documents packed into one row (instruction tuning): positions restart at 0 in each and
+// attention never crosses them. Both tensors undefined = one causal document per row.
+struct SeqLayout {
+  torch::Tensor positions;  // (B, T) int64
+  torch::Tensor mask;       // (B, 1, T, T) bool, true = may attend (causal and same document)
+  static SeqLayout from_segments(const torch::Tensor& segments, const torch::Tensor& positions);
+  bool packed() const { return mask.defined(); }
+};
 
 // DeepSeek-V3 checkpoints rotate interleaved pairs (0,1), (2,3)...: reorder the last dimension to
 // evens then odds so rope_apply's halves layout applies (q and k both, so q·k is unchanged).
@@ -98,7 +110,9 @@ torch::Tensor deinterleave(const torch::Tensor& x);
 // Causal attention over (B, H, T, hd) tensors; k/v may have fewer heads (they are repeated) and
 // v may be narrower than q/k. With past > 0, q holds positions past.. past+T-1 and k/v hold
 // positions 0.. past+T-1 (a KV cache): query i sees keys ≤ past + i.
-torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past = 0);
+// With `mask` (B, 1, T, S) bool it replaces the causal rule.
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past = 0,
+                               const torch::Tensor& mask = {});
 
 // Inference cache, preallocated for `capacity` positions. Per layer, mha keeps k and v
 // (B, Hkv, S, hd); mla keeps the compressed latent (B, S, kv_lora_rank) and the shared rotary key
@@ -114,11 +128,11 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelArgs& args);
   // x: (B, T, C) → (B, T, C)
-  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope);
+  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout = {});
   // x holds positions cache.length.. ; appends its k/v to `slot` (this layer's cache tensors).
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
                                int64_t past);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t n_heads_, n_kv_heads_, head_dim_;
@@ -131,7 +145,7 @@ class MlpImpl : public torch::nn::Module {
   MlpImpl(int64_t d_model, int64_t hidden);
   // SwiGLU (Shazeer 2020): down(silu(gate(x)) ⊙ up(x))
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
@@ -143,7 +157,7 @@ class BlockImpl : public torch::nn::Module {
   BlockImpl(const ModelArgs& args, int64_t layer);
   // Returns the block output and, for an MoE block in training, its load-balancing loss
   // (undefined otherwise).
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const RopeTables& rope);
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout = {});
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
                                int64_t past);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -172,7 +186,9 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& idx);
   // Mean next-token cross-entropy in fp32; targets (B, T) int64, -100 ignored. In training, MoE
   // models add their load-balancing losses (see last_aux_loss()).
-  torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
+  // segments/positions (B, T): packed documents (see SeqLayout); undefined = one per row.
+  torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets, const torch::Tensor& segments = {},
+                     const torch::Tensor& positions = {});
   // The summed MoE auxiliary loss of the last loss() call in training (0 otherwise).
   double last_aux_loss() const { return last_aux_loss_; }
 
@@ -191,10 +207,10 @@ class TransformerImpl : public torch::nn::Module {
   void to_device(const torch::Device& device);
 
   Decoder model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // shares model.embed_tokens.weight when tied
+  Linear lm_head{nullptr};  // shares model.embed_tokens.weight when tied
 
  private:
-  torch::Tensor hidden(const torch::Tensor& idx, torch::Tensor* aux);
+  torch::Tensor hidden(const torch::Tensor& idx, torch::Tensor* aux, const SeqLayout& layout = {});
   ModelArgs args_;
   double last_aux_loss_ = 0.0;
   RopeTables rope_;

@@ -27,6 +27,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/checkpoint/hf.h"
 #include "engine/checkpoint/manager.h"
 #include "engine/checkpoint/tensor_io.h"
 #include "engine/config/config.h"
@@ -34,6 +35,7 @@
 #include "engine/data/prepare.h"
 #include "engine/data/token_shards.h"
 #include "engine/engine_version.h"
+#include "engine/model/lora.h"
 #include "engine/model/moe.h"
 #include "engine/model/transformer.h"
 #include "engine/protocol/emitter.h"
@@ -43,6 +45,7 @@
 #include "engine/telemetry/host_stats.h"
 #include "engine/telemetry/nvml.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/train/finetune.h"
 #include "engine/train/optimizer.h"
 #include "engine/train/schedule.h"
 #include "engine/train/session_util.h"
@@ -242,7 +245,36 @@ int run_training(const TrainInvocation& inv) {
     std::cerr << loaded.errors.size() << " error(s) in " << inv.config_path << "; nothing was started.\n";
     return 2;
   }
-  const config::RunConfig& cfg = loaded.config;
+  config::RunConfig cfg = loaded.config;
+  const bool finetune = inv.command == "finetune" || cfg.lora.enabled;
+  if (inv.command == "finetune" && base_of(cfg).empty()) {
+    std::cerr << "error: " << inv.config_path << ": a fine-tune needs a base model: set lora.base (a checkpoint "
+              << "directory …/checkpoints/step-N, or a Hugging Face model directory)\n";
+    return 2;
+  }
+  std::vector<std::string> base_notes;
+  if (finetune && !base_of(cfg).empty()) {
+    try {
+      base_notes = adopt_base_model(cfg);
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  if (inv.preview) {
+    // `finetune --preview`: the instruction data as the model will see it; nothing is trained.
+    try {
+      if (cfg.data.task != "instruct") throw std::runtime_error("--preview shows instruction data: set data.task: instruct");
+      if (cfg.tokenizer.path.empty()) throw std::runtime_error("instruction data needs the base's tokenizer: set lora.base");
+      auto tokenizer = tok::Tokenizer::load(cfg.tokenizer.path);
+      auto set = prepare_instruct(cfg, tokenizer);
+      std::cout << instruct_preview(cfg, set, tokenizer, inv.preview_examples).dump() << std::endl;
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    }
+  }
 
   if (inv.resume == "auto" && inv.run_dir.empty() && inv.run_id.empty()) {
     std::cerr << "error: --resume auto continues the run in --run-dir DIR (or --run-id ID); without one a new run "
@@ -298,22 +330,49 @@ int run_training(const TrainInvocation& inv) {
     hello.devices = describe_devices(device);
     emitter.emit(hello);
 
+    for (const auto& n : base_notes) {
+      emitter.emit(proto::LogData{"info", n});
+      std::cerr << n << "\n";
+    }
     // ---- data -------------------------------------------------------------------------
-    data::PrepareOptions prep = prepare_options(cfg, workspace);
-    ProgressLine prep_progress("prepare");
-    prep.progress = [&](double f, const std::string& stage) { prep_progress.update(f, stage); };
-    emitter.emit(proto::LogData{"info", "data: " + prep.out_dir});
-    const auto prepared = data::prepare_dataset(prep);
-    prep_progress.done();
-    emitter.emit(proto::EventData{"data_ready", json{{"dir", prepared.out_dir}, {"reused", prepared.reused},
-                                                     {"documents", prepared.documents}, {"train_tokens", prepared.train_tokens},
-                                                     {"val_tokens", prepared.val_tokens}, {"vocab_size", prepared.vocab_size},
-                                                     {"tokenizer", prepared.tokenizer_path}}});
-    auto tokenizer = tok::Tokenizer::load(prepared.tokenizer_path);
+    const bool instruct = cfg.data.task == "instruct";
+    std::string tokenizer_path;
     data::TokenShard train_shard, val_shard;
-    train_shard.open((fs::path(prepared.out_dir) / "train.bin").string());
-    const bool have_val = prepared.val_tokens > cfg.data.seq_len + 2;
-    if (have_val) val_shard.open((fs::path(prepared.out_dir) / "val.bin").string());
+    bool have_val = false;
+    std::optional<InstructSet> sft;
+    tok::Tokenizer tokenizer;
+    if (instruct) {
+      if (cfg.tokenizer.path.empty())
+        throw std::runtime_error("instruction data needs the base model's tokenizer: set lora.base (or tokenizer.path)");
+      tokenizer_path = cfg.tokenizer.path;
+      tokenizer = tok::Tokenizer::load(tokenizer_path);
+      sft = prepare_instruct(cfg, tokenizer);
+      have_val = sft->val.rows() > 0;
+      emitter.emit(proto::EventData{"data_ready", json{{"task", "instruct"}, {"template", sft->chat_template},
+                                                       {"examples", sft->examples.size()}, {"train_rows", sft->train.rows()},
+                                                       {"val_rows", sft->val.rows()}, {"truncated", sft->train.truncated + sft->val.truncated},
+                                                       {"trained_tokens", sft->train.trained_tokens}, {"tokenizer", tokenizer_path}}});
+      std::cerr << "instruction data: " << sft->examples.size() << " examples (" << sft->chat_template << " template) in "
+                << sft->train.rows() << " packed rows of " << cfg.data.seq_len << " tokens; "
+                << sft->train.truncated + sft->val.truncated << " truncated, " << sft->train.dropped + sft->val.dropped
+                << " dropped (no completion token within data.seq_len)\n";
+    } else {
+      data::PrepareOptions prep = prepare_options(cfg, workspace);
+      ProgressLine prep_progress("prepare");
+      prep.progress = [&](double f, const std::string& stage) { prep_progress.update(f, stage); };
+      emitter.emit(proto::LogData{"info", "data: " + prep.out_dir});
+      const auto prepared = data::prepare_dataset(prep);
+      prep_progress.done();
+      emitter.emit(proto::EventData{"data_ready", json{{"dir", prepared.out_dir}, {"reused", prepared.reused},
+                                                       {"documents", prepared.documents}, {"train_tokens", prepared.train_tokens},
+                                                       {"val_tokens", prepared.val_tokens}, {"vocab_size", prepared.vocab_size},
+                                                       {"tokenizer", prepared.tokenizer_path}}});
+      tokenizer_path = prepared.tokenizer_path;
+      tokenizer = tok::Tokenizer::load(tokenizer_path);
+      train_shard.open((fs::path(prepared.out_dir) / "train.bin").string());
+      have_val = prepared.val_tokens > cfg.data.seq_len + 2;
+      if (have_val) val_shard.open((fs::path(prepared.out_dir) / "val.bin").string());
+    }
 
     // ---- model and optimizer ----------------------------------------------------------
     const int world = static_cast<int>(cfg.distributed.world_size);
@@ -323,8 +382,54 @@ int run_training(const TrainInvocation& inv) {
                                std::to_string(tokenizer.vocab_size()));
     torch::manual_seed(static_cast<uint64_t>(cfg.run.seed));
     model::Transformer net(args);
+    const bool lora = cfg.lora.enabled;
+    model::LoraSpec lora_spec;
+    std::set<std::string> lora_modules;
+    if (lora) {
+      // The frozen base: its weights now (before any dtype conversion), then the adapters.
+      const std::string base = base_of(cfg);
+      if (!base.empty()) {
+        auto weights = ckpt::load_pretrained_weights(base);
+        std::vector<std::pair<std::string, torch::Tensor>> all;
+        for (auto& p : net->named_parameters()) all.emplace_back(p.key(), p.value());
+        load_named(all, weights, "the base " + base);
+        auto bufs = persistent_buffers(net);
+        std::vector<std::pair<std::string, torch::Tensor>> present;
+        for (const auto& [n, t] : weights)
+          for (const auto& [bn, bt] : bufs)
+            if (n == bn) present.emplace_back(n, t);
+        if (present.size() == bufs.size()) load_named(bufs, present, "the base " + base);
+      }
+      lora_spec.r = cfg.lora.r;
+      lora_spec.alpha = cfg.lora.lora_alpha;
+      lora_spec.dropout = cfg.lora.dropout;
+      lora_spec.rslora = cfg.lora.use_rslora;
+      std::optional<model::PeftAdapter> start_adapter;
+      if (!cfg.lora.adapter.empty()) {
+        start_adapter = model::load_peft_adapter(cfg.lora.adapter);
+        lora_spec = start_adapter->spec;
+        lora_spec.dropout = cfg.lora.dropout;
+        lora_modules = model::adapted_modules(start_adapter->tensors);
+      } else {
+        lora_modules = model::lora_targets(net, cfg.lora.target_modules);
+      }
+      torch::manual_seed(static_cast<uint64_t>(cfg.run.seed) + 1);
+      const int64_t adapter_params = model::add_lora(net, lora_modules, lora_spec);
+      model::freeze_base(net);
+      if (start_adapter) {
+        auto adapters = model::lora_tensors(net);
+        load_named(adapters, start_adapter->tensors, "the adapter " + cfg.lora.adapter);
+      }
+      int64_t base_params = 0;
+      for (auto& p : net->parameters()) base_params += p.requires_grad() ? 0 : p.numel();
+      emitter.emit(proto::EventData{"lora", json{{"adapted_layers", lora_modules.size()}, {"trainable_params", adapter_params},
+                                                 {"base_params", base_params}, {"r", lora_spec.r}, {"alpha", lora_spec.alpha}}});
+      std::cerr << "LoRA: " << lora_modules.size() << " layers adapted (r " << lora_spec.r << "), " << human_count(adapter_params)
+                << " trainable parameters over a frozen base of " << human_count(base_params) << "\n";
+    }
     std::vector<std::pair<std::string, torch::Tensor>> params;
-    for (auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
+    for (auto& p : net->named_parameters())
+      if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
     // fp32 master weights: the model's own parameters in fp32, separate copies otherwise.
     std::vector<std::pair<std::string, torch::Tensor>> masters;
     const bool mixed = compute_dtype != torch::kFloat32;
@@ -336,9 +441,18 @@ int run_training(const TrainInvocation& inv) {
     }
     // after to(): re-read the parameter handles (same modules, converted storage)
     params.clear();
-    for (auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
+    for (auto& p : net->named_parameters())
+      if (p.value().requires_grad()) params.emplace_back(p.key(), p.value());
     if (!mixed) masters = params;
-    auto buffers = persistent_buffers(net);
+    // MoE routing biases are state to checkpoint — unless the base is frozen (LoRA).
+    auto buffers = lora ? std::vector<std::pair<std::string, torch::Tensor>>{} : persistent_buffers(net);
+    if (lora && cfg.lora.quantize_base == "int8") {
+      const auto [before, after] = model::quantize_base_int8(net);
+      emitter.emit(proto::EventData{"quantized_base", json{{"bytes_before", before}, {"bytes_after", after},
+                                                           {"saved_bytes", before - after}}});
+      std::cerr << "int8 base: linear weights " << human_count(static_cast<double>(before)) << "B → "
+                << human_count(static_cast<double>(after)) << "B\n";
+    }
     const auto moe_layers = net->moe_layers();
 
     AdamWOptions aopt;
@@ -415,10 +529,10 @@ int run_training(const TrainInvocation& inv) {
       std::cerr << "resumed from " << resume_dir << " at step " << st.step << "\n";
     }
 
-    if (resume_dir.empty() && !cfg.model.init_from.empty()) {
+    if (resume_dir.empty() && !cfg.model.init_from.empty() && !lora) {
       // Fine-tuning / continued pre-training: weights from a checkpoint or an imported model,
       // optimizer and step fresh.
-      auto weights = ckpt::CheckpointManager::load(cfg.model.init_from).model;
+      auto weights = ckpt::load_pretrained_weights(cfg.model.init_from);
       load_named(masters, weights, "model.init_from " + cfg.model.init_from);
       if (!buffers.empty()) {
         std::vector<std::pair<std::string, torch::Tensor>> present;
@@ -448,6 +562,13 @@ int run_training(const TrainInvocation& inv) {
       payload.step = st.step;
       for (auto& [n, m] : masters) payload.model.emplace_back(n, m.detach());
       for (auto& [n, b] : buffers) payload.model.emplace_back(n, b.detach().to(torch::kFloat32));
+      if (lora) {
+        // The checkpoint directory is also a PEFT adapter directory.
+        payload.model_copy_file = "adapter_model.safetensors";
+        payload.model_copy_prefix = "base_model.model.";
+        payload.extra_text_files.emplace_back("adapter_config.json",
+                                              model::peft_adapter_config(lora_spec, lora_modules, fs::absolute(base_of(cfg)).string()));
+      }
       payload.optimizer = optimizer.state_tensors();
       payload.state = json{{"step", st.step},
                            {"tokens", st.tokens},
@@ -459,7 +580,9 @@ int run_training(const TrainInvocation& inv) {
                            {"run_id", run_id},
                            {"precision", cfg.train.precision},
                            {"world_size", world},
-                           {"tokenizer", prepared.tokenizer_path}};
+                           {"lora", lora},
+                           {"base", base_of(cfg).empty() ? std::string() : fs::absolute(base_of(cfg)).string()},
+                           {"tokenizer", tokenizer_path}};
       if (st.best_val_loss) payload.state["best_val_loss"] = *st.best_val_loss;
       payload.val_loss = st.last_val_loss;
       const int64_t step = st.step;
@@ -482,9 +605,10 @@ int run_training(const TrainInvocation& inv) {
     lopt.rank = static_cast<int>(cfg.distributed.rank);
     lopt.world_size = world;
     lopt.device = device;
-    data::BatchLoader loader(shard_source(train_shard), lopt);
+    std::unique_ptr<data::BatchLoader> loader;
+    if (!instruct) loader = std::make_unique<data::BatchLoader>(shard_source(train_shard), lopt);
     std::unique_ptr<data::BatchLoader> val_loader;
-    if (have_val) {
+    if (have_val && !instruct) {
       auto vopt = lopt;
       vopt.seed = static_cast<uint64_t>(cfg.run.seed) ^ 0x5eedf00dull;
       vopt.gradient_accumulation_steps = 1;
@@ -496,8 +620,10 @@ int run_training(const TrainInvocation& inv) {
       double total = 0;
       const int64_t n = std::max<int64_t>(1, cfg.train.eval_batches);
       for (int64_t i = 0; i < n; ++i) {
-        auto b = val_loader->make(i, 0);
-        total += net->loss(b.inputs.to(device), b.targets.to(device)).item<double>();
+        auto b = instruct ? instruct_batch(sft->val, i, 0, 1, cfg.train.micro_batch_size, 0, 1, static_cast<uint64_t>(cfg.run.seed) ^ 0x5eedf00dull)
+                          : val_loader->make(i, 0);
+        total += instruct ? net->loss(b.inputs.to(device), b.targets.to(device), b.segments.to(device), b.positions.to(device)).item<double>()
+                          : net->loss(b.inputs.to(device), b.targets.to(device)).item<double>();
       }
       net->train();
       return total / static_cast<double>(n);
@@ -575,7 +701,7 @@ int run_training(const TrainInvocation& inv) {
     if (const char* v = std::getenv("FATHOM_INJECT_NAN_FROM_STEP")) inject_nan_from = std::atoll(v);
 
     net->train();
-    loader.start(st.step);
+    if (loader) loader->start(st.step);
     ProgressLine progress("train");
     auto interval_t0 = Clock::now();
     int64_t interval_tokens = 0;
@@ -596,7 +722,10 @@ int run_training(const TrainInvocation& inv) {
       if (timed && device.is_cuda()) t_data = t_fwd = t_bwd = t_opt = 0;
       for (int64_t micro = 0; micro < accum; ++micro) {
         auto t0 = Clock::now();
-        auto batch = loader.next();
+        auto batch = instruct ? instruct_batch(sft->train, st.step, static_cast<int>(micro), static_cast<int>(accum),
+                                               cfg.train.micro_batch_size, static_cast<int>(cfg.distributed.rank), world,
+                                               static_cast<uint64_t>(cfg.run.seed))
+                              : loader->next();
         t_data += seconds_since(t0);
         const int64_t B = batch.inputs.size(0);
         const int64_t sub = std::min<int64_t>(shards, B);
@@ -604,8 +733,15 @@ int run_training(const TrainInvocation& inv) {
           const int64_t b0 = s * B / sub, b1 = (s + 1) * B / sub;
           auto x = batch.inputs.narrow(0, b0, b1 - b0);
           auto y = batch.targets.narrow(0, b0, b1 - b0);
+          torch::Tensor seg, pos;
+          if (batch.segments.defined()) {
+            seg = batch.segments.narrow(0, b0, b1 - b0).to(device);
+            pos = batch.positions.narrow(0, b0, b1 - b0).to(device);
+            x = x.to(device);
+            y = y.to(device);
+          }
           t0 = Clock::now();
-          auto loss = net->loss(x, y) * (static_cast<double>(b1 - b0) / static_cast<double>(B)) / static_cast<double>(accum);
+          auto loss = net->loss(x, y, seg, pos) * (static_cast<double>(b1 - b0) / static_cast<double>(B)) / static_cast<double>(accum);
           if (inject_nan_from >= 0 && st.step >= inject_nan_from) loss = loss * std::numeric_limits<double>::quiet_NaN();
           sync();
           t_fwd += seconds_since(t0);
@@ -680,7 +816,7 @@ int run_training(const TrainInvocation& inv) {
 
       const bool log_now = st.step % std::max<int64_t>(1, cfg.train.log_interval) == 0 || st.step == cfg.train.max_steps;
       std::optional<double> val_loss;
-      if (!inv.bench && val_loader && cfg.train.eval_interval > 0 &&
+      if (!inv.bench && (val_loader || (instruct && have_val)) && cfg.train.eval_interval > 0 &&
           (st.step % cfg.train.eval_interval == 0 || st.step == cfg.train.max_steps)) {
         val_loss = evaluate();
         if (!st.best_val_loss || *val_loss < *st.best_val_loss) st.best_val_loss = *val_loss;
@@ -749,7 +885,7 @@ int run_training(const TrainInvocation& inv) {
       }
     }
     progress.done();
-    loader.start(st.step);  // stop prefetching past the end (restart is cheap)
+    if (loader) loader->start(st.step);  // stop prefetching past the end (restart is cheap)
     if (!inv.bench && exit_status == "completed") {
       save_checkpoint(true);
     }

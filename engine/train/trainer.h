@@ -1,4 +1,4 @@
-// `fathom-engine train`: the whole training run (config → data → model → steps → checkpoints),
+// `fathom-engine train` / `finetune`: the whole training run (config → data → model → steps → checkpoints),
 // reporting through the protocol. Torch-free header so the CLI stays cheap to compile.
 #pragma once
 #include <cstdint>
@@ -21,6 +21,9 @@ struct TrainInvocation {
   std::string dump_initial_weights;
   // bench mode: no checkpoints, evals or samples; reports speed and peak memory at the end.
   bool bench = false;
+  // finetune --preview: print the instruction data as the model sees it (JSON) and exit.
+  bool preview = false;
+  int preview_examples = 5;
   int64_t bench_warmup_steps = 3;
 };
 
