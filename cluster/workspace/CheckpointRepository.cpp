@@ -272,7 +272,13 @@ QString CheckpointRepository::deletionRefusal(const QList<CheckpointRecord>& doo
   QSet<QString> runIds;
   for (const CheckpointRecord& c : doomed) runIds.insert(c.runId);
   QSet<QString> doomedPaths;
-  for (const CheckpointRecord& c : doomed) doomedPaths.insert(c.path);
+  for (const CheckpointRecord& c : doomed) doomedPaths.insert(QDir::cleanPath(c.path));
+  // A queued run that is to resume from one of them would fail when it starts.
+  for (const RunRecord& q : m_ws.runs().listByStatus(run_status::queued)) {
+    if (!q.resume.isEmpty() && q.resume != QLatin1String("auto") && doomedPaths.contains(QDir::cleanPath(q.resume)))
+      return QStringLiteral("run %1 is queued to resume from %2; cancel it first (Runs page), or keep the checkpoint.")
+          .arg(q.id, q.resume);
+  }
   for (const QString& runId : runIds) {
     const std::optional<RunRecord> run = m_ws.runs().get(runId);
     if (!run || (run->status != run_status::running && run->status != run_status::queued)) continue;
@@ -280,7 +286,7 @@ QString CheckpointRepository::deletionRefusal(const QList<CheckpointRecord>& doo
     qint64 newest = -1;
     for (const CheckpointRecord& c : listForRun(runId)) {
       if (!c.isWhole()) continue;
-      if (doomedPaths.contains(c.path)) {
+      if (doomedPaths.contains(QDir::cleanPath(c.path))) {
         ++wholeDoomed;
         newest = std::max(newest, c.step);
       } else {

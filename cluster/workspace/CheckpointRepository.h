@@ -54,7 +54,8 @@ class CheckpointRepository {
   // ---- Delete and keep rules -------------------------------------------------------------------
 
   // Why these checkpoints may not all be deleted now, "" when they may: deleting them would leave
-  // a running (or queued) run without a whole checkpoint to resume from. Checks each run involved.
+  // a running (or queued) run without a whole checkpoint to resume from, or a queued run is to
+  // resume from one of them (RunRecord::resume). Checks each run involved.
   QString deletionRefusal(const QList<CheckpointRecord>& doomed) const;
 
   // Deletes one checkpoint: refuses as deletionRefusal() says; renames the directory to

@@ -165,6 +165,17 @@ class CheckpointRepositoryTest : public QObject {
     QVERIFY(QFileInfo::exists(all[2].path));
     QVERIFY(ws.checkpoints().deleteCheckpoint(all[1], &trash));   // the damaged one may go
     QCOMPARE(ws.checkpoints().listForRun(QStringLiteral("c")).size(), 1);
+    // A queued run that is to resume from it keeps it too.
+    run->status = run_status::completed;
+    QVERIFY(ws.runs().upsert(*run));
+    RunRecord queued;
+    queued.id = queued.name = QStringLiteral("c-again");
+    queued.runDir = tmp.filePath(QStringLiteral("runs/c-again"));
+    queued.status = run_status::queued;
+    queued.resume = all[2].path + QStringLiteral("/");
+    QVERIFY(ws.runs().upsert(queued));
+    QVERIFY(ws.checkpoints().deletionRefusal({all[2]}).contains(QStringLiteral("queued to resume")));
+    QVERIFY(ws.runs().remove(queued.id));
     // Ended: the last one may go too, and `latest` is removed rather than left dangling.
     run->status = run_status::completed;
     QVERIFY(ws.runs().upsert(*run));

@@ -420,6 +420,22 @@ class TestCheckpointsPage : public QObject {
     QVERIFY2(loaded.ok(), loaded.ok() ? "" : loaded.errors.front().message().c_str());
     QCOMPARE(QString::fromStdString(loaded.config.model.init_from), src);
     QCOMPARE(QString::fromStdString(loaded.config.run.name), m_ws.runs().get(QStringLiteral("alpha"))->name + QStringLiteral("-ft"));
+    // From a project file launched with overrides: they are kept.
+    cluster::RunRecord launched;
+    launched.id = launched.name = QStringLiteral("proj");
+    launched.configPath = m_config;
+    launched.overrides = {QStringLiteral("train.max_steps=77"), QStringLiteral("optimizer.lr=0.0005")};
+    cluster::CheckpointRecord ck;
+    ck.runId = launched.id;
+    ck.path = src;
+    ck.step = 10;
+    const QString text = CheckpointsPage::fineTuneYaml(ck, launched);
+    const auto fromProject = config::load_config_text(text.toStdString(), m_config.toStdString(), o);
+    QVERIFY2(fromProject.ok(), qPrintable(text));
+    QCOMPARE(fromProject.config.train.max_steps, 77);
+    QCOMPARE(fromProject.config.optimizer.lr, 0.0005);
+    QCOMPARE(QString::fromStdString(fromProject.config.model.init_from), src);
+    QVERIFY(text.contains(QStringLiteral("extends: debug-tiny")));  // still the user's file, not the resolved dump
   }
 
   void fineTunedRunShowsItsOrigin() {

@@ -622,6 +622,12 @@ QString CheckpointsPage::fineTuneYaml(const cluster::CheckpointRecord& c, const 
   auto quoted = [](const QString& s) {
     return QLatin1Char('"') + QString(s).replace(QLatin1Char('\\'), QStringLiteral("\\\\")).replace(QLatin1Char('"'), QStringLiteral("\\\"")) + QLatin1Char('"');
   };
+  // The run's --set overrides were part of what it trained with; the fine-tune keeps them.
+  if (source == run.configPath)
+    for (const QString& o : run.overrides) {
+      const int eq = o.indexOf(QLatin1Char('='));
+      if (eq > 0) text = YamlKeyEdit::setValue(text, o.left(eq).trimmed(), o.mid(eq + 1).trimmed());
+    }
   text = YamlKeyEdit::setValue(text, QStringLiteral("model.init_from"), quoted(c.path));
   text = YamlKeyEdit::setValue(text, QStringLiteral("run.name"), quoted(name));
   const QString header = QStringLiteral(

@@ -90,8 +90,9 @@ class CheckpointsPage : public QWidget {
   KeepRulesDialog* openKeepRules();
   QMessageBox* messageBox() const { return m_message; }
 
-  // The config a fine-tune from `checkpoint` starts with: the run's own config (its project file,
-  // else its resolved config.yaml) with model.init_from set to the checkpoint and a new run name.
+  // The config a fine-tune from `checkpoint` starts with: the run's own config (its project file
+  // with the run's --set overrides written in, else its resolved config.yaml) with model.init_from
+  // set to the checkpoint and a new run name.
   static QString fineTuneYaml(const cluster::CheckpointRecord& checkpoint, const cluster::RunRecord& run);
   // The disk guard's warning ("" = none): free space below twice `latestBytes` (the newest
   // checkpoint of `runLabel`, the size its next one will have) or below 5 % of the volume.
