@@ -7,6 +7,7 @@
 #include <random>
 
 #include "engine/checkpoint/tensor_io.h"
+#include <nlohmann/json.hpp>
 #include "engine/engine_process.h"
 
 namespace fs = std::filesystem;
@@ -262,4 +263,113 @@ TEST(TrainE2E, NanGuardSkipsThenStops) {
   EXPECT_NE(errors[0]["data"]["message"].get<std::string>().find("NaN/Inf"), std::string::npos);
   EXPECT_EQ(records_of(recs, "exit").at(0)["data"]["status"], "failed");
   EXPECT_EQ(records_of(recs, "metric").size(), 5u);  // steps 1..5 trained normally
+}
+
+namespace {
+
+// A base trained on the fixture corpus, then a LoRA fine-tune config on the fixture instruction set.
+std::string finetune_config(const std::string& dir, const std::string& base_ckpt, int64_t max_steps, int64_t save_every) {
+  std::ostringstream y;
+  y << "extends: debug-tiny\n"
+    << "run: {name: ft, seed: 11, device: cpu, threads: 1, workspace: " << dir << "/ws}\n"
+    << "model: {max_seq_len: 64}\n"
+    << "lora: {enabled: true, base: " << base_ckpt << ", r: 16, lora_alpha: 32, dropout: 0.0,"
+    << " target_modules: [query_key_value, o_proj, gate_proj, up_proj, down_proj]}\n"
+    << "data: {task: instruct, train: [" << FATHOM_FIXTURES_DIR << "/instruct/tiny.jsonl], seq_len: 64, validation_fraction: 0.1}\n"
+    << "train: {micro_batch_size: 4, max_steps: " << max_steps << ", log_interval: 1, eval_interval: 0, sample_interval: 0}\n"
+    << "optimizer: {lr: 1.0e-2, min_lr: 1.0e-3, warmup_steps: 5}\n"
+    << "checkpoint: {save_every_steps: " << save_every << ", save_interval: 0, keep_n_latest: 3, async: true}\n";
+  const std::string path = dir + "/ft.yaml";
+  write_text(path, y.str());
+  return path;
+}
+
+std::string trained_base(const std::string& dir) {
+  const auto cfg = tiny_config(dir, 120, 120);
+  if (run_engine({"train", cfg, "--run-dir", dir + "/base"}, dir) != 0) return "";
+  return dir + "/base/checkpoints/step-120";
+}
+
+double mean_loss(const std::vector<nlohmann::json>& metrics, size_t from, size_t n) {
+  double s = 0;
+  for (size_t i = from; i < from + n; ++i) s += metrics[i]["data"]["loss"].get<double>();
+  return s / static_cast<double>(n);
+}
+
+}  // namespace
+
+// The done-when: a LoRA fine-tune of a small model on a tiny instruction set lowers the
+// completion loss; the base checkpoint is untouched; the checkpoint directory is a PEFT adapter.
+TEST(FinetuneE2E, LoraLowersCompletionLossAndWritesPeftAdapters) {
+  const auto dir = make_temp_dir("ft");
+  const auto base = trained_base(dir);
+  ASSERT_FALSE(base.empty()) << read_text(dir + "/stderr.txt");
+  const auto base_bytes = read_text(base + "/model.safetensors");
+  const auto cfg = finetune_config(dir, base, 100, 100);
+  ASSERT_EQ(run_engine({"finetune", cfg, "--run-dir", dir + "/ft"}, dir), 0) << read_text(dir + "/stderr.txt");
+  auto recs = read_records(dir + "/ft/events.jsonl");
+  auto metrics = records_of(recs, "metric");
+  ASSERT_EQ(metrics.size(), 100u);
+  const double early = mean_loss(metrics, 0, 10), late = mean_loss(metrics, 90, 10);
+  EXPECT_LT(late, early - 0.5) << "completion loss " << early << " → " << late;
+  auto lora = records_of(recs, "event", "lora");
+  ASSERT_EQ(lora.size(), 1u);
+  EXPECT_EQ(lora[0]["data"]["adapted_layers"], 14);
+  EXPECT_EQ(read_text(base + "/model.safetensors"), base_bytes);
+  const auto ck = dir + "/ft/checkpoints/step-100";
+  auto adapter = fathom::ckpt::load_tensors(ck + "/adapter_model.safetensors");
+  ASSERT_EQ(adapter.size(), 28u);
+  for (auto& [n, t] : adapter) EXPECT_EQ(n.rfind("base_model.model.model.layers.", 0), 0u) << n;
+  auto cfg_json = nlohmann::json::parse(read_text(ck + "/adapter_config.json"));
+  EXPECT_EQ(cfg_json["r"], 16);
+  EXPECT_EQ(cfg_json["peft_type"], "LORA");
+  EXPECT_NE(read_text(ck + "/MANIFEST.json").find("adapter_config.json"), std::string::npos);
+  // Only the adapters are in the checkpoint (the base is not copied).
+  EXPECT_EQ(fathom::ckpt::load_tensors(ck + "/model.safetensors").size(), 28u);
+}
+
+TEST(FinetuneE2E, KilledFinetuneResumesBitIdentically) {
+  const auto dir = make_temp_dir("ft-resume");
+  const auto base = trained_base(dir);
+  ASSERT_FALSE(base.empty()) << read_text(dir + "/stderr.txt");
+  const auto cfg = finetune_config(dir, base, 40, 5);
+  ASSERT_EQ(run_engine({"finetune", cfg, "--run-dir", dir + "/a"}, dir), 0) << read_text(dir + "/stderr.txt");
+  auto child = Child::spawn({engine_bin(), "finetune", cfg, "--run-dir", dir + "/b"}, dir + "/b-stdout.txt", dir + "/b-stderr.txt");
+  for (int i = 0; i < 3000; ++i) {
+    auto metrics = records_of(read_records(dir + "/b/events.jsonl"), "metric");
+    if (!metrics.empty() && metrics.back()["data"]["step"].get<int64_t>() >= 17) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill(child.pid, SIGKILL);
+  child.wait();
+  ASSERT_FALSE(fs::exists(dir + "/b/checkpoints/step-40")) << "killed too late";
+  ASSERT_EQ(run_engine({"finetune", cfg, "--run-dir", dir + "/b", "--resume", "auto"}, dir), 0) << read_text(dir + "/stderr.txt");
+  EXPECT_EQ(records_of(read_records(dir + "/b/events.jsonl"), "event", "resumed").size(), 1u);
+  expect_identical(dir + "/a/checkpoints/step-40/model.safetensors", dir + "/b/checkpoints/step-40/model.safetensors");
+  expect_identical(dir + "/a/checkpoints/step-40/optimizer.safetensors", dir + "/b/checkpoints/step-40/optimizer.safetensors");
+}
+
+TEST(FinetuneE2E, PreviewShowsExamplesAsTheModelSeesThem) {
+  const auto dir = make_temp_dir("ft-preview");
+  const auto base = trained_base(dir);
+  ASSERT_FALSE(base.empty());
+  const auto cfg = finetune_config(dir, base, 10, 10);
+  ASSERT_EQ(run_engine({"finetune", cfg, "--preview", "--examples", "3"}, dir), 0) << read_text(dir + "/stderr.txt");
+  auto out = nlohmann::json::parse(read_text(dir + "/stdout.txt"));
+  EXPECT_EQ(out["template"], "plain");
+  EXPECT_EQ(out["seq_len"], 64);
+  EXPECT_EQ(out["examples"].size(), 3u);
+  EXPECT_GT(out["count"].get<int>(), 20);
+  bool trained = false, masked = false;
+  for (const auto& s : out["examples"][0]["segments"]) (s["train"].get<bool>() ? trained : masked) = true;
+  EXPECT_TRUE(trained && masked);
+  int64_t total = 0;
+  for (const auto& c : out["histogram"]["counts"]) total += c.get<int64_t>();
+  EXPECT_EQ(total, out["count"].get<int64_t>());
+  EXPECT_GT(out["trainable_params"].get<int64_t>(), 0);
+  EXPECT_FALSE(fs::exists(dir + "/ws/runs")) << "--preview must not start a run";
+  // Bad data: file:line and exit 2.
+  write_text(dir + "/bad.jsonl", "{\"prompt\": \"x\"}\n");
+  ASSERT_EQ(run_engine({"finetune", cfg, "--preview", "--set", "data.train=[" + dir + "/bad.jsonl]"}, dir), 2);
+  EXPECT_NE(read_text(dir + "/stderr.txt").find("bad.jsonl:1"), std::string::npos) << read_text(dir + "/stderr.txt");
 }
