@@ -23,6 +23,7 @@
 #include "engine/checkpoint/tensor_io.h"
 #include "engine/engine_process.h"
 #include "engine/model/transformer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -545,12 +546,24 @@ TEST(HfCli, ConvertImportThenTrainThenExport) {
 TEST(HfParity, ExportForTransformersParity) {
   const char* out = std::getenv("FATHOM_HF_PARITY_OUT");
   if (!out) GTEST_SKIP() << "set FATHOM_HF_PARITY_OUT=DIR to write exports for tools/hf/check_export.py";
-  for (const char* family : kFamilies) {
+  const std::string sample = "Fellow-Citizens of the Senate and House of Representatives: the state of the Union, 1862.";
+  for (const std::string family : {"llama", "qwen2", "deepseek_v3"}) {
     TempDir tmp;
     fathom::ckpt::HfImportOptions io;
     io.hf_dir = fixture(family);
     io.run_dir = tmp.path + "/run";
     const std::string ck = fathom::ckpt::import_hf_to_run(io);
+    if (family == "llama") {
+      // Export Fathom's own bpe tokenizer (trained_bpe_400.json, the same 400 tokens), which goes
+      // through Tokenizer::save rather than a copy.
+      std::string yaml = read_file(tmp.path + "/run/config.yaml");
+      const auto at = yaml.find("tokenizer:\n");
+      ASSERT_NE(at, std::string::npos);
+      const auto end = yaml.find("data:\n", at);
+      yaml = yaml.substr(0, at) + "tokenizer:\n  kind: bpe\n  path: \"" + std::string(FATHOM_FIXTURES_DIR) +
+             "/tokenizer/trained_bpe_400.json\"\n  vocab_size: 400\n" + yaml.substr(end);
+      write_file(tmp.path + "/run/config.yaml", yaml);
+    }
     // Perturb the weights as a fine-tune would, so the export is not just the fixture back.
     NamedTensors w = fathom::ckpt::load_pretrained_weights(ck);
     torch::manual_seed(5);
@@ -569,17 +582,31 @@ TEST(HfParity, ExportForTransformersParity) {
       mgr.save(std::move(p));
     }
     const auto info = fathom::ckpt::read_hf_model_dir(fixture(family));
-    const std::string dst = std::string(out) + "/" + family;
-    fathom::ckpt::HfExportOptions eo;
-    eo.checkpoint_dir = tmp.path + "/run/checkpoints/step-1";
-    eo.out_dir = dst;
-    eo.overwrite = true;
-    eo.max_shard_bytes = std::string(family) == "deepseek_v3" ? 200000 : 0;
-    fathom::ckpt::export_checkpoint_to_hf(eo);
     const Expected ex = expected(family);
-    const torch::Tensor logits = fathom_logits(info.model, w, ex.ids);
-    fathom::ckpt::save_tensors(dst + "/fathom_logits.safetensors", {{"input_ids", ex.ids}, {"logits", logits.contiguous()}});
-    std::cout << "wrote " << dst << "\n";
+    for (const std::string dtype : {"fp32", "bf16"}) {
+      const std::string dst = std::string(out) + "/" + family + (dtype == "fp32" ? "" : "_bf16");
+      fathom::ckpt::HfExportOptions eo;
+      eo.checkpoint_dir = tmp.path + "/run/checkpoints/step-1";
+      eo.out_dir = dst;
+      eo.overwrite = true;
+      eo.dtype = dtype;
+      eo.max_shard_bytes = family == "deepseek_v3" ? 200000 : 0;
+      fathom::ckpt::export_checkpoint_to_hf(eo);
+      // What Fathom computes from exactly the weights in the export (bf16-rounded for bf16).
+      NamedTensors wd = w;
+      if (dtype == "bf16")
+        for (auto& [n, t] : wd)
+          if (n.find("e_score_correction_bias") == std::string::npos) t = t.to(torch::kBFloat16).to(torch::kFloat32);
+      const torch::Tensor logits = fathom_logits(info.model, wd, ex.ids);
+      fathom::ckpt::save_tensors(dst + "/fathom_logits.safetensors",
+                                 {{"input_ids", ex.ids}, {"logits", logits.contiguous()}});
+      if (fs::exists(dst + "/tokenizer.json")) {
+        const auto tk = fathom::tok::Tokenizer::load(dst + "/tokenizer.json");
+        json t = {{"text", sample}, {"ids", tk.encode(sample)}};
+        write_file(dst + "/fathom_tokens.json", t.dump());
+      }
+      std::cout << "wrote " << dst << "\n";
+    }
   }
 }
 

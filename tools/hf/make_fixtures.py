@@ -103,11 +103,12 @@ def make_llama(out):
     torch.manual_seed(0)
     with open(TOKENIZER) as f:
         tj = json.load(f)
-    vocab = len(tj["model"]["vocab"]) + len(tj["added_tokens"])
+    vocab = len(tj["model"]["vocab"]) + len(tj["added_tokens"])  # 401: one more than the tokenizer needs
+    eos_id = next(t["id"] for t in tj["added_tokens"] if t["content"] == "<|endoftext|>")
     cfg = with_rope(transformers.LlamaConfig, 10000.0,
         vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, tie_word_embeddings=False,
-        attention_bias=False, mlp_bias=False, bos_token_id=None, eos_token_id=vocab - 1, pad_token_id=None,
+        attention_bias=False, mlp_bias=False, bos_token_id=None, eos_token_id=eos_id, pad_token_id=None,
         initializer_range=0.02)
     model = transformers.LlamaForCausalLM(cfg)
     # Train briefly on the corpus (next-token prediction, random windows) so the weights carry
