@@ -326,6 +326,25 @@ TEST(FinetuneE2E, LoraLowersCompletionLossAndWritesPeftAdapters) {
   EXPECT_NE(read_text(ck + "/MANIFEST.json").find("adapter_config.json"), std::string::npos);
   // Only the adapters are in the checkpoint (the base is not copied).
   EXPECT_EQ(fathom::ckpt::load_tensors(ck + "/model.safetensors").size(), 28u);
+
+  // Merge: W' = W + (alpha / r)·B·A for every adapted layer; unmerge gives the base back; the
+  // merged model exports to a Hugging Face directory.
+  ASSERT_EQ(run_engine({"lora", "merge", ck, "--out", dir + "/merged"}, dir), 0) << read_text(dir + "/stderr.txt");
+  auto basew = load_map(base + "/model.safetensors");
+  auto merged = load_map(dir + "/merged/checkpoints/step-0/model.safetensors");
+  auto ad = load_map(ck + "/model.safetensors");
+  ASSERT_EQ(merged.size(), basew.size());
+  const std::string q = "model.layers.1.self_attn.q_proj";
+  auto expect_q = basew[q + ".weight"] + torch::matmul(ad[q + ".lora_B.weight"], ad[q + ".lora_A.weight"]) * 2.0;
+  EXPECT_LT((merged[q + ".weight"] - expect_q).abs().max().item<double>(), 1e-6);
+  EXPECT_TRUE(torch::equal(merged["model.norm.weight"], basew["model.norm.weight"]));
+  ASSERT_EQ(run_engine({"lora", "unmerge", dir + "/merged/checkpoints/step-0", "--adapter", ck, "--out", dir + "/unmerged"}, dir), 0)
+      << read_text(dir + "/stderr.txt");
+  for (auto& [n, t] : load_map(dir + "/unmerged/checkpoints/step-0/model.safetensors"))
+    EXPECT_LT((t - basew.at(n)).abs().max().item<double>(), 1e-6) << n;
+  ASSERT_EQ(run_engine({"lora", "merge", ck, "--out", dir + "/merged-hf", "--to", "hf"}, dir), 0) << read_text(dir + "/stderr.txt");
+  EXPECT_TRUE(fs::exists(dir + "/merged-hf/config.json"));
+  EXPECT_TRUE(fs::exists(dir + "/merged-hf/model.safetensors"));
 }
 
 TEST(FinetuneE2E, KilledFinetuneResumesBitIdentically) {
