@@ -3,6 +3,7 @@
 // deepseek_v3}.py and the config.json files its save_pretrained writes (tests/fixtures/hf).
 #include "engine/checkpoint/hf.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -87,6 +88,21 @@ std::string natural_key(const std::string& name) {
     }
   }
   return out;
+}
+
+std::string fresh_tmp_sibling(const std::string& final_dir) {
+  const std::string parent = posix::parent_directory(final_dir);
+  const std::string prefix = posix::base_name(final_dir) + ".tmp-";
+  for (const auto& name : posix::list_directory(parent)) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid_s = name.substr(prefix.size());
+    if (pid_s.empty() || pid_s.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::strtol(pid_s.c_str(), nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) posix::remove_tree(join(parent, name));
+  }
+  const std::string tmp = final_dir + ".tmp-" + std::to_string(::getpid());
+  posix::remove_tree(tmp);
+  return tmp;
 }
 
 }  // namespace hf_detail
@@ -707,8 +723,7 @@ std::string import_hf_to_run(const HfImportOptions& o) {
   const std::string final_dir = absolute_path(o.run_dir);
   const std::string parent = posix::parent_directory(final_dir);
   posix::make_directories(parent);
-  const std::string tmp = final_dir + ".tmp-" + std::to_string(::getpid());
-  posix::remove_tree(tmp);
+  const std::string tmp = fresh_tmp_sibling(final_dir);
   posix::make_directories(tmp);
   try {
     std::string tokenizer_path;

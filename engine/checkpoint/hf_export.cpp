@@ -383,8 +383,7 @@ HfExportResult export_checkpoint_to_hf(const HfExportOptions& o) {
 
   const std::string parent = posix::parent_directory(final_dir);
   posix::make_directories(parent);
-  const std::string tmp = final_dir + ".tmp-" + std::to_string(::getpid());
-  posix::remove_tree(tmp);
+  const std::string tmp = fresh_tmp_sibling(final_dir);
   posix::make_directories(tmp);
   try {
     const WriteOptions durable{/*fsync=*/true, /*compute_sha256=*/false};

@@ -21,6 +21,9 @@ std::string shape_str(const std::vector<int64_t>& shape);
 void check_against_expected(const NamedTensors& tensors, const config::ModelConfig& model, const std::string& where);
 // In the model's module order (embedding, layer 0..N-1, norm, head).
 NamedTensors sorted_like_expected(NamedTensors tensors, const config::ModelConfig& model);
+// Removes "<final_dir>.tmp-<pid>" siblings left by a convert that was killed (its pid is gone),
+// then returns a fresh "<final_dir>.tmp-<this pid>" path (not created).
+std::string fresh_tmp_sibling(const std::string& final_dir);
 // step-<N> for a checkpoint dir, or the `latest` of a checkpoints/ dir or run dir; "" when none.
 std::string resolve_checkpoint_dir(const std::string& dir);
 

@@ -459,6 +459,12 @@ TEST(HfExport, Bf16AndOverwriteRules) {
   eo.overwrite = true;
   fathom::ckpt::export_checkpoint_to_hf(eo);
   EXPECT_EQ(json::parse(read_file(eo.out_dir + "/config.json"))["dtype"], "float32");
+  // What a killed convert left (its pid gone) is cleaned up by the next one into the same place.
+  fs::create_directories(tmp.path + "/again.tmp-999999999/x");
+  eo.out_dir = tmp.path + "/again";
+  fathom::ckpt::export_checkpoint_to_hf(eo);
+  EXPECT_FALSE(fs::exists(tmp.path + "/again.tmp-999999999"));
+  EXPECT_TRUE(fs::exists(tmp.path + "/again/config.json"));
   // No run config where expected.
   fathom::ckpt::HfExportOptions lost;
   lost.checkpoint_dir = tmp.path + "/elsewhere";
