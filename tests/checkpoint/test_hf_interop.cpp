@@ -547,6 +547,59 @@ TEST(HfCli, ConvertImportThenTrainThenExport) {
   EXPECT_NE(rc, 0);
 }
 
+// The fixture with its vocabulary padded to `vocab` rows (embedding and head), in one file.
+std::string padded_vocab_copy(const std::string& family, int64_t vocab, const std::string& dir) {
+  fs::create_directories(dir);
+  json c = json::parse(read_file(fixture(family) + "/config.json"));
+  c["vocab_size"] = vocab;
+  write_file(dir + "/config.json", c.dump(2));
+  NamedTensors all;
+  for (const auto& e : fs::directory_iterator(fixture(family))) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("model", 0) != 0 || e.path().extension() != ".safetensors") continue;
+    for (auto& [k, t] : fathom::ckpt::load_tensors(e.path().string())) {
+      if (k == "model.embed_tokens.weight" || k == "lm_head.weight")
+        t = torch::cat({t, 0.02 * torch::randn({vocab - t.size(0), t.size(1)})}, 0);
+      all.emplace_back(k, t);
+    }
+  }
+  fathom::ckpt::save_tensors(dir + "/model.safetensors", all, {{"format", "pt"}});
+  return dir;
+}
+
+// Qwen2 (tied head, q/k/v biases) and DeepSeek-V3 (MLA + MoE, routing biases as buffers) imports
+// train too. They come without a tokenizer, so the placeholder byte-level bpe of the model's
+// vocabulary size is trained on the corpus; a byte-level bpe needs 257 tokens (256 bytes + eos)
+// and the fixtures have 256, hence the padded copies.
+TEST(HfCli, ImportedQwen2AndDeepseekTrain) {
+  using fathom::testing::run_engine;
+  for (const std::string family : {"qwen2", "deepseek_v3"}) {
+    TempDir tmp;
+    const std::string d = tmp.path;
+    const std::string src = padded_vocab_copy(family, 320, d + "/" + family);
+    int rc = run_engine({"convert", src, "--to", "fathom", "--out", d + "/run"}, d);
+    ASSERT_EQ(rc, 0) << read_file(d + "/stderr.txt");
+    EXPECT_NE(read_file(d + "/stderr.txt").find("no tokenizer.json"), std::string::npos);
+    rc = run_engine({"train", d + "/run/config.yaml", "--run-dir", d + "/ft", "--set",
+                     "data.train=[" + std::string(FATHOM_FIXTURES_DIR) + "/corpus]", "--set", "data.seq_len=32", "--set",
+                     "data.shards_dir=" + d + "/data", "--set", "run.workspace=" + d + "/ws", "--set", "run.device=cpu",
+                     "--set", "train.max_steps=2", "--set", "train.micro_batch_size=2", "--set", "train.log_interval=1",
+                     "--set", "train.eval_interval=0", "--set", "optimizer.warmup_steps=1", "--set",
+                     "checkpoint.save_every_steps=2", "--set", "checkpoint.async=false"},
+                    d, 300);
+    ASSERT_EQ(rc, 0) << family << "\n" << read_file(d + "/stderr.txt");
+    const auto recs = fathom::testing::read_records(d + "/ft/events.jsonl");
+    EXPECT_FALSE(fathom::testing::records_of(recs, "event", "initialized").empty()) << family;
+    EXPECT_GT(first_step_loss(d + "/ft/events.jsonl"), 0.0) << family;
+    // And the fine-tuned checkpoint exports again.
+    rc = run_engine({"convert", d + "/ft/checkpoints/step-2", "--to", "hf", "--out", d + "/hf"}, d);
+    ASSERT_EQ(rc, 0) << read_file(d + "/stderr.txt");
+    const auto back = fathom::ckpt::read_hf_model_dir(d + "/hf");
+    EXPECT_EQ(back.architecture, json::parse(read_file(fixture(family) + "/config.json"))["architectures"][0]);
+    EXPECT_NO_THROW(fathom::ckpt::load_hf_weights(back));
+  }
+}
+
 // ---- material for the transformers parity check (tools/hf/check_export.py) ----------------
 
 TEST(HfParity, ExportForTransformersParity) {
