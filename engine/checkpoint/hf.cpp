@@ -529,7 +529,6 @@ NamedTensors load_hf_weights(const HfModelInfo& info) {
   const config::ModelConfig& m = info.model;
   NamedTensors out;
   std::set<std::string> seen;
-  int64_t skipped_mtp = 0;
   for (const auto& path : info.weight_files) {
     std::unique_ptr<SafetensorsFile> file;
     try {
@@ -545,10 +544,7 @@ NamedTensors load_hf_weights(const HfModelInfo& info) {
       if (ends_with(name, "rotary_emb.inv_freq")) continue;  // older checkpoints stored the RoPE table
       if (name == "lm_head.weight" && m.tie_embeddings) continue;  // tied: the embedding is the head
       const int64_t layer = layer_of(name);
-      if (layer >= m.n_layers && m.family == "deepseek") {  // DeepSeek-V3 multi-token-prediction module
-        ++skipped_mtp;
-        continue;
-      }
+      if (layer >= m.n_layers && m.family == "deepseek") continue;  // DeepSeek-V3 multi-token prediction
       torch::Tensor t;
       try {
         t = tensor_from_file(*file, ti);
@@ -585,7 +581,6 @@ NamedTensors load_hf_weights(const HfModelInfo& info) {
       out.emplace_back(name, std::move(t));
     }
   }
-  (void)skipped_mtp;
   check_against_expected(out, m, info.dir);
   return sorted_like_expected(std::move(out), m);
 }
