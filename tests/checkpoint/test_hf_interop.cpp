@@ -527,6 +527,18 @@ TEST(HfCli, ConvertImportThenTrainThenExport) {
   EXPECT_LT(loss, 0.6 * ln_v) << "the imported weights were not used";
   EXPECT_NEAR(loss, corpus_loss, 0.75);
 
+  // model.init_from may name the Hugging Face directory itself.
+  rc = run_engine({"train", d + "/run/config.yaml", "--run-dir", d + "/ft2", "--set", "model.init_from=" + fixture("llama"),
+                   "--set", "data.train=[" + std::string(FATHOM_FIXTURES_DIR) + "/corpus]", "--set", "data.seq_len=64",
+                   "--set", "data.shards_dir=" + d + "/data", "--set", "run.workspace=" + d + "/ws", "--set",
+                   "run.device=cpu", "--set", "train.max_steps=1", "--set", "train.micro_batch_size=4", "--set",
+                   "train.log_interval=1", "--set", "train.eval_interval=0", "--set", "optimizer.warmup_steps=1",
+                   "--set", "optimizer.lr=1e-4", "--set", "checkpoint.save_every_steps=0", "--set",
+                   "checkpoint.save_interval=0"},
+                  d, 300);
+  ASSERT_EQ(rc, 0) << read_file(d + "/stderr.txt");
+  EXPECT_DOUBLE_EQ(first_step_loss(d + "/ft2/events.jsonl"), loss) << "same weights, data and seed as the converted run";
+
   // The fine-tuned checkpoint exports (its run's config.yaml is found two levels up).
   rc = run_engine({"convert", d + "/ft/checkpoints/step-3", "--to", "hf", "--out", d + "/hf", "--dtype", "bf16",
                    "--max-shard-size", "200KB"},
