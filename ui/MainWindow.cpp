@@ -104,11 +104,18 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   connect(m_checkpoints, &CheckpointsPage::openRun, this, &MainWindow::openRunInMonitor);
   connect(m_checkpoints, &CheckpointsPage::runLaunched, this, &MainWindow::openRunInMonitor);
   connect(m_checkpoints, &CheckpointsPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 8000); });
-  // Fine-tune from here: the Fine-tune page with that checkpoint as its base.
+  // Fine-tune from here: the Fine-tune page with that checkpoint as its base; a LoRA adapter
+  // continues on its own base (lora.adapter).
   connect(m_checkpoints, &CheckpointsPage::fineTuneRequested, this, [this](const QString&, const QString& title) {
     const QList<cluster::CheckpointRecord> sel = m_checkpoints->selectedCheckpoints();
     if (sel.isEmpty()) return;
-    m_finetune->setBase(sel.first().path);
+    const cluster::CheckpointRecord& c = sel.first();
+    if (c.lora && !c.loraBase.isEmpty()) {
+      m_finetune->setBase(c.loraBase);
+      m_finetune->setAdapter(c.path);
+    } else {
+      m_finetune->setBase(c.path);
+    }
     setCurrentPage(FinetuneMode);
     statusBar()->showMessage(title, 8000);
   });

@@ -16,6 +16,7 @@
 #include <QSet>
 
 #include <algorithm>
+#include <tuple>
 
 #include "cluster/workspace/Sqlite.h"
 #include "cluster/workspace/Workspace.h"
@@ -32,6 +33,8 @@ constexpr const char* kSelect =
     "(SELECT group_concat(out_dir, char(10)) FROM (SELECT out_dir FROM checkpoint_exports e "
     "  WHERE e.run_id = c.run_id AND e.path = c.path ORDER BY created_at)) "
     "FROM checkpoints c LEFT JOIN checkpoint_checks k ON k.run_id = c.run_id AND k.path = c.path ";
+
+void readAdapterFacts(CheckpointRecord& c);
 
 CheckpointRecord readCheckpoint(const sql::Statement& st) {
   CheckpointRecord c;
@@ -50,6 +53,7 @@ CheckpointRecord readCheckpoint(const sql::Statement& st) {
   c.checkedAt = st.time(12);
   const QString exports = st.text(13);
   if (!exports.isEmpty()) c.exports = exports.split(QLatin1Char('\n'));
+  readAdapterFacts(c);
   return c;
 }
 
@@ -109,6 +113,54 @@ bool manifestMatches(const QString& dir, const QJsonObject& manifest) {
     }
   }
   return checked > 0;
+}
+
+// What makes a checkpoint an adapter (or a merge of one), from adapter_config.json and
+// state.json. Not kept in the registry: read when a row is read, cached by the files'
+// modification times, since every reload of the table asks again.
+struct AdapterFacts {
+  bool lora = false;
+  int r = 0;
+  double alpha = 0;
+  QString base, mergedFrom;
+  QStringList targets;
+};
+
+void readAdapterFacts(CheckpointRecord& c) {
+  const QDir d(c.path);
+  const QFileInfo stateFile(d.filePath(QStringLiteral("state.json"))), adapterFile(d.filePath(QStringLiteral("adapter_config.json")));
+  const QDateTime stateTime = stateFile.exists() ? stateFile.lastModified() : QDateTime();
+  const QDateTime adapterTime = adapterFile.exists() ? adapterFile.lastModified() : QDateTime();
+  static QMutex mutex;
+  static QHash<QString, std::tuple<QDateTime, QDateTime, AdapterFacts>> cache;
+  AdapterFacts f;
+  {
+    QMutexLocker lock(&mutex);
+    const auto it = cache.constFind(c.path);
+    if (it != cache.constEnd() && std::get<0>(*it) == stateTime && std::get<1>(*it) == adapterTime) {
+      f = std::get<2>(*it);
+    } else {
+      const QJsonObject state = stateTime.isValid() ? readJsonObject(stateFile.filePath()) : QJsonObject();
+      const QJsonObject adapter = adapterTime.isValid() ? readJsonObject(adapterFile.filePath()) : QJsonObject();
+      f.lora = adapterTime.isValid() || state.value(QStringLiteral("lora")).toBool();
+      f.r = adapter.value(QStringLiteral("r")).toInt();
+      f.alpha = adapter.value(QStringLiteral("lora_alpha")).toDouble();
+      for (const QJsonValue& v : adapter.value(QStringLiteral("target_modules")).toArray()) f.targets << v.toString();
+      // A single string is PEFT's regex form of target_modules.
+      if (adapter.value(QStringLiteral("target_modules")).isString()) f.targets << adapter.value(QStringLiteral("target_modules")).toString();
+      f.base = state.value(QStringLiteral("base")).toString();
+      if (f.base.isEmpty()) f.base = adapter.value(QStringLiteral("base_model_name_or_path")).toString();
+      if (!f.lora) f.base.clear();
+      f.mergedFrom = state.value(QStringLiteral("merged_from")).toString();
+      cache.insert(c.path, {stateTime, adapterTime, f});
+    }
+  }
+  c.lora = f.lora;
+  c.loraR = f.r;
+  c.loraAlpha = f.alpha;
+  c.loraBase = f.base;
+  c.loraTargets = f.targets;
+  c.mergedFrom = f.mergedFrom;
 }
 
 }  // namespace
@@ -263,7 +315,21 @@ std::optional<CheckpointRecord> CheckpointRepository::inspect(const QString& run
       c.createdAt = QDateTime::fromMSecsSinceEpoch(static_cast<qint64>(manifest.value(QStringLiteral("created_unix_ms")).toDouble()));
     c.verified = manifestMatches(dir, manifest);
   }
+  readAdapterFacts(c);
   return c;
+}
+
+bool CheckpointRepository::registerRun(const RunRecord& run) {
+  if (!m_ws.runs().upsert(run)) {
+    m_error = m_ws.runs().lastError();
+    return false;
+  }
+  const QDir ckdir(QDir(run.runDir).filePath(QStringLiteral("checkpoints")));
+  for (const QString& name : ckdir.entryList({QStringLiteral("step-*")}, QDir::Dirs | QDir::NoDotAndDotDot)) {
+    if (name.endsWith(QLatin1String(".tmp"))) continue;
+    if (const auto c = inspect(run.id, ckdir.filePath(name)); c && !upsert(*c)) return false;
+  }
+  return true;
 }
 
 // ---- Delete and keep rules ---------------------------------------------------------------------

@@ -49,7 +49,14 @@ class CheckpointRepository {
   // initFrom = model.init_from of the run's config.yaml (two levels up), verified = MANIFEST.json
   // lists files that all exist with the listed sizes. std::nullopt when `dir` is not a checkpoint
   // (no MANIFEST.json and no state.json).
+  // Also fills the adapter fields (lora, loraR, loraBase, ..., mergedFrom) from adapter_config.json
+  // and state.json, as every read of a row does.
   static std::optional<CheckpointRecord> inspect(const QString& runId, const QString& dir);
+
+  // Indexes a run directory that no engine run wrote events for (`lora merge` writes config.yaml
+  // and checkpoints/step-0 only): the run row as given (a later rescan keeps its final status and
+  // name), and every checkpoint under <run.runDir>/checkpoints.
+  bool registerRun(const RunRecord& run);
 
   // ---- Delete and keep rules -------------------------------------------------------------------
 

@@ -79,6 +79,16 @@ struct CheckpointRecord {
   QString integrityDetail{};     // why damaged: one "file: problem" per line
   QDateTime checkedAt{};         // when that verification ran (invalid = never)
   QStringList exports{};         // directories this checkpoint was exported to (Hugging Face format)
+  // Added (issue 6). Read from the checkpoint's files whenever a row is read (not stored in the
+  // registry): a LoRA fine-tune's checkpoint is also a PEFT adapter directory.
+  bool lora = false;             // adapter_config.json present, or state.json "lora": true
+  int loraR = 0;                 // adapter_config.json "r"
+  double loraAlpha = 0;          // adapter_config.json "lora_alpha"
+  QString loraBase{};            // the base it adapts: state.json "base", else base_model_name_or_path
+  QStringList loraTargets{};     // adapter_config.json "target_modules"
+  QString mergedFrom{};          // state.json "merged_from": the adapter `lora merge` folded into the base
+
+  bool isAdapter() const { return lora; }
 
   // Whole: the manifest's files are all there with their sizes, and no hash check found damage.
   bool isWhole() const { return verified && integrity != checkpoint_integrity::damaged; }

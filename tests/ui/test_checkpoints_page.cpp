@@ -5,7 +5,9 @@
 // checkpoint of a running run and otherwise removes directory, row and fixes `latest`; Keep
 // rules delete exactly the expected ones; Resume from here starts an engine that resumes from
 // that step; Export runs `convert` (skipped, with the reason, while the engine lacks it); the
-// disk guard warns; Fine-tune from here hands the Designer a config with model.init_from.
+// disk guard warns; Fine-tune from here hands the Designer a config with model.init_from; a real
+// LoRA fine-tune's checkpoints are listed as adapters, merged into a new run (lineage "merged
+// from") or a Hugging Face folder through the Merge dialog, exported merged, and continued.
 #include <QApplication>
 #include <QCheckBox>
 #include <QComboBox>
@@ -16,6 +18,7 @@
 #include <QPlainTextEdit>
 #include <QProcess>
 #include <QPushButton>
+#include <QRadioButton>
 #include <QSpinBox>
 #include <QStandardPaths>
 #include <QTableView>
@@ -42,6 +45,8 @@
 #include "ui/pages/checkpoints/ExportDialog.h"
 #include "ui/pages/checkpoints/InspectDialog.h"
 #include "ui/pages/checkpoints/KeepRulesDialog.h"
+#include "ui/pages/checkpoints/MergeDialog.h"
+#include "ui/pages/finetune/FinetunePage.h"
 #include "ui/pages/checkpoints/ResumeDialog.h"
 
 using namespace fathom;
@@ -545,8 +550,178 @@ class TestCheckpointsPage : public QObject {
     QCOMPARE(CheckpointTableModel::lineageText(last), QStringLiteral("resumed from alpha step 10"));
   }
 
+  // A LoRA fine-tune's checkpoints (issue 6) are adapters: listed as such, merged into their base
+  // through the Merge dialog (a new run here, or a Hugging Face folder), exported merged, and
+  // "Fine-tune from here" continues the adapter on its base.
+  void loraAdaptersAreListedMergedAndExported() {
+    train(QStringLiteral("zeta"), 10);  // the base: steps 5 10
+    const QString base = ckpt(QStringLiteral("zeta"), 10);
+    const QString cfg = m_tmp.filePath(QStringLiteral("ft.yaml"));
+    {
+      QFile f(cfg);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QStringLiteral(
+                  "extends: debug-tiny\n"
+                  "run: {name: ft, seed: 11, device: cpu, threads: 1, workspace: %1}\n"
+                  "model: {max_seq_len: 64}\n"
+                  "lora: {enabled: true, base: %2, r: 8, lora_alpha: 16, dropout: 0.0, target_modules: [q_proj, v_proj]}\n"
+                  "data: {task: instruct, train: [%3/instruct/tiny.jsonl], seq_len: 64, validation_fraction: 0.1}\n"
+                  "train: {micro_batch_size: 4, max_steps: 6, log_interval: 1, eval_interval: 0, sample_interval: 0}\n"
+                  "checkpoint: {save_every_steps: 3, save_interval: 0, keep_n_latest: 0, async: false}\n")
+                  .arg(m_ws.dir(), base, QStringLiteral(FATHOM_FIXTURES_DIR))
+                  .toUtf8());
+    }
+    QProcess p;
+    p.setProcessChannelMode(QProcess::MergedChannels);
+    p.start(m_engine, {QStringLiteral("finetune"), cfg, QStringLiteral("--run-dir"), runDir(QStringLiteral("ft")), QStringLiteral("--run-id"),
+                       QStringLiteral("ft"), QStringLiteral("--no-stdout")});
+    QVERIFY(p.waitForFinished(120000));
+    QVERIFY2(p.exitCode() == 0, p.readAll().constData());
+    m_ws.rescan();
+
+    // Recognised: kind, rank, base and targets from adapter_config.json / state.json.
+    const QString adapter = ckpt(QStringLiteral("ft"), 6);
+    const CheckpointRecord a = recordOf(QStringLiteral("ft"), 6);
+    QCOMPARE(a.path, adapter);
+    QVERIFY(a.lora && a.isAdapter());
+    QCOMPARE(a.loraR, 8);
+    QCOMPARE(a.loraAlpha, 16.0);
+    QCOMPARE(a.loraBase, base);
+    QCOMPARE(a.loraTargets, (QStringList{QStringLiteral("q_proj"), QStringLiteral("v_proj")}));
+    QVERIFY(!recordOf(QStringLiteral("zeta"), 10).lora);
+    const int row = m_page->model()->rowOf(adapter);
+    QVERIFY(row >= 0);
+    QCOMPARE(m_page->model()->index(row, CheckpointTableModel::Lineage).data().toString(), QStringLiteral("LoRA adapter (r 8) on zeta step 10"));
+    QVERIFY(m_page->selectCheckpoint(adapter));
+    const QString details = m_page->details()->toPlainText();
+    QVERIFY2(details.contains(QStringLiteral("LoRA adapter, r 8")) && details.contains(base) && details.contains(QStringLiteral("q_proj, v_proj")),
+             qPrintable(details));
+    QVERIFY(m_page->action(QStringLiteral("merge"))->isEnabled());
+    QVERIFY(m_page->action(QStringLiteral("export"))->isEnabled());
+    QVERIFY(!m_page->action(QStringLiteral("playground"))->isEnabled());
+    QVERIFY(m_page->action(QStringLiteral("playground"))->toolTip().contains(QStringLiteral("#7")));
+    QVERIFY(m_page->selectCheckpoint(base));
+    QVERIFY(!m_page->action(QStringLiteral("merge"))->isEnabled());  // not an adapter
+
+    // Merge into base, as a Fathom run in the workspace: the default name, the click, the run.
+    QVERIFY(m_page->selectCheckpoint(adapter));
+    m_page->action(QStringLiteral("merge"))->trigger();
+    MergeDialog* d = m_page->findChild<MergeDialog*>();
+    QVERIFY(d);
+    QTRY_VERIFY(d->isVisible());
+    QCOMPARE(d->nameEdit()->text(), QStringLiteral("ft-merged-step6"));
+    QCOMPARE(d->outputDir(), runDir(QStringLiteral("ft-merged-step6")));
+    QVERIFY(d->fathomButton()->isChecked());
+    QSignalSpy merged(d, &MergeDialog::mergeFinished);
+    QTest::mouseClick(d->mergeButton(), Qt::LeftButton);
+    QVERIFY2(d->isRunning() || !merged.isEmpty(), qPrintable(d->resultLabel()->text()));
+    QVERIFY(merged.size() == 1 || merged.wait(120000));
+    QVERIFY2(merged.first().at(0).toBool(), qPrintable(d->resultLabel()->text() + QStringLiteral("\n") + d->log()->toPlainText()));
+    QCOMPARE(merged.first().at(1).toString(), QStringLiteral("ft-merged-step6"));
+    QVERIFY(d->log()->toPlainText().contains(QStringLiteral("lora merge")));
+    const QString mergedCkpt = ckpt(QStringLiteral("ft-merged-step6"), 0);
+    QVERIFY(QFileInfo(mergedCkpt + QStringLiteral("/model.safetensors")).isFile());
+    auto checkMergedRun = [&] {
+      const auto run = m_ws.runs().get(QStringLiteral("ft-merged-step6"));
+      QVERIFY(run);
+      QCOMPARE(run->name, QStringLiteral("ft-merged-step6"));
+      QCOMPARE(run->status, cluster::run_status::completed);
+      const CheckpointRecord m = recordOf(QStringLiteral("ft-merged-step6"), 0);
+      QCOMPARE(m.path, mergedCkpt);
+      QVERIFY(m.isWhole());
+      QVERIFY(!m.lora);
+      QCOMPARE(m.mergedFrom, adapter);
+      QCOMPARE(CheckpointTableModel::lineageText(m), QStringLiteral("merged from ft step 6"));
+      const int mr = m_page->model()->rowOf(mergedCkpt);
+      QVERIFY(mr >= 0);
+      QCOMPARE(m_page->model()->index(mr, CheckpointTableModel::Lineage).data().toString(), QStringLiteral("merged from ft step 6"));
+    };
+    checkMergedRun();
+    // The page selected the new checkpoint; its lineage names adapter and base.
+    QCOMPARE(m_page->selectedCheckpoints().size(), 1);
+    QCOMPARE(m_page->selectedCheckpoints().first().path, mergedCkpt);
+    QVERIFY2(m_page->details()->toPlainText().contains(QStringLiteral("Merged from the adapter ") + adapter + QStringLiteral(" into the base ") + base),
+             qPrintable(m_page->details()->toPlainText()));
+    // A rescan (files are the truth) keeps it as it is.
+    m_ws.rescan();
+    checkMergedRun();
+    // The same name again is refused before anything runs.
+    QVERIFY(!d->start());
+    QVERIFY(d->resultLabel()->text().contains(QStringLiteral("already has a run")));
+    d->close();
+
+    // Merge into a Hugging Face folder from the same dialog, recorded as an export of the adapter.
+    QVERIFY(m_page->selectCheckpoint(adapter));
+    d = m_page->mergeSelected();
+    QVERIFY(d);
+    d->huggingFaceButton()->setChecked(true);
+    const QString hfMerged = m_tmp.filePath(QStringLiteral("hf-ft-6-merged"));
+    d->hfOutputEdit()->setText(hfMerged);
+    d->dtypeBox()->setCurrentText(QStringLiteral("bf16"));
+    QSignalSpy mergedHf(d, &MergeDialog::mergeFinished);
+    QVERIFY2(d->start(), qPrintable(d->resultLabel()->text()));
+    QVERIFY(mergedHf.wait(120000));
+    QVERIFY2(mergedHf.first().at(0).toBool(), qPrintable(d->resultLabel()->text() + QStringLiteral("\n") + d->log()->toPlainText()));
+    QVERIFY(d->log()->toPlainText().contains(QStringLiteral("--to hf --dtype bf16")));
+    QVERIFY(QFileInfo(hfMerged + QStringLiteral("/config.json")).isFile());
+    QVERIFY(QFileInfo(hfMerged + QStringLiteral("/model.safetensors")).isFile());
+    QVERIFY(!QFileInfo::exists(hfMerged + QStringLiteral(".fathom.tmp")));
+    QCOMPARE(recordOf(QStringLiteral("ft"), 6).exports, QStringList{hfMerged});
+    d->close();
+
+    // Export on an adapter: lora merge --to hf (the dialog says so), recorded like other exports.
+    const QString adapter3 = ckpt(QStringLiteral("ft"), 3);
+    QVERIFY(m_page->selectCheckpoint(adapter3));
+    ExportDialog* e = m_page->exportSelected();
+    QVERIFY(e);
+    QVERIFY(e->windowTitle().contains(QStringLiteral("merged into its base")));
+    const QString hf = m_tmp.filePath(QStringLiteral("hf-ft-3"));
+    e->outputEdit()->setText(hf);
+    QSignalSpy exported(e, &ExportDialog::exportFinished);
+    QVERIFY(e->start());
+    QVERIFY(e->log()->toPlainText().contains(QStringLiteral("$ fathom-engine lora merge ") + adapter3 + QStringLiteral(" --to hf --out ") + hf));
+    QVERIFY(exported.wait(120000));
+    QVERIFY2(exported.first().at(0).toBool(), qPrintable(e->resultLabel()->text() + QStringLiteral("\n") + e->log()->toPlainText()));
+    QVERIFY(QFileInfo(hf + QStringLiteral("/config.json")).isFile());
+    QVERIFY(QFileInfo(hf + QStringLiteral("/model.safetensors")).isFile());
+    QVERIFY(!QFileInfo::exists(hf + QStringLiteral(".fathom.tmp")));
+    QCOMPARE(recordOf(QStringLiteral("ft"), 3).exports, QStringList{hf});
+    QCOMPARE(m_page->model()->index(m_page->model()->rowOf(adapter3), CheckpointTableModel::Lineage).data().toString(),
+             QStringLiteral("LoRA adapter (r 8) on zeta step 10 · exported to hf-ft-3"));
+    e->close();
+
+    // Fine-tune from here on an adapter: the config continues it (lora.adapter) on its base.
+    config::LoadOptions o;
+    o.check_paths = false;
+    const QString yaml = CheckpointsPage::fineTuneYaml(a, *m_ws.runs().get(QStringLiteral("ft")));
+    const auto loaded = config::load_config_text(yaml.toStdString(), cfg.toStdString(), o);
+    QVERIFY2(loaded.ok(), qPrintable(yaml));
+    QCOMPARE(QString::fromStdString(loaded.config.lora.adapter), adapter);
+    QCOMPARE(QString::fromStdString(loaded.config.lora.base), base);
+    QVERIFY(loaded.config.model.init_from.empty());
+    // ... and in the window, the Fine-tune page gets the base and lora.adapter.
+    cluster::JobQueue queue(&m_ws);
+    queue.setEngineBinary(m_engine);
+    MainWindow w(&m_ws, &queue);
+    w.show();
+    QVERIFY(w.checkpoints()->selectCheckpoint(adapter));
+    w.checkpoints()->action(QStringLiteral("finetune"))->trigger();
+    QCOMPARE(w.currentPage(), int(MainWindow::FinetuneMode));
+    QCOMPARE(w.finetune()->base().dir, base);
+    QVERIFY(w.finetune()->base().isValid());
+    QCOMPARE(w.finetune()->adapter(), adapter);
+    QCOMPARE(w.finetune()->rBox()->value(), 8);
+    const auto page = config::load_config_text(w.finetune()->configText().toStdString(), cfg.toStdString(), o);
+    QVERIFY2(page.ok(), qPrintable(w.finetune()->configText()));
+    QCOMPARE(QString::fromStdString(page.config.lora.adapter), adapter);
+    QCOMPARE(QString::fromStdString(page.config.lora.base), base);
+    // The Fine-tune page offers no adapter as a base.
+    for (int i = 0; i < w.finetune()->checkpointPicker()->count(); ++i)
+      QVERIFY(!w.finetune()->checkpointPicker()->itemData(i).toString().startsWith(runDir(QStringLiteral("ft")) + QLatin1Char('/')));
+  }
+
   // docs/screenshots/checkpoints.png from the state the tests above left (verified, damaged,
-  // deleted, resumed): FATHOM_SCREENSHOT_DIR=docs/screenshots xvfb-run -a -s "-screen 0 1600x1000x24"
+  // deleted, resumed, LoRA adapter, merged): FATHOM_SCREENSHOT_DIR=docs/screenshots xvfb-run -a -s "-screen 0 1600x1000x24"
   // build-ui/bin/test_ui_checkpoints_page -platform xcb (with FATHOM_ENGINE_BIN set).
   void screenshot() {
     const QString dir = qEnvironmentVariable("FATHOM_SCREENSHOT_DIR");
@@ -560,11 +735,9 @@ class TestCheckpointsPage : public QObject {
     w.setCurrentPage(MainWindow::CheckpointsMode);
     CheckpointsPage* page = w.checkpoints();
     page->view()->sortByColumn(CheckpointTableModel::Created, Qt::DescendingOrder);
-    // The resumed run's checkpoint: its lineage in the details pane, every action it allows.
-    const QStringList ids = page->model()->runIds();
-    const auto again = std::find_if(ids.begin(), ids.end(), [](const QString& id) { return id.startsWith(QStringLiteral("alpha-again")); });
-    QVERIFY(again != ids.end());
-    QVERIFY(page->selectCheckpoint(m_ws.checkpoints().listForRun(*again).last().path));
+    // A LoRA adapter (with its merged run and exports beside it): its base and targets in the
+    // details pane, every action it allows (Merge into base among them).
+    QVERIFY(page->selectCheckpoint(ckpt(QStringLiteral("ft"), 6)));
     QTest::qWait(500);
     QVERIFY(w.grab().save(QDir(dir).filePath(QStringLiteral("checkpoints.png"))));
   }

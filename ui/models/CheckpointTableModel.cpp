@@ -102,16 +102,25 @@ namespace {
 
 // state.json's parent_checkpoint names the init_from checkpoint in a fine-tune's first segment:
 // that is where it was fine-tuned from, not a resume.
+// A merge's parent_checkpoint is the base the adapter was folded into: not a resume either.
 bool resumed(const cluster::CheckpointRecord& c) {
-  return !c.parentCheckpoint.isEmpty() && QDir::cleanPath(c.parentCheckpoint) != QDir::cleanPath(c.initFrom);
+  return !c.parentCheckpoint.isEmpty() && c.mergedFrom.isEmpty() && QDir::cleanPath(c.parentCheckpoint) != QDir::cleanPath(c.initFrom);
 }
 
 }  // namespace
 
+QString CheckpointTableModel::adapterText(const cluster::CheckpointRecord& c) {
+  if (!c.lora) return {};
+  const QString rank = c.loraR > 0 ? tr("LoRA adapter (r %1)").arg(c.loraR) : tr("LoRA adapter");
+  return c.loraBase.isEmpty() ? rank : tr("%1 on %2").arg(rank, shortCheckpointName(c.loraBase));
+}
+
 QString CheckpointTableModel::lineageText(const cluster::CheckpointRecord& c) {
   QStringList parts;
+  if (c.lora) parts.append(adapterText(c));
+  if (!c.mergedFrom.isEmpty()) parts.append(tr("merged from %1").arg(shortCheckpointName(c.mergedFrom)));
   if (resumed(c)) parts.append(tr("resumed from %1").arg(shortCheckpointName(c.parentCheckpoint, c.runId)));
-  if (!c.initFrom.isEmpty()) parts.append(tr("fine-tuned from %1").arg(shortCheckpointName(c.initFrom)));
+  if (!c.initFrom.isEmpty() && c.mergedFrom.isEmpty()) parts.append(tr("fine-tuned from %1").arg(shortCheckpointName(c.initFrom)));
   if (!c.exports.isEmpty()) {
     QString e = tr("exported to %1").arg(QFileInfo(c.exports.last()).fileName());
     if (c.exports.size() > 1) e += tr(" (+%1)").arg(c.exports.size() - 1);
@@ -122,8 +131,20 @@ QString CheckpointTableModel::lineageText(const cluster::CheckpointRecord& c) {
 
 QString CheckpointTableModel::lineageTip(const cluster::CheckpointRecord& c) {
   QStringList lines;
+  if (c.lora) {
+    QString l = tr("LoRA adapter");
+    if (c.loraR > 0) l += tr(" (r %1, lora_alpha %2)").arg(c.loraR).arg(c.loraAlpha);
+    if (!c.loraBase.isEmpty()) l += tr(" on the base %1").arg(QDir::toNativeSeparators(c.loraBase));
+    if (!c.loraTargets.isEmpty()) l += tr("; adapts %1").arg(c.loraTargets.join(QStringLiteral(", ")));
+    lines.append(l);
+  }
+  if (!c.mergedFrom.isEmpty()) {
+    QString l = tr("Merged from the adapter %1").arg(QDir::toNativeSeparators(c.mergedFrom));
+    if (!c.parentCheckpoint.isEmpty()) l += tr(" into the base %1").arg(QDir::toNativeSeparators(c.parentCheckpoint));
+    lines.append(l);
+  }
   if (resumed(c)) lines.append(tr("Resumed from %1").arg(QDir::toNativeSeparators(c.parentCheckpoint)));
-  if (!c.initFrom.isEmpty()) lines.append(tr("Fine-tuned from %1 (model.init_from)").arg(QDir::toNativeSeparators(c.initFrom)));
+  if (!c.initFrom.isEmpty() && c.mergedFrom.isEmpty()) lines.append(tr("Fine-tuned from %1 (model.init_from)").arg(QDir::toNativeSeparators(c.initFrom)));
   for (const QString& e : c.exports) lines.append(tr("Exported to %1").arg(QDir::toNativeSeparators(e)));
   return lines.isEmpty() ? tr("Trained from scratch in this run; not exported") : lines.join(QLatin1Char('\n'));
 }
@@ -193,8 +214,9 @@ QVariant CheckpointTableModel::headerData(int section, Qt::Orientation orientati
       case ValLoss: return tr("Best validation loss up to this step");
       case Integrity: return tr("verified: sha256 of every file checked · unverified: files present with their sizes, "
                                 "not hashed · damaged: cannot be resumed from");
-      case Lineage: return tr("Resumed from (state.json parent_checkpoint), fine-tuned from (model.init_from), "
-                              "exported to (Hugging Face exports made here)");
+      case Lineage: return tr("LoRA adapter on its base (adapter_config.json), merged from (lora merge), resumed from "
+                              "(state.json parent_checkpoint), fine-tuned from (model.init_from), exported to (Hugging Face "
+                              "exports made here)");
       default: return {};
     }
   }

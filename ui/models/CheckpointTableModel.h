@@ -46,6 +46,8 @@ class CheckpointTableModel : public QAbstractTableModel {
   static QString integrityText(const cluster::CheckpointRecord& c);
   static QString integrityTip(const cluster::CheckpointRecord& c);
   static QString lineageText(const cluster::CheckpointRecord& c);
+  // "LoRA adapter (r 8) on base step 10" for an adapter checkpoint, "" otherwise.
+  static QString adapterText(const cluster::CheckpointRecord& c);
   static QString lineageTip(const cluster::CheckpointRecord& c);
   static QString shortCheckpointName(const QString& path, const QString& ownRunId = QString());
 

@@ -45,6 +45,7 @@
 #include "ui/pages/checkpoints/ExportDialog.h"
 #include "ui/pages/checkpoints/InspectDialog.h"
 #include "ui/pages/checkpoints/KeepRulesDialog.h"
+#include "ui/pages/checkpoints/MergeDialog.h"
 #include "ui/pages/checkpoints/ResumeDialog.h"
 #include "ui/pages/designer/YamlKeyEdit.h"
 
@@ -73,8 +74,8 @@ CheckpointsPage::CheckpointsPage(cluster::Workspace* workspace, cluster::JobQueu
   buildActions();
   auto* bar = new QToolBar(this);
   bar->setToolButtonStyle(Qt::ToolButtonTextOnly);
-  for (const char* name : {"verify", "inspect", "", "resume", "finetune", "playground", "export", "", "delete", "keep", "",
-                           "folder", "monitor"}) {
+  for (const char* name : {"verify", "inspect", "", "resume", "finetune", "merge", "playground", "export", "", "delete", "keep",
+                           "", "folder", "monitor"}) {
     if (!*name) bar->addSeparator();
     else bar->addAction(m_actions.value(QLatin1String(name)));
   }
@@ -186,8 +187,8 @@ CheckpointsPage::CheckpointsPage(cluster::Workspace* workspace, cluster::JobQueu
   });
   connect(m_view, &QWidget::customContextMenuRequested, this, [this](const QPoint& pos) {
     QMenu menu(this);
-    for (const char* name : {"verify", "inspect", "", "resume", "finetune", "playground", "export", "", "delete", "keep", "",
-                             "folder", "monitor"}) {
+    for (const char* name : {"verify", "inspect", "", "resume", "finetune", "merge", "playground", "export", "", "delete",
+                             "keep", "", "folder", "monitor"}) {
       if (!*name) menu.addSeparator();
       else menu.addAction(m_actions.value(QLatin1String(name)));
     }
@@ -257,14 +258,19 @@ void CheckpointsPage::buildActions() {
       tr("Start a new run that continues training from this checkpoint, with config overrides"),
       [this] { resumeSelected(); });
   add(QStringLiteral("finetune"), tr("Fine-tune from here"),
-      tr("Open a config with model.init_from set to this checkpoint in the Designer. LoRA adapters (lora.*) arrive "
-         "with issue #6; until then this fine-tunes all weights."),
+      tr("Open the Fine-tune page (LoRA, issue #6) with this checkpoint as the base; on a LoRA adapter, with the "
+         "adapter's base and lora.adapter set to it, so training continues from that adapter"),
       [this] { fineTuneSelected(); });
+  add(QStringLiteral("merge"), tr("Merge into base…"),
+      tr("Fold this LoRA adapter into its base (fathom-engine lora merge): a new run in this workspace, or a Hugging "
+         "Face folder"),
+      [this] { mergeSelected(); });
   QAction* playground = add(QStringLiteral("playground"), tr("Open in Playground"),
                             tr("The inference playground arrives with issue #7; it does not exist yet."), [] {});
   playground->setEnabled(false);
   add(QStringLiteral("export"), tr("Export to Hugging Face…"),
-      tr("Convert to a directory transformers loads with from_pretrained (fathom-engine convert --to hf)"),
+      tr("Convert to a directory transformers loads with from_pretrained (fathom-engine convert --to hf; a LoRA adapter "
+         "is exported merged into its base, by lora merge --to hf)"),
       [this] { exportSelected(); });
   add(QStringLiteral("delete"), tr("Delete…"),
       tr("Delete the selected checkpoints from disk (asks first; never the last whole checkpoint of a running run)"),
@@ -321,6 +327,7 @@ void CheckpointsPage::updateActions() {
   m_actions.value(QStringLiteral("resume"))->setEnabled(whole && m_queue);
   m_actions.value(QStringLiteral("finetune"))->setEnabled(whole);
   m_actions.value(QStringLiteral("export"))->setEnabled(whole);
+  m_actions.value(QStringLiteral("merge"))->setEnabled(whole && sel.first().lora);
   m_actions.value(QStringLiteral("delete"))->setEnabled(!sel.isEmpty());
   m_actions.value(QStringLiteral("keep"))->setEnabled(m_model->rowCount() > 0);
   m_actions.value(QStringLiteral("folder"))->setEnabled(one);
@@ -474,6 +481,13 @@ void CheckpointsPage::updateDetails() {
   row(tr("Val loss"), std::isnan(c->valLoss) ? tr("—") : formatValue(c->valLoss));
   row(tr("Size"), formatBytes(double(c->bytes)));
   row(tr("Integrity"), esc(CheckpointTableModel::integrityText(*c)));
+  if (c->lora) {
+    row(tr("Kind"), c->loraR > 0 ? tr("LoRA adapter, r %1, lora_alpha %2").arg(c->loraR).arg(c->loraAlpha) : tr("LoRA adapter"));
+    row(tr("Base"), c->loraBase.isEmpty() ? tr("not recorded") : QStringLiteral("<code>%1</code>").arg(esc(QDir::toNativeSeparators(c->loraBase))));
+    row(tr("Targets"), c->loraTargets.isEmpty() ? tr("—") : esc(c->loraTargets.join(QStringLiteral(", "))));
+  } else if (!c->mergedFrom.isEmpty()) {
+    row(tr("Kind"), tr("merged model (base + adapter)"));
+  }
   const QString latest = cluster::CheckpointRepository::latestName(QFileInfo(c->path).absolutePath());
   row(tr("Latest"), latest == QFileInfo(c->path).fileName() ? tr("yes (named by <code>latest</code>)") : tr("no"));
   h += QStringLiteral("</table>");
@@ -628,12 +642,26 @@ QString CheckpointsPage::fineTuneYaml(const cluster::CheckpointRecord& c, const 
       const int eq = o.indexOf(QLatin1Char('='));
       if (eq > 0) text = YamlKeyEdit::setValue(text, o.left(eq).trimmed(), o.mid(eq + 1).trimmed());
     }
-  text = YamlKeyEdit::setValue(text, QStringLiteral("model.init_from"), quoted(c.path));
   text = YamlKeyEdit::setValue(text, QStringLiteral("run.name"), quoted(name));
+  if (c.lora) {
+    // An adapter is continued on its own base: the fine-tune's config already names it (lora.base).
+    text = YamlKeyEdit::setValue(text, QStringLiteral("lora.enabled"), QStringLiteral("true"));
+    if (!c.loraBase.isEmpty()) text = YamlKeyEdit::setValue(text, QStringLiteral("lora.base"), quoted(c.loraBase));
+    text = YamlKeyEdit::setValue(text, QStringLiteral("lora.adapter"), quoted(c.path));
+    return QStringLiteral(
+               "# Continue the LoRA fine-tune %1 from its adapter at step %2 (%3).\n"
+               "# lora.adapter loads that adapter (its rank and targets) onto lora.base; training starts at step 0\n"
+               "# with a fresh optimizer. Based on %4.\n")
+               .arg(run.name.isEmpty() ? c.runId : run.name)
+               .arg(c.step)
+               .arg(c.path, source) +
+           text;
+  }
+  text = YamlKeyEdit::setValue(text, QStringLiteral("model.init_from"), quoted(c.path));
   const QString header = QStringLiteral(
                              "# Fine-tune from %1, step %2 (%3).\n"
                              "# model.init_from loads that checkpoint's weights; training starts at step 0 with a fresh\n"
-                             "# optimizer. LoRA adapters (lora.*) arrive with issue #6. Based on %4.\n")
+                             "# optimizer. For a LoRA fine-tune use the Fine-tune page. Based on %4.\n")
                              .arg(run.name.isEmpty() ? c.runId : run.name)
                              .arg(c.step)
                              .arg(c.path, source);
@@ -644,7 +672,9 @@ void CheckpointsPage::fineTuneSelected() {
   const auto c = current();
   if (!c) return;
   const cluster::RunRecord run = m_model->run(c->runId);
-  emit fineTuneRequested(fineTuneYaml(*c, run), tr("Fine-tune of %1 from step %2").arg(run.name.isEmpty() ? c->runId : run.name).arg(c->step));
+  const QString who = run.name.isEmpty() ? c->runId : run.name;
+  emit fineTuneRequested(fineTuneYaml(*c, run), c->lora ? tr("Continue the LoRA adapter of %1 from step %2").arg(who).arg(c->step)
+                                                        : tr("Fine-tune of %1 from step %2").arg(who).arg(c->step));
 }
 
 ExportDialog* CheckpointsPage::exportSelected() {
@@ -660,6 +690,33 @@ ExportDialog* CheckpointsPage::exportSelected() {
   m_export = d;
   connect(d, &ExportDialog::exportFinished, this, [this](bool ok, bool) {
     emit statusMessage(ok ? tr("Export finished") : tr("Export failed"));
+  });
+  d->show();
+  return d;
+}
+
+MergeDialog* CheckpointsPage::mergeSelected() {
+  const auto c = current();
+  if (!c || !c->lora || !c->isWhole()) return nullptr;
+  if (m_merge && !m_merge->isRunning()) m_merge->close();
+  if (m_merge) {
+    m_merge->raise();
+    return m_merge;
+  }
+  auto* d = new MergeDialog(*c, m_ws, engineBinary(), this);
+  d->setAttribute(Qt::WA_DeleteOnClose);
+  m_merge = d;
+  connect(d, &MergeDialog::mergeFinished, this, [this](bool ok, const QString& output) {
+    if (!ok) {
+      emit statusMessage(tr("Merge failed"));
+      return;
+    }
+    emit statusMessage(tr("Merged into %1").arg(output));
+    // The merged run's checkpoint, selected, so its lineage shows in the details.
+    if (m_ws && m_ws->runs().get(output)) {
+      const auto merged = m_ws->checkpoints().listForRun(output);
+      if (!merged.isEmpty()) selectCheckpoint(merged.last().path);
+    }
   });
   d->show();
   return d;

@@ -4,8 +4,10 @@
 // next checkpoint may not fit. Actions (toolbar and context menu): Verify (sha256 of every file
 // by `fathom-engine inspect --json`, queued, in the background), Inspect (tensors from the
 // safetensors header), Resume from here (a new run with overrides, through the JobQueue),
-// Fine-tune from here (a config with model.init_from for the Designer), Export to Hugging Face
-// format (`fathom-engine convert`), Delete (confirmed; never the last whole checkpoint of a
+// Fine-tune from here (the Fine-tune page; on a LoRA adapter, its base with lora.adapter set),
+// Merge into base (a LoRA adapter folded into its base by `fathom-engine lora merge`, as a new run
+// here or a Hugging Face folder), Export to Hugging Face format (`fathom-engine convert`; an
+// adapter is exported merged, by `lora merge --to hf`), Delete (confirmed; never the last whole checkpoint of a
 // running run) and Keep rules. Every engine call runs in a QProcess; file deletion finishes on
 // a pool thread. Dialogs are opened non-modally and stay reachable for tests.
 #pragma once
@@ -22,6 +24,7 @@
 #include "ui/pages/checkpoints/ExportDialog.h"
 #include "ui/pages/checkpoints/InspectDialog.h"
 #include "ui/pages/checkpoints/KeepRulesDialog.h"
+#include "ui/pages/checkpoints/MergeDialog.h"
 #include "ui/pages/checkpoints/ResumeDialog.h"
 
 class QAction;
@@ -65,7 +68,7 @@ class CheckpointsPage : public QWidget {
   QLabel* summaryLabel() const { return m_summary; }
   QLabel* diskBanner() const { return m_banner; }
   QTextBrowser* details() const { return m_details; }
-  // "verify", "inspect", "resume", "finetune", "playground", "export", "delete", "keep", "folder", "monitor".
+  // "verify", "inspect", "resume", "finetune", "merge", "playground", "export", "delete", "keep", "folder", "monitor".
   QAction* action(const QString& name) const;
 
   void setEngineBinary(const QString& path) { m_engineBinary = path; }
@@ -83,6 +86,8 @@ class CheckpointsPage : public QWidget {
   ResumeDialog* resumeSelected();
   void fineTuneSelected();
   ExportDialog* exportSelected();
+  // On one whole LoRA adapter checkpoint; nullptr otherwise.
+  MergeDialog* mergeSelected();
   // A confirmation (or, when the safety rule refuses, a warning) message box, opened non-modally.
   QMessageBox* deleteSelected();
   // Deletes without asking (after confirmation); false with `error` when refused or failed.
@@ -92,7 +97,8 @@ class CheckpointsPage : public QWidget {
 
   // The config a fine-tune from `checkpoint` starts with: the run's own config (its project file
   // with the run's --set overrides written in, else its resolved config.yaml) with model.init_from
-  // set to the checkpoint and a new run name.
+  // set to the checkpoint and a new run name. For a LoRA adapter checkpoint: the fine-tune's config
+  // with lora.adapter set to it instead (training continues from that adapter on the same base).
   static QString fineTuneYaml(const cluster::CheckpointRecord& checkpoint, const cluster::RunRecord& run);
   // The disk guard's warning ("" = none): free space below twice `latestBytes` (the newest
   // checkpoint of `runLabel`, the size its next one will have) or below 5 % of the volume.
@@ -109,7 +115,7 @@ class CheckpointsPage : public QWidget {
   void openRun(const QString& runId);
   // Resume from here enqueued a run.
   void runLaunched(const QString& runId);
-  // Fine-tune from here: a config text for the Designer (model.init_from set).
+  // Fine-tune from here: a config text (model.init_from set, or lora.adapter for an adapter).
   void fineTuneRequested(const QString& yaml, const QString& title);
   void statusMessage(const QString& text);
   // One verification ended: integrity is checkpoint_integrity::verified or ::damaged, or "" when
@@ -157,6 +163,7 @@ class CheckpointsPage : public QWidget {
   QPointer<InspectDialog> m_inspect;
   QPointer<ResumeDialog> m_resume;
   QPointer<ExportDialog> m_export;
+  QPointer<MergeDialog> m_merge;
   QPointer<KeepRulesDialog> m_keep;
   QPointer<QMessageBox> m_message;
 

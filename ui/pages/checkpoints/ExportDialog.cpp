@@ -15,6 +15,7 @@
 #include <QVBoxLayout>
 
 #include "cluster/jobs/EngineTool.h"
+#include "cluster/workspace/CheckpointRepository.h"
 #include "cluster/workspace/Workspace.h"
 #include "ui/Theme.h"
 
@@ -23,12 +24,22 @@ namespace fathom::ui {
 ExportDialog::ExportDialog(const cluster::CheckpointRecord& checkpoint, cluster::Workspace* workspace,
                            const QString& engineBinary, QWidget* parent)
     : QDialog(parent), m_checkpoint(checkpoint), m_ws(workspace) {
-  setWindowTitle(tr("Export step %1 to Hugging Face format").arg(checkpoint.step));
+  setWindowTitle(checkpoint.lora ? tr("Export step %1 merged into its base to Hugging Face format").arg(checkpoint.step)
+                                 : tr("Export step %1 to Hugging Face format").arg(checkpoint.step));
   resize(720, 440);
   auto* layout = new QVBoxLayout(this);
-  auto* intro = new QLabel(tr("Writes config.json, model.safetensors and the tokenizer into a directory that "
-                              "transformers loads with from_pretrained. The checkpoint itself is not changed."),
-                           this);
+  // An adapter checkpoint holds only the adapter tensors: what transformers can load is the
+  // base with the adapter folded in, which `lora merge --to hf` writes in one go.
+  auto* intro = new QLabel(
+      checkpoint.lora
+          ? tr("This checkpoint is a LoRA adapter, so the export merges it into its base first (<code>fathom-engine lora "
+               "merge --to hf</code>: W + (alpha/r)·B·A) and writes the merged model — config.json, model.safetensors and "
+               "the tokenizer — into a directory that transformers loads with from_pretrained.<br>Base: <code>%1</code>. "
+               "Neither the adapter nor the base is changed. (The adapter directory itself is already a PEFT adapter.)")
+                .arg(QDir::toNativeSeparators(checkpoint.loraBase).toHtmlEscaped())
+          : tr("Writes config.json, model.safetensors and the tokenizer into a directory that "
+               "transformers loads with from_pretrained. The checkpoint itself is not changed."),
+      this);
   intro->setWordWrap(true);
   layout->addWidget(intro);
   auto* row = new QHBoxLayout;
@@ -36,7 +47,7 @@ ExportDialog::ExportDialog(const cluster::CheckpointRecord& checkpoint, cluster:
   m_out = new QLineEdit(this);
   // <run dir>/exports/hf-step-N by default: next to the run, found by whoever looks at it.
   const QString runDir = QDir::cleanPath(checkpoint.path + QStringLiteral("/../.."));
-  m_out->setText(QDir(runDir).filePath(QStringLiteral("exports/hf-step-%1").arg(checkpoint.step)));
+  m_out->setText(QDir(runDir).filePath((checkpoint.lora ? QStringLiteral("exports/hf-merged-step-%1") : QStringLiteral("exports/hf-step-%1")).arg(checkpoint.step)));
   row->addWidget(m_out, 1);
   m_browse = new QPushButton(tr("Browse…"), this);
   row->addWidget(m_browse);
@@ -50,7 +61,8 @@ ExportDialog::ExportDialog(const cluster::CheckpointRecord& checkpoint, cluster:
   m_log = new QPlainTextEdit(this);
   m_log->setReadOnly(true);
   m_log->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
-  m_log->setPlaceholderText(tr("fathom-engine convert's progress appears here."));
+  m_log->setPlaceholderText(checkpoint.lora ? tr("fathom-engine lora merge's progress appears here.")
+                                             : tr("fathom-engine convert's progress appears here."));
   layout->addWidget(m_log, 1);
   m_result = new QLabel(this);
   m_result->setWordWrap(true);
@@ -103,8 +115,11 @@ bool ExportDialog::start() {
     return fail(tr("Cannot create %1; check the permissions.").arg(QFileInfo(out).absolutePath()));
   m_log->clear();
   m_result->clear();
-  const QStringList args{QStringLiteral("convert"), m_checkpoint.path, QStringLiteral("--to"), QStringLiteral("hf"),
-                         QStringLiteral("--out"), out};
+  const QStringList args = m_checkpoint.lora
+                               ? QStringList{QStringLiteral("lora"), QStringLiteral("merge"), m_checkpoint.path, QStringLiteral("--to"),
+                                             QStringLiteral("hf"), QStringLiteral("--out"), out}
+                               : QStringList{QStringLiteral("convert"), m_checkpoint.path, QStringLiteral("--to"), QStringLiteral("hf"),
+                                             QStringLiteral("--out"), out};
   m_log->appendPlainText(QStringLiteral("$ fathom-engine %1").arg(args.join(QLatin1Char(' '))));
   if (!m_tool->start(args)) return fail(m_tool->error());
   setBusy(true);
@@ -127,6 +142,10 @@ void ExportDialog::onFinished(bool ok) {
   setBusy(false);
   const QString out = QDir::cleanPath(m_out->text().trimmed());
   QPalette p = m_result->palette();
+  // lora merge --to hf merges into a temporary Fathom run next to the output first; a stopped or
+  // failed merge may leave it behind.
+  if (!ok && m_checkpoint.lora && QFileInfo(out + QStringLiteral(".fathom.tmp")).isDir())
+    cluster::CheckpointRepository::removeTree(out + QStringLiteral(".fathom.tmp"));
   if (ok && m_ws) {
     if (!m_ws->checkpoints().addExport(m_checkpoint.runId, m_checkpoint.path, out))
       m_log->appendPlainText(tr("(the export is done but could not be recorded: %1)").arg(m_ws->checkpoints().lastError()));
@@ -138,7 +157,8 @@ void ExportDialog::onFinished(bool ok) {
   } else {
     const QString why = m_tool->error();
     m_result->setText(m_tool->unknownCommand()
-                          ? tr("This fathom-engine has no convert command yet (%1). Update the engine; nothing was exported.").arg(why)
+                          ? tr("This fathom-engine has no %1 command yet (%2). Update the engine; nothing was exported.")
+                                .arg(m_checkpoint.lora ? QStringLiteral("lora merge") : QStringLiteral("convert"), why)
                           : tr("Export failed: %1").arg(why));
     p.setColor(QPalette::WindowText, Theme::instance()->color(QStringLiteral("status.failed")));
   }

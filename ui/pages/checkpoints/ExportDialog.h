@@ -1,7 +1,9 @@
 // Export to Hugging Face format: `fathom-engine convert <checkpoint dir> --to hf --out <dir>` in a
 // background process, its progress lines shown as they come, a busy bar and Cancel; on success the
-// export is recorded in the registry (lineage "exported to"). An engine that does not know
-// `convert` yet, or fails, is shown with its own error text; nothing is recorded then.
+// export is recorded in the registry (lineage "exported to"). A LoRA adapter checkpoint is
+// exported merged into its base (`fathom-engine lora merge --to hf`), and the dialog says so. An
+// engine that does not know the command yet, or fails, is shown with its own error text; nothing
+// is recorded then.
 #pragma once
 
 #include <QDialog>

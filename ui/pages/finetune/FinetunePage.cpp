@@ -11,6 +11,9 @@
 #include <QFileInfo>
 #include <QFontDatabase>
 #include <QFormLayout>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QGridLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
@@ -378,7 +381,7 @@ void FinetunePage::reloadCheckpoints() {
   if (m_ws && m_ws->isOpen()) {
     QHash<QString, QString> names;
     for (const cluster::CheckpointRecord& c : m_ws->checkpoints().listAll()) {
-      if (!c.isWhole()) continue;
+      if (!c.isWhole() || c.lora) continue;  // an adapter is no base (Fine-tune from here continues it)
       if (!names.contains(c.runId)) {
         const auto run = m_ws->runs().get(c.runId);
         names.insert(c.runId, run && !run->name.isEmpty() && run->name != c.runId ? QStringLiteral("%1 (%2)").arg(c.runId, run->name) : c.runId);
@@ -404,6 +407,7 @@ void FinetunePage::reloadCheckpoints() {
 
 void FinetunePage::setBase(const QString& dir) {
   m_base = inspectBase(QFileInfo(dir).absoluteFilePath());
+  m_adapter.clear();
   reloadCheckpoints();
   rebuildModules();
   if (m_base.isValid()) {
@@ -422,6 +426,27 @@ void FinetunePage::setBase(const QString& dir) {
   schedulePreview();
   emit statusMessage(m_base.isValid() ? tr("Fine-tune base: %1").arg(QDir::toNativeSeparators(m_base.dir))
                                       : tr("Cannot fine-tune %1: %2").arg(QDir::toNativeSeparators(dir), m_base.error));
+}
+
+void FinetunePage::setAdapter(const QString& dir) {
+  m_adapter = dir.isEmpty() ? QString() : QFileInfo(dir).absoluteFilePath();
+  QFile f(QDir(m_adapter).filePath(QStringLiteral("adapter_config.json")));
+  if (!m_adapter.isEmpty() && f.open(QIODevice::ReadOnly)) {
+    // The engine continues with the adapter's own rank and targets; the form shows them, so the
+    // estimate and the YAML say what will be trained.
+    const QJsonObject a = QJsonDocument::fromJson(f.readAll()).object();
+    QStringList targets;
+    for (const QJsonValue& v : a.value(QStringLiteral("target_modules")).toArray()) targets << v.toString();
+    m_filling = true;
+    if (a.value(QStringLiteral("r")).toInt() > 0) m_r->setValue(a.value(QStringLiteral("r")).toInt());
+    if (a.value(QStringLiteral("lora_alpha")).toDouble() > 0) m_alpha->setValue(a.value(QStringLiteral("lora_alpha")).toDouble());
+    m_rslora->setChecked(a.value(QStringLiteral("use_rslora")).toBool());
+    if (!targets.isEmpty())
+      for (QCheckBox* b : m_moduleBoxes) b->setChecked(targets.contains(b->text()));
+    m_filling = false;
+  }
+  updateBaseLabel();
+  regenerate();
 }
 
 void FinetunePage::rebuildModules() {
@@ -476,6 +501,8 @@ void FinetunePage::updateBaseLabel() {
   if (m_estimate.params.total > 0) html += tr(" · %1 parameters").arg(formatSi(double(m_estimate.params.total)));
   html += QStringLiteral("<br><span style='color:%1'>%2</span>")
               .arg(Theme::instance()->color(QStringLiteral("text.muted")).name(), QDir::toNativeSeparators(m_base.dir).toHtmlEscaped());
+  if (!m_adapter.isEmpty())
+    html += QStringLiteral("<br>") + tr("Continues the LoRA adapter %1 (lora.adapter)").arg(QDir::toNativeSeparators(m_adapter).toHtmlEscaped());
   for (const QString& n : m_base.notes)
     html += QStringLiteral("<br><span style='color:%1'>⚠ %2</span>").arg(Theme::instance()->color(QStringLiteral("status.stopped")).name(), n.toHtmlEscaped());
   m_baseInfo->setText(html);
@@ -503,6 +530,7 @@ FinetuneSettings FinetunePage::settings() const {
   s.maxSteps = m_steps->value();
   s.microBatch = m_microBatch->value();
   s.lr = m_lr->value();
+  s.adapter = m_adapter;
   return s;
 }
 

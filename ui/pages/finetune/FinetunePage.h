@@ -53,6 +53,7 @@ class FinetunePage : public QWidget {
   QString engineBinary() const;
 
   const FinetuneBase& base() const { return m_base; }
+  QString adapter() const { return m_adapter; }
   FinetuneSettings settings() const;
   // The YAML in the editor (what Launch saves).
   QString configText() const;
@@ -97,6 +98,10 @@ class FinetunePage : public QWidget {
   // The base to fine-tune: a checkpoint directory (…/checkpoints/step-N; the Checkpoint
   // browser's "Fine-tune from here") or a Hugging Face model folder.
   void setBase(const QString& dir);
+  // lora.adapter: continue training this LoRA adapter (a fine-tune checkpoint or PEFT adapter
+  // directory; its rank, alpha and targets fill the form) on the current base. setBase() clears it;
+  // "" clears it.
+  void setAdapter(const QString& dir);
   void setDataFile(const QString& path);
   // Runs --preview now (also started by itself, debounced, when base or data settings change).
   void refreshPreview();
@@ -128,6 +133,7 @@ class FinetunePage : public QWidget {
   QPointer<DeviceProbe> m_probe;
   QString m_engineBinary;
   FinetuneBase m_base;
+  QString m_adapter;
   config::Estimate m_estimate;
   bool m_configOk = false;
   QString m_configError;

@@ -330,6 +330,8 @@ QString finetuneYaml(const FinetuneBase& base, const FinetuneSettings& s) {
   y += QStringLiteral("  use_rslora: %1\n").arg(yamlBool(s.rslora));
   y += QStringLiteral("  target_modules: [%1]\n").arg(s.targets.join(QStringLiteral(", ")));
   y += QStringLiteral("  quantize_base: %1\n").arg(s.int8Base ? QStringLiteral("int8") : QStringLiteral("none"));
+  // The adapter's own rank and targets win over r and target_modules (the engine takes them from it).
+  if (!s.adapter.isEmpty()) y += QStringLiteral("  adapter: %1\n").arg(quoted(s.adapter));
   y += QStringLiteral("checkpoint:\n");
   y += QStringLiteral("  save_interval: 0\n");
   y += QStringLiteral("  save_every_steps: %1\n").arg(std::max(1, std::min(500, s.maxSteps / 2)));

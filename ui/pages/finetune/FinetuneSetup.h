@@ -61,6 +61,7 @@ struct FinetuneSettings {
   int microBatch = 4;
   int accumulation = 1;
   double lr = 2e-4;
+  QString adapter;  // lora.adapter: a LoRA checkpoint (or PEFT adapter dir) to continue from ("" = new adapters)
 };
 
 // The run config of the fine-tune: run name, the base's architecture and tokenizer (so the
