@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "engine/checkpoint/fs_posix.h"
 #include "engine/checkpoint/hf.h"
 #include "engine/checkpoint/manager.h"
 #include "engine/cli/commands.h"
@@ -120,7 +121,7 @@ int run(const std::string& model_dir, const std::string& adapter_dir, const std:
     eo.progress = [](const std::string& line) { std::cerr << line << "\n"; };
     auto result = ckpt::export_checkpoint_to_hf(eo);
     for (const auto& w : result.warnings) std::cerr << "warning: " << w << "\n";
-    fs::remove_all(run_dir);
+    ckpt::posix::remove_tree(run_dir.string());  // not fs::remove_all: broken under LibTorch 2.x (fs_posix.h)
     std::cerr << "exported the merged model to " << out << "\n";
   }
   return 0;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "engine/checkpoint/fs_posix.h"
 #include "engine/cli/commands.h"
 #include "engine/train/trainer.h"
 
@@ -91,8 +92,7 @@ int cmd_bench(int argc, char** argv) {
   inv.to_stdout = false;
   const int rc = fathom::train::run_training(inv);
   if (scratch) {
-    std::error_code ec;
-    std::filesystem::remove_all(inv.run_dir, ec);
+    fathom::ckpt::posix::remove_tree(inv.run_dir);  // not remove_all: broken under LibTorch 2.x (fs_posix.h)
   }
   return rc;
 }
