@@ -678,7 +678,7 @@ class TestCheckpointsPage : public QObject {
     const QString hf = m_tmp.filePath(QStringLiteral("hf-ft-3"));
     e->outputEdit()->setText(hf);
     QSignalSpy exported(e, &ExportDialog::exportFinished);
-    QVERIFY(e->start());
+    QVERIFY2(e->start(), qPrintable(e->resultLabel()->text()));
     QVERIFY(e->log()->toPlainText().contains(QStringLiteral("$ fathom-engine lora merge ") + adapter3 + QStringLiteral(" --to hf --out ") + hf));
     QVERIFY(exported.wait(120000));
     QVERIFY2(exported.first().at(0).toBool(), qPrintable(e->resultLabel()->text() + QStringLiteral("\n") + e->log()->toPlainText()));

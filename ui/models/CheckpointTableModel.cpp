@@ -161,10 +161,7 @@ QVariant CheckpointTableModel::data(const QModelIndex& index, int role) const {
   if (role == IntegrityRole) return c.isDamaged() ? QString(integrity::damaged) : c.integrity;
   if (role == Qt::DisplayRole) {
     switch (index.column()) {
-      case Run: {
-        const QString name = m_runs.value(c.runId).name;
-        return name.isEmpty() ? c.runId : QStringLiteral("%1 (%2)").arg(name, c.runId);
-      }
+      case Run: return runLabel(c.runId);  // "name (id)", or the id alone when the name is the id
       case Step: return QLocale().toString(c.step);
       case Tokens: return c.tokens > 0 ? formatSi(double(c.tokens)) : QString();
       case ValLoss: return std::isnan(c.valLoss) ? QString() : formatValue(c.valLoss);

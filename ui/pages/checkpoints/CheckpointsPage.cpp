@@ -128,14 +128,14 @@ CheckpointsPage::CheckpointsPage(cluster::Workspace* workspace, cluster::JobQueu
   m_view->setWordWrap(false);
   m_view->verticalHeader()->hide();
   m_view->horizontalHeader()->setStretchLastSection(true);
-  m_view->setColumnWidth(CheckpointTableModel::Run, 230);
+  m_view->setColumnWidth(CheckpointTableModel::Run, 200);
   m_view->setColumnWidth(CheckpointTableModel::Step, 70);
   m_view->setColumnWidth(CheckpointTableModel::Tokens, 70);
-  m_view->setColumnWidth(CheckpointTableModel::Created, 150);
+  m_view->setColumnWidth(CheckpointTableModel::Created, 152);
   m_view->setColumnWidth(CheckpointTableModel::ValLoss, 70);
   m_view->setColumnWidth(CheckpointTableModel::Size, 80);
   m_view->setColumnWidth(CheckpointTableModel::Integrity, 200);
-  m_view->setColumnWidth(CheckpointTableModel::Lineage, 190);
+  m_view->setColumnWidth(CheckpointTableModel::Lineage, 250);
   m_view->setContextMenuPolicy(Qt::CustomContextMenu);
   m_details = new QTextBrowser(m_split);
   m_details->setOpenLinks(false);
