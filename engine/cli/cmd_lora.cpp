@@ -82,8 +82,18 @@ int run(const std::string& model_dir, const std::string& adapter_dir, const std:
 
   // A Fathom run directory: config.yaml + checkpoints/step-0.
   const fs::path run_dir = to == "hf" ? fs::path(out + ".fathom.tmp") : fs::path(out);
+  if (to == "hf" && fs::exists(out) && !fs::is_empty(out)) throw std::runtime_error(out + " exists and is not empty");
+  if (to == "hf") ckpt::posix::remove_tree(run_dir.string());  // left by a killed merge
   if (fs::exists(run_dir) && !fs::is_empty(run_dir)) throw std::runtime_error(run_dir.string() + " exists and is not empty");
   fs::create_directories(run_dir);
+  // Whatever fails from here leaves no half-written output behind.
+  struct Cleanup {
+    std::string path;
+    bool armed = true;
+    ~Cleanup() {
+      if (armed) ckpt::posix::remove_tree(path);
+    }
+  } cleanup{run_dir.string()};
   const fs::path ckpt_dir = run_dir / "checkpoints" / "step-0";
   if (fs::exists(fs::path(base) / "config.json")) {
     auto info = ckpt::read_hf_model_dir(base);
@@ -92,7 +102,15 @@ int run(const std::string& model_dir, const std::string& adapter_dir, const std:
   } else {
     // The base run's own config (the shape is the same).
     const auto cfg_path = fs::path(base).parent_path().parent_path() / "config.yaml";
-    std::ofstream(run_dir / "config.yaml") << read_file(cfg_path);
+    std::string text = "\n" + read_file(cfg_path);
+    // run.name of the merged run: the output directory's name, not the base's.
+    const auto run_at = text.find("\nrun:\n");
+    const auto name_at = run_at == std::string::npos ? std::string::npos : text.find("\n  name: ", run_at);
+    if (name_at != std::string::npos) {
+      const auto eol = text.find('\n', name_at + 1);
+      text.replace(name_at, eol - name_at, "\n  name: \"" + run_dir.filename().string() + "\"");
+    }
+    std::ofstream(run_dir / "config.yaml") << text.substr(1);
   }
   ckpt::CheckpointPolicy policy;
   policy.save_dir = (run_dir / "checkpoints").string();
@@ -121,8 +139,9 @@ int run(const std::string& model_dir, const std::string& adapter_dir, const std:
     eo.progress = [](const std::string& line) { std::cerr << line << "\n"; };
     auto result = ckpt::export_checkpoint_to_hf(eo);
     for (const auto& w : result.warnings) std::cerr << "warning: " << w << "\n";
-    ckpt::posix::remove_tree(run_dir.string());  // not fs::remove_all: broken under LibTorch 2.x (fs_posix.h)
-    std::cerr << "exported the merged model to " << out << "\n";
+    std::cerr << "exported the merged model to " << out << "\n";  // the temporary run goes with `cleanup`
+  } else {
+    cleanup.armed = false;
   }
   return 0;
 }

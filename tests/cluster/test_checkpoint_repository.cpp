@@ -87,7 +87,11 @@ class CheckpointRepositoryTest : public QObject {
     f.write("\n");  // the resolved config loads; now add the key the way the engine would write it
     f.close();
     QString text = readFile(cfg);
-    text.replace(QStringLiteral("\nmodel:\n"), QStringLiteral("\nmodel:\n  init_from: \"/models/base/step-100\"\n"));
+    // The resolved config lists every key, init_from "" included: set it (or add it if absent).
+    if (text.contains(QStringLiteral("init_from: \"\"")))
+      text.replace(QStringLiteral("init_from: \"\""), QStringLiteral("init_from: \"/models/base/step-100\""));
+    else
+      text.replace(QStringLiteral("\nmodel:\n"), QStringLiteral("\nmodel:\n  init_from: \"/models/base/step-100\"\n"));
     QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
     f.write(text.toUtf8());
     f.close();
