@@ -426,7 +426,7 @@ Tokenizer Tokenizer::load_hf(const std::string& tokenizer_json) {
       parts.added.push_back(std::move(a));
     }
   }
-  // Our own files carry {"fathom": {"kind": "bpe", "eos_token": ...}}; HF ignores unknown keys.
+  // Our own files carry {"fathom": {"kind": "bpe", "eos_token": ...}}; tokenizers 0.23 refuses unknown top-level keys, so the HF export (engine/checkpoint/hf_export.cpp) strips it.
   if (doc.contains("fathom") && doc["fathom"].is_object()) {
     const json& f = doc["fathom"];
     if (f.value("kind", std::string()) == "bpe") parts.kind = "bpe";
