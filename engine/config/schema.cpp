@@ -93,7 +93,7 @@ std::vector<KeyInfo> build_keys() {
       // ---- tokenizer
       FATHOM_KEY(tokenizer.kind, Enum, "bpe = our byte-level BPE, trained on data.train when path does not exist yet; gpt2 = encoder.json + vocab.bpe; hf = tokenizer.json.").choices({"bpe", "gpt2", "hf"}),
       FATHOM_KEY(tokenizer.path, String, "Tokenizer directory or tokenizer.json; \"\" (bpe only) = tokenizer.json beside the prepared token shards.").paths(PathKind::FileRelative),
-      FATHOM_KEY(tokenizer.vocab_size, Int, "Vocabulary size when training a bpe tokenizer (256 byte tokens and <|endoftext|> included).").range(257, 1 << 22).unit("tokens"),
+      FATHOM_KEY(tokenizer.vocab_size, Int, "Vocabulary size when training a bpe tokenizer (256 byte tokens and <|endoftext|> included; training needs at least 257).").range(256, 1 << 22).unit("tokens"),
       FATHOM_KEY(tokenizer.train_bytes, Int, "Bytes of training text used to train the bpe tokenizer; 0 = all.").range(0, kMaxInt).unit("bytes"),
 
       // ---- data
