@@ -14,9 +14,8 @@
 #include "engine/checkpoint/manager.h"
 #include "engine/cli/commands.h"
 #include "engine/config/config.h"
+#include "engine/infer/load.h"
 #include "engine/model/lora.h"
-#include "engine/tokenizer/tokenizer.h"
-#include "engine/train/finetune.h"
 
 namespace {
 
@@ -30,41 +29,17 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
-// The base an adapter was trained on: the fine-tune checkpoint's state.json "base", else PEFT's
-// base_model_name_or_path.
-std::string base_of_adapter(const std::string& adapter_dir, const fathom::model::PeftAdapter& adapter) {
-  std::ifstream sf(fs::path(adapter_dir) / "state.json");
-  json state = json::parse(sf, nullptr, false);
-  if (state.is_object() && state.contains("base") && state["base"].is_string() && !state["base"].get<std::string>().empty())
-    return state["base"].get<std::string>();
-  return adapter.base_model;
-}
-
 int run(const std::string& model_dir, const std::string& adapter_dir, const std::string& out, const std::string& to,
         const std::string& dtype, bool unmerge) {
   using namespace fathom;
   auto adapter = model::load_peft_adapter(adapter_dir);
-  std::string base = model_dir.empty() ? base_of_adapter(adapter_dir, adapter) : model_dir;
+  std::string base = model_dir.empty() ? infer::adapter_base(adapter_dir) : model_dir;
   if (base.empty() || !fs::exists(base))
     throw std::runtime_error("the base model of " + adapter_dir + " is unknown or missing ('" + base + "'); pass --base DIR");
-  config::RunConfig cfg;
-  cfg.lora.base = base;
-  for (const auto& n : train::adopt_base_model(cfg)) std::cerr << n << "\n";
-  if (cfg.model.vocab_size == 0) cfg.model.vocab_size = static_cast<int64_t>(tok::Tokenizer::load(cfg.tokenizer.path).vocab_size());
-  model::Transformer net(model::args_from_config(cfg.model, cfg.model.vocab_size));
   std::cerr << "loading " << base << "\n";
-  auto weights = ckpt::load_pretrained_weights(base);
-  std::map<std::string, torch::Tensor> by_name(weights.begin(), weights.end());
-  {
-    torch::NoGradGuard ng;
-    for (auto& p : net->named_parameters()) {
-      auto it = by_name.find(p.key());
-      if (it == by_name.end()) throw std::runtime_error(base + " has no tensor " + p.key());
-      p.value().copy_(it->second);
-    }
-    for (auto& b : net->named_buffers())
-      if (auto it = by_name.find(b.key()); it != by_name.end()) b.value().copy_(it->second);
-  }
+  auto loaded = infer::load_base(base);
+  auto& net = loaded.net;
+  const auto& cfg = loaded.config;
   const auto modules = model::adapted_modules(adapter.tensors);
   model::add_lora(net, modules, adapter.spec);
   {

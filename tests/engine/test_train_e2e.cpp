@@ -342,6 +342,16 @@ TEST(FinetuneE2E, LoraLowersCompletionLossAndWritesPeftAdapters) {
       << read_text(dir + "/stderr.txt");
   for (auto& [n, t] : load_map(dir + "/unmerged/checkpoints/step-0/model.safetensors"))
     EXPECT_LT((t - basew.at(n)).abs().max().item<double>(), 1e-6) << n;
+  // generate: the adapter (merged on load) and the merged model give the same greedy text.
+  ASSERT_EQ(run_engine({"generate", ck, "--prompt", "### Instruction:\nWhat is a lease?\n\n### Response:\n", "-t", "0", "-n", "16", "--json"}, dir), 0)
+      << read_text(dir + "/stderr.txt");
+  const auto from_adapter = nlohmann::json::parse(read_text(dir + "/stdout.txt"));
+  ASSERT_EQ(run_engine({"generate", dir + "/merged/checkpoints/step-0", "--prompt", "### Instruction:\nWhat is a lease?\n\n### Response:\n", "-t", "0", "-n", "16", "--json"}, dir), 0);
+  const auto from_merged = nlohmann::json::parse(read_text(dir + "/stdout.txt"));
+  EXPECT_EQ(from_adapter["text"], from_merged["text"]);
+  EXPECT_GT(from_adapter["completion_tokens"].get<int>(), 0);
+  EXPECT_EQ(run_engine({"generate", ck, "--prompt", std::string(400, 'x'), "-n", "4"}, dir), 2) << "a prompt longer than the context";
+  EXPECT_NE(read_text(dir + "/stderr.txt").find("context"), std::string::npos);
   ASSERT_EQ(run_engine({"lora", "merge", ck, "--out", dir + "/merged-hf", "--to", "hf"}, dir), 0) << read_text(dir + "/stderr.txt");
   EXPECT_TRUE(fs::exists(dir + "/merged-hf/config.json"));
   EXPECT_TRUE(fs::exists(dir + "/merged-hf/model.safetensors"));

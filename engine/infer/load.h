@@ -1,0 +1,36 @@
+// Loading a model for inference (generate, serve, lora merge): a Fathom checkpoint (or its run
+// or checkpoints directory: the latest), a Hugging Face directory, or a LoRA adapter (a fine-tune
+// checkpoint or a PEFT directory: its base is loaded and the adapter merged in).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+#include "engine/config/config.h"
+#include "engine/model/transformer.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace fathom::infer {
+
+struct LoadedModel {
+  model::Transformer net{nullptr};
+  tok::Tokenizer tokenizer;
+  config::RunConfig config;  // model and tokenizer sections as loaded
+  std::string base;          // the weights' directory
+  std::string adapter;       // merged adapter directory ("" = none)
+};
+
+// The base model alone, in fp32 on the CPU, with its weights (and MoE routing biases).
+LoadedModel load_base(const std::string& base);
+
+// True when `dir` holds adapter_config.json (a PEFT adapter or a Fathom fine-tune checkpoint).
+bool is_adapter_dir(const std::string& dir);
+// The base an adapter was trained on: the checkpoint's state.json "base", else PEFT's
+// base_model_name_or_path ("" when neither names one).
+std::string adapter_base(const std::string& adapter_dir);
+
+// Any of the forms above, ready to run: adapters merged, converted to dtype and moved to device.
+LoadedModel load_for_inference(const std::string& path, const torch::Device& device, torch::ScalarType dtype,
+                               const std::string& base_override = "");
+
+}  // namespace fathom::infer
