@@ -145,6 +145,24 @@ std::vector<Piece> render_example(const InstructExample& ex, const std::string& 
   return out;
 }
 
+std::vector<Piece> render_generation_prompt(const std::vector<ChatTurn>& turns, const std::string& tmpl,
+                                            const tok::Tokenizer& tokenizer) {
+  InstructExample ex;
+  ex.turns = turns;
+  auto pieces = render_example(ex, tmpl, tokenizer);
+  if (tmpl == "chatml") pieces.push_back({"<|im_start|>assistant\n", true, false});
+  else if (tmpl == "llama3") pieces.push_back({"<|start_header_id|>assistant<|end_header_id|>\n\n", true, false});
+  else if (tmpl == "deepseek") pieces.push_back({"Assistant: ", true, false});
+  // plain: a user turn already ends with "### Response:\n".
+  return pieces;
+}
+
+std::string end_of_turn(const std::string& tmpl) {
+  if (tmpl == "chatml") return "<|im_end|>";
+  if (tmpl == "llama3") return "<|eot_id|>";
+  return "";
+}
+
 EncodedExample encode_example(const std::vector<Piece>& pieces, const tok::Tokenizer& tokenizer, int64_t max_tokens) {
   EncodedExample e;
   std::vector<uint32_t> ids;

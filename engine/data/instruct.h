@@ -39,6 +39,13 @@ struct Piece {
 };
 std::vector<Piece> render_example(const InstructExample& ex, const std::string& chat_template, const tok::Tokenizer& tokenizer);
 
+// A conversation to be continued by the model: the turns rendered as in training, then the
+// assistant's header (for plain: the turns already end with "### Response:").
+std::vector<Piece> render_generation_prompt(const std::vector<ChatTurn>& turns, const std::string& chat_template,
+                                            const tok::Tokenizer& tokenizer);
+// The template's end-of-turn token text (<|im_end|>, <|eot_id|>), "" when it ends with end-of-text.
+std::string end_of_turn(const std::string& chat_template);
+
 struct EncodedExample {
   std::vector<int64_t> ids;
   std::vector<uint8_t> train;  // per token: the loss applies when predicting it

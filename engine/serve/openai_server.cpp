@@ -1,0 +1,419 @@
+// OpenAI-compatible HTTP service (see openai_server.h).
+#include "engine/serve/openai_server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/data/instruct.h"
+#include "engine/infer/generator.h"
+
+namespace fathom::serve {
+
+using json = nlohmann::json;
+
+namespace {
+
+// An OpenAI-style error: {"error": {"message", "type", "param", "code"}}.
+struct ApiError {
+  int status;
+  std::string message, type, param, code;
+};
+
+json error_body(const ApiError& e) {
+  return json{{"error", {{"message", e.message}, {"type", e.type}, {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+                         {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
+}
+
+ApiError bad(const std::string& message, const std::string& param = "", const std::string& code = "") {
+  return {400, message, "invalid_request_error", param, code};
+}
+
+// Typed optional fields: a field of the wrong type is an error naming it; unknown fields are ignored.
+template <typename T>
+void field(const json& body, const char* key, T& out) {
+  if (!body.contains(key) || body[key].is_null()) return;
+  const auto& v = body[key];
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) throw bad(std::string("'") + key + "' must be a boolean", key);
+    out = v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer()) throw bad(std::string("'") + key + "' must be an integer", key);
+    out = v.get<T>();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) throw bad(std::string("'") + key + "' must be a number", key);
+    out = v.get<T>();
+  } else {
+    if (!v.is_string()) throw bad(std::string("'") + key + "' must be a string", key);
+    out = v.get<std::string>();
+  }
+}
+
+// Prometheus histogram with fixed buckets.
+struct Histogram {
+  std::vector<double> bounds;
+  std::vector<uint64_t> counts;
+  double sum = 0;
+  uint64_t n = 0;
+  explicit Histogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size(), 0) {}
+  void observe(double v) {
+    for (size_t i = 0; i < bounds.size(); ++i)
+      if (v <= bounds[i]) ++counts[i];
+    sum += v;
+    ++n;
+  }
+  void write(std::ostringstream& o, const std::string& name, const std::string& help) const {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " histogram\n";
+    for (size_t i = 0; i < bounds.size(); ++i) o << name << "_bucket{le=\"" << bounds[i] << "\"} " << counts[i] << "\n";
+    o << name << "_bucket{le=\"+Inf\"} " << n << "\n" << name << "_sum " << sum << "\n" << name << "_count " << n << "\n";
+  }
+};
+
+}  // namespace
+
+struct OpenAiServer::Impl {
+  infer::LoadedModel model;
+  ServerOptions opt;
+  std::string chat_template;
+  httplib::Server http;
+  std::mutex gen_mu;  // one generation at a time
+  std::mutex stats_mu;
+  std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status) → count
+  uint64_t prompt_tokens = 0, completion_tokens = 0;
+  std::atomic<int> queued{0}, running{0};
+  Histogram latency{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
+  Histogram ttft{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
+  int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::atomic<uint64_t> next_id{1};
+
+  void count(const std::string& endpoint, int status) {
+    std::lock_guard<std::mutex> g(stats_mu);
+    ++requests[{endpoint, status}];
+  }
+
+  void reply_error(httplib::Response& res, const ApiError& e, const std::string& endpoint) {
+    res.status = e.status;
+    res.set_content(error_body(e).dump(), "application/json");
+    count(endpoint, e.status);
+  }
+
+  bool authorised(const httplib::Request& req) const {
+    if (opt.api_key.empty()) return true;
+    const auto h = req.get_header_value("Authorization");
+    return h == "Bearer " + opt.api_key;
+  }
+
+  infer::SamplingParams sampling(const json& body, bool chat) {
+    infer::SamplingParams p;
+    p.max_tokens = opt.default_max_tokens;
+    field(body, "max_tokens", p.max_tokens);
+    if (chat) field(body, "max_completion_tokens", p.max_tokens);
+    field(body, "temperature", p.temperature);
+    field(body, "top_p", p.top_p);
+    field(body, "top_k", p.top_k);
+    field(body, "min_p", p.min_p);
+    field(body, "presence_penalty", p.presence_penalty);
+    field(body, "frequency_penalty", p.frequency_penalty);
+    field(body, "repetition_penalty", p.repetition_penalty);
+    if (body.contains("seed") && !body["seed"].is_null()) {
+      if (!body["seed"].is_number_integer()) throw bad("'seed' must be an integer", "seed");
+      p.seed = body["seed"].get<uint64_t>();
+    }
+    if (body.contains("stop") && !body["stop"].is_null()) {
+      const auto& s = body["stop"];
+      if (s.is_string()) p.stop.push_back(s.get<std::string>());
+      else if (s.is_array()) {
+        for (const auto& x : s) {
+          if (!x.is_string()) throw bad("'stop' must be a string or an array of strings", "stop");
+          p.stop.push_back(x.get<std::string>());
+        }
+      } else {
+        throw bad("'stop' must be a string or an array of strings", "stop");
+      }
+    }
+    if (chat) {
+      bool lp = false;
+      field(body, "logprobs", lp);
+      int top = 0;
+      field(body, "top_logprobs", top);
+      p.logprobs = lp ? std::max(top, 0) : 0;
+    } else {
+      int lp = 0;
+      field(body, "logprobs", lp);
+      p.logprobs = lp;
+    }
+    if (p.max_tokens > 1000000) throw bad("'max_tokens' " + std::to_string(p.max_tokens) + " is absurd", "max_tokens");
+    if (const auto err = p.validate(); !err.empty()) throw bad(err);
+    return p;
+  }
+
+  std::vector<int64_t> chat_prompt(const json& body, infer::SamplingParams& p) {
+    if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
+      throw bad("'messages' must be a non-empty array of {role, content}", "messages");
+    std::vector<data::ChatTurn> turns;
+    for (const auto& m : body["messages"]) {
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+        throw bad("each message needs a string 'role'", "messages");
+      std::string content;
+      if (m.contains("content") && m["content"].is_string()) content = m["content"].get<std::string>();
+      else if (m.contains("content") && m["content"].is_array()) {
+        for (const auto& part : m["content"])  // [{type: text, text: ...}]
+          if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+            content += part["text"].get<std::string>();
+      } else {
+        throw bad("each message needs 'content' (a string or text parts)", "messages");
+      }
+      std::string role = m["role"].get<std::string>();
+      if (role == "developer") role = "system";
+      if (role != "system" && role != "user" && role != "assistant")
+        throw bad("role '" + role + "' is not system, user or assistant", "messages");
+      turns.push_back({role, content});
+    }
+    auto pieces = data::render_generation_prompt(turns, chat_template, model.tokenizer);
+    auto enc = data::encode_example(pieces, model.tokenizer, 1 << 30);
+    const auto eot = data::end_of_turn(chat_template);
+    if (!eot.empty())
+      if (auto id = model.tokenizer.token_id(eot)) p.stop_token_ids.push_back(*id);
+    return enc.ids;
+  }
+
+  std::vector<int64_t> text_prompt(const json& body) {
+    if (!body.contains("prompt")) throw bad("'prompt' is required", "prompt");
+    const auto& pr = body["prompt"];
+    std::string text;
+    if (pr.is_string()) text = pr.get<std::string>();
+    else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) text = pr[0].get<std::string>();
+    else throw bad("'prompt' must be a string (one prompt per request)", "prompt");
+    auto ids = model.tokenizer.encode(text);
+    return std::vector<int64_t>(ids.begin(), ids.end());
+  }
+
+  void check_context(const std::vector<int64_t>& ids) {
+    const int64_t ctx = model.net->args().max_seq_len;
+    if (ids.empty()) throw bad("the prompt is empty", "prompt");
+    if (static_cast<int64_t>(ids.size()) >= ctx)
+      throw bad("This model's maximum context length is " + std::to_string(ctx) + " tokens; the prompt has " +
+                    std::to_string(ids.size()) + " tokens.",
+                "messages", "context_length_exceeded");
+  }
+
+  json logprob_entry(const infer::Choice& c) {
+    json e{{"token", model.tokenizer.token_bytes(static_cast<uint32_t>(c.token))}, {"logprob", c.logprob}, {"id", c.token}};
+    const auto& b = model.tokenizer.token_bytes(static_cast<uint32_t>(c.token));
+    e["bytes"] = std::vector<int>(b.begin(), b.end());
+    json top = json::array();
+    for (const auto& [id, lp] : c.top) top.push_back({{"token", model.tokenizer.token_bytes(static_cast<uint32_t>(id))}, {"logprob", lp}, {"id", id}});
+    e["top_logprobs"] = top;
+    return e;
+  }
+
+  void handle(const httplib::Request& req, httplib::Response& res, const std::string& endpoint) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!authorised(req)) return reply_error(res, {401, "Incorrect API key provided.", "invalid_request_error", "", "invalid_api_key"}, endpoint);
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const std::exception& e) {
+      return reply_error(res, bad(std::string("We could not parse the JSON body of your request: ") + e.what()), endpoint);
+    }
+    if (!body.is_object()) return reply_error(res, bad("the request body must be a JSON object"), endpoint);
+    const bool chat = endpoint == "/v1/chat/completions";
+    infer::SamplingParams params;
+    std::vector<int64_t> ids;
+    bool stream = false;
+    bool logprobs = false;
+    try {
+      if (body.contains("model") && !body["model"].is_null() && !body["model"].is_string())
+        throw bad("'model' must be a string", "model");
+      if (body.contains("model") && body["model"].is_string() && body["model"].get<std::string>() != opt.model_id &&
+          !body["model"].get<std::string>().empty())
+        throw ApiError{404, "The model '" + body["model"].get<std::string>() + "' does not exist; this server has '" + opt.model_id + "'.",
+                       "invalid_request_error", "model", "model_not_found"};
+      field(body, "stream", stream);
+      if (body.contains("n") && !(body["n"].is_number_integer() && body["n"].get<int>() == 1))
+        throw bad("only n = 1 is supported", "n");
+      params = sampling(body, chat);
+      // chat: "logprobs": true (+ top_logprobs); completions: "logprobs": N.
+      logprobs = body.contains("logprobs") && !body["logprobs"].is_null() &&
+                 (chat ? body["logprobs"].is_boolean() && body["logprobs"].get<bool>() : true);
+      ids = chat ? chat_prompt(body, params) : text_prompt(body);
+      check_context(ids);
+    } catch (const ApiError& e) {
+      return reply_error(res, e, endpoint);
+    }
+    const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id++);
+    const int64_t created_now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto finish_stats = [this, t0, endpoint](const infer::GenerateResult& r, int status) {
+      std::lock_guard<std::mutex> g(stats_mu);
+      ++requests[{endpoint, status}];
+      prompt_tokens += static_cast<uint64_t>(r.prompt_tokens);
+      completion_tokens += r.tokens.size();
+      latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      if (!r.tokens.empty()) ttft.observe(r.time_to_first_token_s);
+    };
+    auto run = [this, ids, params](const std::function<bool(const infer::TokenEvent&)>& cb) {
+      ++queued;
+      std::lock_guard<std::mutex> g(gen_mu);
+      --queued;
+      ++running;
+      try {
+        auto r = infer::generate(model.net, model.tokenizer, ids, params, cb);
+        --running;
+        return r;
+      } catch (...) {
+        --running;
+        throw;
+      }
+    };
+    auto usage = [](const infer::GenerateResult& r) {
+      return json{{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.tokens.size()},
+                  {"total_tokens", r.prompt_tokens + static_cast<int64_t>(r.tokens.size())}};
+    };
+    auto finish_reason = [](const infer::GenerateResult& r) { return r.finish_reason == "cancelled" ? std::string("stop") : r.finish_reason; };
+    if (!stream) {
+      infer::GenerateResult r;
+      try {
+        r = run({});
+      } catch (const std::exception& e) {
+        return reply_error(res, {500, e.what(), "server_error", "", ""}, endpoint);
+      }
+      json choice{{"index", 0}, {"finish_reason", finish_reason(r)}};
+      if (chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
+      else choice["text"] = r.text;
+      if (logprobs) {
+        json content = json::array();
+        for (const auto& c : r.choices) content.push_back(logprob_entry(c));
+        choice["logprobs"] = chat ? json{{"content", content}} : json{{"content", content}};
+      } else {
+        choice["logprobs"] = nullptr;
+      }
+      json out{{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", created_now}, {"model", opt.model_id},
+               {"choices", json::array({choice})}, {"usage", usage(r)}};
+      res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      finish_stats(r, 200);
+      return;
+    }
+    // Server-sent events, one chunk per token as OpenAI streams them.
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink& sink) {
+      auto send = [&sink](const json& j) {
+        const std::string line = "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+        return sink.write(line.data(), line.size());
+      };
+      auto chunk = [&](const json& delta_or_text, const json& lp, const json& finish) {
+        json choice{{"index", 0}, {"finish_reason", finish}, {"logprobs", lp}};
+        if (chat) choice["delta"] = delta_or_text;
+        else choice["text"] = delta_or_text;
+        return json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_now},
+                    {"model", opt.model_id}, {"choices", json::array({choice})}};
+      };
+      bool alive = true;
+      if (chat) alive = send(chunk(json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr));
+      infer::GenerateResult r;
+      try {
+        r = run([&](const infer::TokenEvent& ev) {
+          if (!alive) return false;
+          json lp = nullptr;
+          if (logprobs && ev.choice.token >= 0 && (ev.text.size() || ev.choice.logprob != 0)) lp = json{{"content", json::array({logprob_entry(ev.choice)})}};
+          alive = send(chunk(chat ? json{{"content", ev.text}} : json(ev.text), lp, nullptr));
+          return alive;  // a disconnected client cancels its generation
+        });
+      } catch (const std::exception& e) {
+        if (alive) send(error_body({500, e.what(), "server_error", "", ""}));
+        sink.done();
+        finish_stats(r, 500);
+        return false;
+      }
+      if (alive) {
+        json last = chunk(chat ? json::object() : json(""), nullptr, finish_reason(r));
+        last["usage"] = usage(r);
+        send(last);
+        const std::string done = "data: [DONE]\n\n";
+        sink.write(done.data(), done.size());
+        sink.done();
+      }
+      finish_stats(r, alive ? 200 : 499);
+      return alive;
+    });
+  }
+
+  std::string metrics() {
+    std::ostringstream o;
+    std::lock_guard<std::mutex> g(stats_mu);
+    o << "# HELP fathom_requests_total HTTP requests by endpoint and status.\n# TYPE fathom_requests_total counter\n";
+    for (const auto& [k, v] : requests) o << "fathom_requests_total{endpoint=\"" << k.first << "\",status=\"" << k.second << "\"} " << v << "\n";
+    o << "# HELP fathom_prompt_tokens_total Prompt tokens processed.\n# TYPE fathom_prompt_tokens_total counter\n"
+      << "fathom_prompt_tokens_total " << prompt_tokens << "\n";
+    o << "# HELP fathom_completion_tokens_total Tokens generated.\n# TYPE fathom_completion_tokens_total counter\n"
+      << "fathom_completion_tokens_total " << completion_tokens << "\n";
+    o << "# HELP fathom_requests_running Requests generating now (the batch size).\n# TYPE fathom_requests_running gauge\n"
+      << "fathom_requests_running " << running.load() << "\n";
+    o << "# HELP fathom_requests_queued Requests waiting for the model.\n# TYPE fathom_requests_queued gauge\n"
+      << "fathom_requests_queued " << queued.load() << "\n";
+    latency.write(o, "fathom_request_latency_seconds", "Time from request to last byte.");
+    ttft.write(o, "fathom_time_to_first_token_seconds", "Time from request to the first generated token.");
+    return o.str();
+  }
+};
+
+OpenAiServer::OpenAiServer(infer::LoadedModel model, ServerOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->model = std::move(model);
+  impl_->opt = std::move(options);
+  impl_->chat_template = data::resolve_chat_template(impl_->opt.chat_template, impl_->model.config.model.family, impl_->model.tokenizer);
+  auto* I = impl_.get();
+  I->http.Get("/health", [I](const httplib::Request&, httplib::Response& res) {
+    res.set_content(json{{"status", "ok"}, {"model", I->opt.model_id}}.dump(), "application/json");
+    I->count("/health", 200);
+  });
+  I->http.Get("/v1/models", [I](const httplib::Request& req, httplib::Response& res) {
+    if (!I->authorised(req)) return I->reply_error(res, {401, "Incorrect API key provided.", "invalid_request_error", "", "invalid_api_key"}, "/v1/models");
+    json data = json::array({{{"id", I->opt.model_id}, {"object", "model"}, {"created", I->created}, {"owned_by", "fathom"},
+                              {"max_model_len", I->model.net->args().max_seq_len}}});
+    res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+    I->count("/v1/models", 200);
+  });
+  I->http.Get("/metrics", [I](const httplib::Request&, httplib::Response& res) {
+    res.set_content(I->metrics(), "text/plain; version=0.0.4");
+  });
+  I->http.Post("/v1/completions", [I](const httplib::Request& req, httplib::Response& res) { I->handle(req, res, "/v1/completions"); });
+  I->http.Post("/v1/chat/completions",
+               [I](const httplib::Request& req, httplib::Response& res) { I->handle(req, res, "/v1/chat/completions"); });
+  // The brief's endpoint: {"prompt": "...", ...} → {"text": "..."} (the completions semantics).
+  I->http.Post("/generate", [I](const httplib::Request& req, httplib::Response& res) {
+    I->handle(req, res, "/v1/completions");
+    if ((res.status == -1 || res.status == 200) && !res.body.empty()) {
+      auto j = json::parse(res.body, nullptr, false);
+      if (j.is_object() && j.contains("choices"))
+        res.set_content(json{{"text", j["choices"][0]["text"]}, {"usage", j["usage"]}}.dump(), "application/json");
+    }
+  });
+  I->http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty())
+      res.set_content(error_body({res.status, "Not found or not allowed: " + std::to_string(res.status), "invalid_request_error", "", ""}).dump(),
+                      "application/json");
+  });
+  I->http.set_payload_max_length(16 << 20);
+}
+
+OpenAiServer::~OpenAiServer() { stop(); }
+
+int OpenAiServer::bind(std::string* error) {
+  int port = impl_->opt.port == 0 ? impl_->http.bind_to_any_port(impl_->opt.host) : (impl_->http.bind_to_port(impl_->opt.host, impl_->opt.port) ? impl_->opt.port : -1);
+  if (port < 0 && error) *error = "cannot listen on " + impl_->opt.host + ":" + std::to_string(impl_->opt.port) + " (in use, or not an address of this machine)";
+  return port;
+}
+
+void OpenAiServer::listen() { impl_->http.listen_after_bind(); }
+
+void OpenAiServer::stop() {
+  if (impl_) impl_->http.stop();
+}
+
+}  // namespace fathom::serve
