@@ -29,6 +29,7 @@
 #include "ui/pages/finetune/FinetunePage.h"
 #include "ui/pages/launch/LaunchDialog.h"
 #include "ui/pages/monitor/MonitorPage.h"
+#include "ui/pages/playground/PlaygroundPage.h"
 #include "ui/pages/runs/RunsPage.h"
 
 namespace fathom::ui {
@@ -57,6 +58,8 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   m_monitor = new MonitorPage(workspace, queue, m_stack);
   m_checkpoints = new CheckpointsPage(workspace, queue, m_stack);
   m_finetune = new FinetunePage(workspace, queue, m_devices, m_stack);
+  m_playground = new PlaygroundPage(workspace, m_stack);
+  if (m_queue && !m_queue->engineBinary().isEmpty()) m_playground->setEngineBinary(m_queue->engineBinary());
   struct Mode {
     const char* icon;
     QString label, tip;
@@ -68,12 +71,8 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
       {"monitor", tr("Monitor"), tr("Live charts, samples and logs of a run; compare runs (Ctrl+3)"), m_monitor},
       {"checkpoints", tr("Checkpoints"), tr("Saved checkpoints of every run (Ctrl+4)"), m_checkpoints},
       {"finetune", tr("Fine-tune"), tr("LoRA fine-tuning: base, data, adapters, launch (Ctrl+5)"), m_finetune},
-      {"playground", tr("Playground"), tr("Chat with a checkpoint (Ctrl+6)"),
-       new EmptyStatePage(QStringLiteral("playground"), tr("Inference playground"),
-                          tr("Load a checkpoint into a `fathom-engine serve` process and talk to it: conversation on the "
-                             "left, sampling parameters on the right, tokens/s and time to first token below.\n\n"
-                             "The playground arrives with issue #7."),
-                          m_stack)},
+      {"playground", tr("Playground"), tr("Chat with a checkpoint, adapter or Hugging Face model; compare two (Ctrl+6)"),
+       m_playground},
       {"hosts", tr("Hosts"), tr("SSH hosts for multi-node runs (Ctrl+7)"),
        new EmptyStatePage(QStringLiteral("hosts"), tr("SSH hosts"),
                           tr("Add GPU machines over SSH (known_hosts checked, keys from your agent), probe their devices "
@@ -119,6 +118,11 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
     setCurrentPage(FinetuneMode);
     statusBar()->showMessage(title, 8000);
   });
+  connect(m_checkpoints, &CheckpointsPage::openInPlayground, this, [this](const QString& dir) {
+    m_playground->openModel(dir);
+    setCurrentPage(PlaygroundMode);
+  });
+  connect(m_playground, &PlaygroundPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 8000); });
   connect(m_finetune, &FinetunePage::runLaunched, this, &MainWindow::openRunInMonitor);
   connect(m_finetune, &FinetunePage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 8000); });
 
@@ -289,6 +293,7 @@ void MainWindow::saveSettings() const {
   m_monitor->saveState(s);
   m_checkpoints->saveState(s);
   m_finetune->saveState(s);
+  m_playground->saveState(s);
 }
 
 void MainWindow::restoreSettings() {
@@ -300,6 +305,7 @@ void MainWindow::restoreSettings() {
   m_monitor->restoreState(s);
   m_checkpoints->restoreState(s);
   m_finetune->restoreState(s);
+  m_playground->restoreState(s);
   setCurrentPage(std::clamp(s.value(QStringLiteral("window/page"), 0).toInt(), 0, PageCount - 1));
 }
 

@@ -1,6 +1,6 @@
 // The workbench window: Qt Creator-style mode bar on the left, one page per mode in a stacked
-// widget (Designer, Runs, Monitor, Checkpoints, Fine-tune; Playground and Hosts arrive with later
-// issues), a status bar with running jobs and devices, menus, themes, and its state (geometry,
+// widget (Designer, Runs, Monitor, Checkpoints, Fine-tune, Playground; Hosts arrives with a later
+// issue), a status bar with running jobs and devices, menus, themes, and its state (geometry,
 // splitters, last page, open run) saved with QSettings. Holds no run logic: pages call
 // fathom_cluster (Workspace, JobQueue) that app/main.cpp hands in.
 #pragma once
@@ -26,6 +26,7 @@ class RunsPage;
 class MonitorPage;
 class CheckpointsPage;
 class FinetunePage;
+class PlaygroundPage;
 class DeviceProbe;
 
 class MainWindow : public QMainWindow {
@@ -47,6 +48,7 @@ class MainWindow : public QMainWindow {
   MonitorPage* monitor() const { return m_monitor; }
   CheckpointsPage* checkpoints() const { return m_checkpoints; }
   FinetunePage* finetune() const { return m_finetune; }
+  PlaygroundPage* playground() const { return m_playground; }
   ModeBar* modeBar() const { return m_modeBar; }
   DeviceProbe* deviceProbe() const { return m_devices; }
   QLabel* jobsLabel() const { return m_jobsLabel; }
@@ -79,6 +81,7 @@ class MainWindow : public QMainWindow {
   MonitorPage* m_monitor;
   CheckpointsPage* m_checkpoints;
   FinetunePage* m_finetune;
+  PlaygroundPage* m_playground;
   QLabel* m_jobsLabel;
   QLabel* m_devicesLabel;
   QPointer<LaunchDialog> m_launchDialog;

@@ -265,9 +265,11 @@ void CheckpointsPage::buildActions() {
       tr("Fold this LoRA adapter into its base (fathom-engine lora merge): a new run in this workspace, or a Hugging "
          "Face folder"),
       [this] { mergeSelected(); });
-  QAction* playground = add(QStringLiteral("playground"), tr("Open in Playground"),
-                            tr("The inference playground arrives with issue #7; it does not exist yet."), [] {});
-  playground->setEnabled(false);
+  add(QStringLiteral("playground"), tr("Open in Playground"),
+      tr("Serve this checkpoint (a LoRA adapter merged into its base on load) with fathom-engine serve and chat with it"),
+      [this] {
+        if (auto c = current()) emit openInPlayground(c->path);
+      });
   add(QStringLiteral("export"), tr("Export to Hugging Face…"),
       tr("Convert to a directory transformers loads with from_pretrained (fathom-engine convert --to hf; a LoRA adapter "
          "is exported merged into its base, by lora merge --to hf)"),
@@ -328,6 +330,7 @@ void CheckpointsPage::updateActions() {
   m_actions.value(QStringLiteral("finetune"))->setEnabled(whole);
   m_actions.value(QStringLiteral("export"))->setEnabled(whole);
   m_actions.value(QStringLiteral("merge"))->setEnabled(whole && sel.first().lora);
+  m_actions.value(QStringLiteral("playground"))->setEnabled(whole);
   m_actions.value(QStringLiteral("delete"))->setEnabled(!sel.isEmpty());
   m_actions.value(QStringLiteral("keep"))->setEnabled(m_model->rowCount() > 0);
   m_actions.value(QStringLiteral("folder"))->setEnabled(one);

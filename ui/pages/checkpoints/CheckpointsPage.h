@@ -117,6 +117,8 @@ class CheckpointsPage : public QWidget {
   void runLaunched(const QString& runId);
   // Fine-tune from here: a config text (model.init_from set, or lora.adapter for an adapter).
   void fineTuneRequested(const QString& yaml, const QString& title);
+  // Open in Playground: the checkpoint (or adapter) directory to serve.
+  void openInPlayground(const QString& dir);
   void statusMessage(const QString& text);
   // One verification ended: integrity is checkpoint_integrity::verified or ::damaged, or "" when
   // the engine could not check it (`error` says why).
