@@ -561,6 +561,41 @@ class TestPlaygroundPage : public QObject {
     // The same weights (the run's latest checkpoint), greedy: the same reply.
     QCOMPARE(p->slot(1)->lastReply(), p->slot(0)->lastReply());
   }
+
+  // docs/screenshots/playground.png: FATHOM_SCREENSHOT_DIR=docs/screenshots (under Xvfb for real fonts).
+  void screenshot() {
+    const QString dir = qEnvironmentVariable("FATHOM_SCREENSHOT_DIR");
+    if (dir.isEmpty()) QSKIP("set FATHOM_SCREENSHOT_DIR to write playground.png");
+    if (m_ckpt.isEmpty()) QSKIP("no tiny model (see trainTinyModel)");
+    cluster::JobQueue queue(&m_ws);
+    queue.setEngineBinary(m_engine);
+    MainWindow w(&m_ws, &queue);
+    w.resize(1480, 920);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    w.setCurrentPage(MainWindow::PlaygroundMode);
+    PlaygroundPage* p = w.playground();
+    p->setEngineBinary(m_engine);
+    p->setCompareMode(true);
+    p->slot(0)->openModel(m_ckpt);
+    p->slot(1)->openModel(QFileInfo(m_ckpt).absolutePath() + QStringLiteral("/.."));
+    QString error;
+    QVERIFY2(waitReady(p->slot(0), &error), qPrintable(error));
+    QVERIFY2(waitReady(p->slot(1), &error), qPrintable(error));
+    p->setSystemPrompt(QStringLiteral("You are a helpful assistant."));
+    SamplingParams sp;
+    sp.maxTokens = 40;
+    sp.seed = 42;
+    p->setSamplingParams(sp);
+    QSignalSpy done(p, &PlaygroundPage::exchangeFinished);
+    QVERIFY(p->send(QStringLiteral("The state of the union is")));
+    QVERIFY(done.wait(60000));
+    // debug-tiny's context is 64 tokens: one exchange fits, a second would be refused (and is shown so).
+    p->input()->setPlainText(QStringLiteral("What should Congress do next?"));
+    QTest::qWait(300);
+    QVERIFY(QDir().mkpath(dir));
+    QVERIFY(w.grab().save(QDir(dir).filePath(QStringLiteral("playground.png"))));
+  }
 };
 
 QTEST_MAIN(TestPlaygroundPage)

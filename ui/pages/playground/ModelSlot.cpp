@@ -39,7 +39,7 @@ ModelSlot::ModelSlot(int index, cluster::Workspace* workspace, QNetworkAccessMan
   m_picker = new QComboBox(this);
   m_picker->setObjectName(QStringLiteral("modelPicker"));
   m_picker->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
-  m_picker->setMinimumContentsLength(24);
+  m_picker->setMinimumContentsLength(16);
   m_picker->setToolTip(tr("The model to serve: a checkpoint or LoRA adapter of the registry, or a Hugging Face folder"));
   m_unload = new QToolButton(this);
   m_unload->setObjectName(QStringLiteral("unloadButton"));
@@ -74,6 +74,7 @@ ModelSlot::ModelSlot(int index, cluster::Workspace* workspace, QNetworkAccessMan
   connect(m_picker, &QComboBox::activated, this, &ModelSlot::onPicked);
   connect(m_unload, &QToolButton::clicked, this, &ModelSlot::unload);
   connect(m_server, &ServeProcess::progress, this, [this](const QString& line) {
+    if (m_server->state() != ServeProcess::State::Loading) return;  // later stderr lines are logs, not progress
     static const QRegularExpression pct(QStringLiteral("(\\d{1,3}(?:\\.\\d+)?)\\s*%"));
     const QRegularExpressionMatch m = pct.match(line);
     if (m.hasMatch()) {

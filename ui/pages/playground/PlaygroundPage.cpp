@@ -52,6 +52,8 @@ PlaygroundPage::PlaygroundPage(cluster::Workspace* workspace, QWidget* parent) :
   m_new = new QPushButton(tr("New conversation"), left);
   m_history = new QListWidget(left);
   m_history->setObjectName(QStringLiteral("historyList"));
+  m_history->setMinimumWidth(150);
+  m_history->setTextElideMode(Qt::ElideRight);
   m_history->setToolTip(m_store.isValid() ? tr("Conversations saved in %1").arg(QDir::toNativeSeparators(m_store.dir()))
                                           : tr("No workspace: conversations are not saved"));
   leftCol->addWidget(m_new);
@@ -118,6 +120,7 @@ PlaygroundPage::PlaygroundPage(cluster::Workspace* workspace, QWidget* parent) :
   scroll->setWidgetResizable(true);
   scroll->setFrameShape(QFrame::NoFrame);
   scroll->setWidget(buildParameters());
+  scroll->setMinimumWidth(scroll->widget()->minimumSizeHint().width() + 24);
   m_split->addWidget(scroll);
   m_split->setStretchFactor(0, 0);
   m_split->setStretchFactor(1, 1);

@@ -66,8 +66,9 @@ QColor TokenView::tokenColour(const StreamToken& t, int index) const {
   if (m_colouring == Colouring::ByProbability && t.hasLogprob) {
     // Probability 0 → red, 1 → green; soft backgrounds that keep the text readable.
     const double p = std::clamp(std::exp(t.logprob), 0.0, 1.0);
-    QColor c = QColor::fromHsvF(float(p / 3.0), dark ? 0.55f : 0.35f, dark ? 0.45f : 1.0f);
-    return c;
+    // Neighbours differ a little in brightness so that token boundaries stay visible.
+    const float v = dark ? (index % 2 ? 0.40f : 0.48f) : (index % 2 ? 0.93f : 1.0f);
+    return QColor::fromHsvF(float(p / 3.0), dark ? 0.55f : 0.32f, v);
   }
   const QColor a = dark ? QColor(0x2c, 0x3e, 0x50) : QColor(0xdd, 0xea, 0xf7);
   const QColor b = dark ? QColor(0x3d, 0x32, 0x4f) : QColor(0xf3, 0xe3, 0xd3);
