@@ -358,6 +358,13 @@ class TestPlaygroundPage : public QObject {
     QVERIFY(s->view()->toPlainText().isEmpty());
     QVERIFY(p->loadConversation(c.id));
     QVERIFY(s->view()->toPlainText().contains(expected));
+    // Delete from the history list removes the file.
+    p->historyList()->setCurrentRow(0);
+    QAction* del = p->historyList()->actions().value(0);
+    QVERIFY(del);
+    del->trigger();
+    QVERIFY(!QFileInfo::exists(file));
+    QCOMPARE(p->historyList()->count(), 0);
   }
 
   void stopEndsTheReply() {
@@ -528,6 +535,21 @@ class TestPlaygroundPage : public QObject {
     u2.setPath(QStringLiteral("/v1/chat/completions"));
     CompletionStream::postBlocking(u2, bad, &status);
     QVERIFY2(status >= 400 && status < 500, qPrintable(QString::number(status)));
+    // Raw completion: the streamed continuation equals the non-streamed one (greedy).
+    p->setMode(QStringLiteral("completion"));
+    sp.temperature = 0;
+    sp.maxTokens = 16;
+    p->setSamplingParams(sp);
+    QVERIFY(p->send(QStringLiteral("Fellow citizens")));
+    QVERIFY(done.wait(60000));
+    QVERIFY2(s->stream()->error().isEmpty(), qPrintable(s->stream()->error()));
+    const QString continued = s->lastReply();
+    QVERIFY(!continued.isEmpty());
+    QUrl u3 = s->baseUrl();
+    u3.setPath(QStringLiteral("/v1/completions"));
+    const QByteArray raw = CompletionStream::postBlocking(u3, CompletionStream::completionBody(s->modelId(), QStringLiteral("Fellow citizens"), sp, false), &status);
+    QCOMPARE(status, 200);
+    QCOMPARE(decodeChunk(raw).content, continued);
     // Switching models stops the old child.
     const qint64 pid = s->server()->processId();
     QVERIFY(pid > 0);

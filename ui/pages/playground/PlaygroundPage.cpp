@@ -1,6 +1,7 @@
 // Playground page: layout, send/stop/regenerate/copy across the model slots, parameters, history.
 #include "ui/pages/playground/PlaygroundPage.h"
 
+#include <QAction>
 #include <QApplication>
 #include <QCheckBox>
 #include <QClipboard>
@@ -146,6 +147,19 @@ PlaygroundPage::PlaygroundPage(cluster::Workspace* workspace, QWidget* parent) :
   connect(m_history, &QListWidget::itemActivated, this, [this](QListWidgetItem* item) {
     loadConversation(item->data(Qt::UserRole).toString());
   });
+  auto* del = new QAction(tr("Delete conversation"), m_history);
+  del->setShortcut(QKeySequence::Delete);
+  del->setShortcutContext(Qt::WidgetShortcut);
+  connect(del, &QAction::triggered, this, [this] {
+    QListWidgetItem* item = m_history->currentItem();
+    if (!item) return;
+    const QString id = item->data(Qt::UserRole).toString();
+    m_store.remove(id);
+    if (id == m_conversation.id) newConversation();
+    reloadHistory();
+  });
+  m_history->addAction(del);
+  m_history->setContextMenuPolicy(Qt::ActionsContextMenu);
   auto* sendKey = new QShortcut(QKeySequence(Qt::CTRL | Qt::Key_Return), m_input);
   sendKey->setContext(Qt::WidgetShortcut);
   connect(sendKey, &QShortcut::activated, this, qOverload<>(&PlaygroundPage::send));
