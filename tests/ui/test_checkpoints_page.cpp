@@ -413,8 +413,8 @@ class TestCheckpointsPage : public QObject {
     QVERIFY(m_page->selectCheckpoint(src));
     QVERIFY(m_page->action(QStringLiteral("finetune"))->isEnabled());
     QVERIFY(m_page->action(QStringLiteral("finetune"))->toolTip().contains(QStringLiteral("#6")));
-    QVERIFY(!m_page->action(QStringLiteral("playground"))->isEnabled());
-    QVERIFY(m_page->action(QStringLiteral("playground"))->toolTip().contains(QStringLiteral("#7")));
+    QVERIFY(m_page->action(QStringLiteral("playground"))->isEnabled());
+    QVERIFY(m_page->action(QStringLiteral("playground"))->toolTip().contains(QStringLiteral("fathom-engine serve")));
     QSignalSpy spy(m_page.get(), &CheckpointsPage::fineTuneRequested);
     m_page->action(QStringLiteral("finetune"))->trigger();
     QCOMPARE(spy.size(), 1);
@@ -598,8 +598,8 @@ class TestCheckpointsPage : public QObject {
              qPrintable(details));
     QVERIFY(m_page->action(QStringLiteral("merge"))->isEnabled());
     QVERIFY(m_page->action(QStringLiteral("export"))->isEnabled());
-    QVERIFY(!m_page->action(QStringLiteral("playground"))->isEnabled());
-    QVERIFY(m_page->action(QStringLiteral("playground"))->toolTip().contains(QStringLiteral("#7")));
+    QVERIFY(m_page->action(QStringLiteral("playground"))->isEnabled());
+    QVERIFY(m_page->action(QStringLiteral("playground"))->toolTip().contains(QStringLiteral("fathom-engine serve")));
     QVERIFY(m_page->selectCheckpoint(base));
     QVERIFY(!m_page->action(QStringLiteral("merge"))->isEnabled());  // not an adapter
 
