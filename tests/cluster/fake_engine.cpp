@@ -57,6 +57,16 @@ int main(int argc, char** argv) {
   fprintf(stderr, "fake engine rank %d started\n", rank);
   fflush(stderr);
   if (exit_code >= 0 && (exit_rank < 0 || exit_rank == rank)) {
+    // A real rank fails after the others have started: wait (up to 5 s) until every other rank has
+    // written its argv file — which it does after installing its SIGTERM handler — so the launcher's
+    // SIGTERM to them is never a race with their start-up (seen on a loaded 2-core CI machine).
+    for (int t = 0; exit_rank >= 0 && t < 500; ++t) {
+      bool all = true;
+      for (int o = 0; o < world; ++o)
+        if (o != rank && access((run_dir + "/argv." + std::to_string(o) + ".txt").c_str(), F_OK) != 0) all = false;
+      if (all) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     fprintf(stderr, "fake engine rank %d exits with %d\n", rank, exit_code);
     return exit_code;
   }
