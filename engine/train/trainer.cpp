@@ -209,6 +209,16 @@ torch::Device pick_device(const std::string& wanted) {
   return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
 }
 
+// The tensors of `weights` that `like` names (e.g. the routing biases an imported model carries).
+std::vector<std::pair<std::string, torch::Tensor>> named_subset(const std::vector<std::pair<std::string, torch::Tensor>>& weights,
+                                                                const std::vector<std::pair<std::string, torch::Tensor>>& like) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [n, t] : weights)
+    for (const auto& [ln, lt] : like)
+      if (n == ln) out.emplace_back(n, t);
+  return out;
+}
+
 // Persistent non-parameter state of the model saved with the weights (MoE routing biases).
 std::vector<std::pair<std::string, torch::Tensor>> persistent_buffers(model::Transformer& net) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
@@ -394,10 +404,7 @@ int run_training(const TrainInvocation& inv) {
         for (auto& p : net->named_parameters()) all.emplace_back(p.key(), p.value());
         load_named(all, weights, "the base " + base);
         auto bufs = persistent_buffers(net);
-        std::vector<std::pair<std::string, torch::Tensor>> present;
-        for (const auto& [n, t] : weights)
-          for (const auto& [bn, bt] : bufs)
-            if (n == bn) present.emplace_back(n, t);
+        const auto present = named_subset(weights, bufs);
         if (present.size() == bufs.size()) load_named(bufs, present, "the base " + base);
       }
       lora_spec.r = cfg.lora.r;
@@ -534,14 +541,7 @@ int run_training(const TrainInvocation& inv) {
       // optimizer and step fresh.
       auto weights = ckpt::load_pretrained_weights(cfg.model.init_from);
       load_named(masters, weights, "model.init_from " + cfg.model.init_from);
-      if (!buffers.empty()) {
-        std::vector<std::pair<std::string, torch::Tensor>> present;
-        for (const auto& [n, t] : weights)
-          for (const auto& [bn, bt] : buffers)
-            if (n == bn) present.emplace_back(n, t);
-        load_named(buffers, present.size() == buffers.size() ? present : std::vector<std::pair<std::string, torch::Tensor>>{},
-                   "model.init_from " + cfg.model.init_from);
-      }
+      if (!buffers.empty()) load_named(buffers, named_subset(weights, buffers), "model.init_from " + cfg.model.init_from);
       if (mixed) {
         torch::NoGradGuard ng;
         for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);

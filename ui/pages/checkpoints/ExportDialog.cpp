@@ -18,6 +18,7 @@
 #include "cluster/workspace/CheckpointRepository.h"
 #include "cluster/workspace/Workspace.h"
 #include "ui/Theme.h"
+#include "ui/pages/checkpoints/ToolLog.h"
 
 namespace fathom::ui {
 
@@ -52,22 +53,11 @@ ExportDialog::ExportDialog(const cluster::CheckpointRecord& checkpoint, cluster:
   m_browse = new QPushButton(tr("Browse…"), this);
   row->addWidget(m_browse);
   layout->addLayout(row);
-  m_busy = new QProgressBar(this);
-  m_busy->setRange(0, 0);
-  m_busy->setTextVisible(false);
-  m_busy->setMaximumHeight(8);
-  m_busy->hide();
-  layout->addWidget(m_busy);
-  m_log = new QPlainTextEdit(this);
-  m_log->setReadOnly(true);
-  m_log->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
-  m_log->setPlaceholderText(checkpoint.lora ? tr("fathom-engine lora merge's progress appears here.")
+  const ToolLog tl = addToolLog(this, layout, checkpoint.lora ? tr("fathom-engine lora merge's progress appears here.")
                                              : tr("fathom-engine convert's progress appears here."));
-  layout->addWidget(m_log, 1);
-  m_result = new QLabel(this);
-  m_result->setWordWrap(true);
-  m_result->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  layout->addWidget(m_result);
+  m_busy = tl.busy;
+  m_log = tl.log;
+  m_result = tl.result;
   auto* buttons = new QDialogButtonBox(this);
   m_start = buttons->addButton(tr("Export"), QDialogButtonBox::AcceptRole);
   m_start->setObjectName(QStringLiteral("export"));

@@ -25,6 +25,7 @@
 #include "cluster/workspace/CheckpointRepository.h"
 #include "cluster/workspace/Workspace.h"
 #include "ui/Theme.h"
+#include "ui/pages/checkpoints/ToolLog.h"
 #include "ui/pages/designer/YamlKeyEdit.h"
 
 namespace fathom::ui {
@@ -125,21 +126,10 @@ MergeDialog::MergeDialog(const cluster::CheckpointRecord& adapter, cluster::Work
   form->addRow(hfBox);
   layout->addLayout(form);
 
-  m_busy = new QProgressBar(this);
-  m_busy->setRange(0, 0);
-  m_busy->setTextVisible(false);
-  m_busy->setMaximumHeight(8);
-  m_busy->hide();
-  layout->addWidget(m_busy);
-  m_log = new QPlainTextEdit(this);
-  m_log->setReadOnly(true);
-  m_log->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
-  m_log->setPlaceholderText(tr("fathom-engine lora merge's progress appears here."));
-  layout->addWidget(m_log, 1);
-  m_result = new QLabel(this);
-  m_result->setWordWrap(true);
-  m_result->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  layout->addWidget(m_result);
+  const ToolLog tl = addToolLog(this, layout, tr("fathom-engine lora merge's progress appears here."));
+  m_busy = tl.busy;
+  m_log = tl.log;
+  m_result = tl.result;
   auto* buttons = new QDialogButtonBox(this);
   m_start = buttons->addButton(tr("Merge"), QDialogButtonBox::AcceptRole);
   m_start->setObjectName(QStringLiteral("merge"));
