@@ -1,0 +1,218 @@
+// Real OpenSSH servers for the SSH tests: each TestSshd runs `/usr/sbin/sshd -D` with its own
+// config, host key and authorized_keys in a temporary directory, on its own port, either on
+// loopback or inside a network namespace (SshNetwork: a bridge in the root namespace and one veth
+// per "host", so every host has its own address and the hosts reach each other). The sshd children
+// get PR_SET_PDEATHSIG, so they die with the test even when it crashes; destructors also remove the
+// namespaces and the bridge. Needs root (sshd, ip netns); canRunSshd() says why not.
+#pragma once
+
+#include <QCoreApplication>
+#include <QDir>
+#include <QFile>
+#include <QProcess>
+#include <QRandomGenerator>
+#include <QTcpServer>
+#include <QTcpSocket>
+#include <QTemporaryDir>
+#include <QThread>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <memory>
+
+namespace ssh_test {
+
+inline QString run(const QString& program, const QStringList& args, int* rc = nullptr, int timeoutMs = 30000) {
+  QProcess p;
+  p.setProcessChannelMode(QProcess::MergedChannels);
+  p.start(program, args);
+  if (!p.waitForFinished(timeoutMs)) {
+    p.kill();
+    p.waitForFinished(1000);
+  }
+  if (rc) *rc = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
+  return QString::fromUtf8(p.readAll());
+}
+
+// "" when sshd can run here; else why not (for QSKIP).
+inline QString canRunSshd() {
+  if (geteuid() != 0) return QStringLiteral("the SSH tests start sshd and network namespaces and need root");
+  if (!QFile::exists(QStringLiteral("/usr/sbin/sshd"))) return QStringLiteral("/usr/sbin/sshd is not installed (openssh-server)");
+  if (QStandardPaths::findExecutable(QStringLiteral("ssh-keygen")).isEmpty())
+    return QStringLiteral("ssh-keygen is not installed (openssh-client)");
+  return {};
+}
+
+inline QString canUseNetns() {
+  if (const QString why = canRunSshd(); !why.isEmpty()) return why;
+  int rc = 0;
+  const QString name = QStringLiteral("fathom-probe-%1").arg(getpid());
+  const QString out = run(QStringLiteral("ip"), {QStringLiteral("netns"), QStringLiteral("add"), name}, &rc);
+  if (rc != 0) return QStringLiteral("cannot create a network namespace (ip netns add: %1)").arg(out.trimmed());
+  run(QStringLiteral("ip"), {QStringLiteral("netns"), QStringLiteral("del"), name});
+  return {};
+}
+
+inline int freeLoopbackPort() {
+  QTcpServer s;
+  s.listen(QHostAddress::LocalHost, 0);
+  return s.serverPort();
+}
+
+// A client identity shared by the servers of one test.
+struct ClientKey {
+  QTemporaryDir dir;
+  QString privateKey, publicKey;
+  explicit ClientKey(const QString& passphrase = QString()) {
+    privateKey = dir.filePath(QStringLiteral("id_ed25519"));
+    publicKey = privateKey + QStringLiteral(".pub");
+    run(QStringLiteral("ssh-keygen"), {QStringLiteral("-q"), QStringLiteral("-t"), QStringLiteral("ed25519"), QStringLiteral("-N"),
+                                       passphrase, QStringLiteral("-f"), privateKey, QStringLiteral("-C"), QStringLiteral("fathom-test")});
+  }
+};
+
+class TestSshd {
+ public:
+  // `netns` "" = the root namespace (listen on `address`, usually 127.0.0.1).
+  TestSshd(const QString& address, const QString& authorizedKey, const QString& netns = QString(), int port = 0)
+      : m_address(address), m_netns(netns) {
+    m_port = port > 0 ? port : (netns.isEmpty() ? freeLoopbackPort() : 2222);
+    QDir().mkpath(QStringLiteral("/run/sshd"));  // privilege separation directory
+    m_hostKey = m_dir.filePath(QStringLiteral("host_ed25519"));
+    regenerateHostKey();
+    QFile::copy(authorizedKey, m_dir.filePath(QStringLiteral("authorized_keys")));
+    QFile cfg(m_dir.filePath(QStringLiteral("sshd_config")));
+    cfg.open(QIODevice::WriteOnly);
+    cfg.write(QStringLiteral("Port %1\nListenAddress %2\nHostKey %3\nPidFile %4\nAuthorizedKeysFile %5\n"
+                             "PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                             "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nAllowTcpForwarding yes\n"
+                             "LogLevel ERROR\nMaxStartups 50\nMaxSessions 50\n")
+                  .arg(m_port)
+                  .arg(address, m_hostKey, m_dir.filePath(QStringLiteral("sshd.pid")),
+                       m_dir.filePath(QStringLiteral("authorized_keys")))
+                  .toUtf8());
+    cfg.close();
+  }
+  ~TestSshd() { stop(); }
+
+  void regenerateHostKey() {
+    QFile::remove(m_hostKey);
+    QFile::remove(m_hostKey + QStringLiteral(".pub"));
+    run(QStringLiteral("ssh-keygen"), {QStringLiteral("-q"), QStringLiteral("-t"), QStringLiteral("ed25519"), QStringLiteral("-N"),
+                                       QString(), QStringLiteral("-f"), m_hostKey});
+  }
+
+  bool start(QString* error) {
+    m_proc = std::make_unique<QProcess>();
+    m_proc->setProcessChannelMode(QProcess::MergedChannels);
+    m_proc->setChildProcessModifier([] { prctl(PR_SET_PDEATHSIG, SIGKILL); });
+    QStringList args{QStringLiteral("/usr/sbin/sshd"), QStringLiteral("-D"), QStringLiteral("-e"), QStringLiteral("-f"),
+                     m_dir.filePath(QStringLiteral("sshd_config"))};
+    if (m_netns.isEmpty()) {
+      m_proc->start(args.takeFirst(), args);
+    } else {
+      m_proc->start(QStringLiteral("ip"), QStringList{QStringLiteral("netns"), QStringLiteral("exec"), m_netns} + args);
+    }
+    if (!m_proc->waitForStarted(5000)) {
+      *error = QStringLiteral("sshd did not start: %1").arg(m_proc->errorString());
+      return false;
+    }
+    for (int i = 0; i < 200; ++i) {
+      QTcpSocket s;
+      s.connectToHost(m_address, static_cast<quint16>(m_port));
+      if (s.waitForConnected(100)) return true;
+      if (m_proc->state() == QProcess::NotRunning) break;
+      QThread::msleep(25);
+    }
+    *error = QStringLiteral("sshd on %1:%2 does not accept connections: %3")
+                 .arg(m_address)
+                 .arg(m_port)
+                 .arg(QString::fromUtf8(m_proc->readAll()));
+    return false;
+  }
+
+  void stop() {
+    if (!m_proc) return;
+    m_proc->kill();
+    m_proc->waitForFinished(3000);
+    m_proc.reset();
+  }
+
+  QString address() const { return m_address; }
+  int port() const { return m_port; }
+  QString hostKeyPub() const { return m_hostKey + QStringLiteral(".pub"); }
+  // "SHA256:..." of the host key, as ssh-keygen -l shows it.
+  QString fingerprint() const {
+    const QString out = run(QStringLiteral("ssh-keygen"), {QStringLiteral("-l"), QStringLiteral("-E"), QStringLiteral("sha256"),
+                                                           QStringLiteral("-f"), hostKeyPub()});
+    return out.section(QLatin1Char(' '), 1, 1);
+  }
+  // A known_hosts line for this server ("[addr]:port keytype key").
+  QString knownHostsLine() const {
+    QFile f(hostKeyPub());
+    f.open(QIODevice::ReadOnly);
+    const QStringList parts = QString::fromUtf8(f.readAll()).trimmed().split(QLatin1Char(' '));
+    return QStringLiteral("[%1]:%2 %3 %4").arg(m_address).arg(m_port).arg(parts.value(0), parts.value(1));
+  }
+
+ private:
+  QTemporaryDir m_dir;
+  QString m_address, m_netns, m_hostKey;
+  int m_port = 0;
+  std::unique_ptr<QProcess> m_proc;
+};
+
+// N network namespaces on one bridge: host i has address 10.<a>.<b>.(10+i) inside namespace
+// names()[i]; the root namespace (the workbench) is 10.<a>.<b>.1.
+class SshNetwork {
+ public:
+  explicit SshNetwork(int hosts) {
+    const int tag = static_cast<int>(getpid() % 10000);
+    m_bridge = QStringLiteral("fbr%1").arg(tag);
+    const int a = 200 + static_cast<int>(QRandomGenerator::global()->bounded(50));
+    const int b = static_cast<int>(QRandomGenerator::global()->bounded(250));
+    m_prefix = QStringLiteral("10.%1.%2.").arg(a).arg(b);
+    auto ip = [this](const QStringList& args) {
+      int rc = 0;
+      const QString out = run(QStringLiteral("ip"), args, &rc);
+      if (rc != 0 && m_error.isEmpty()) m_error = QStringLiteral("ip %1: %2").arg(args.join(QLatin1Char(' ')), out.trimmed());
+    };
+    ip({QStringLiteral("link"), QStringLiteral("add"), m_bridge, QStringLiteral("type"), QStringLiteral("bridge")});
+    ip({QStringLiteral("addr"), QStringLiteral("add"), m_prefix + QStringLiteral("1/24"), QStringLiteral("dev"), m_bridge});
+    ip({QStringLiteral("link"), QStringLiteral("set"), m_bridge, QStringLiteral("up")});
+    for (int i = 0; i < hosts; ++i) {
+      const QString ns = QStringLiteral("fathom-ssh-%1-%2").arg(getpid()).arg(i);
+      const QString outer = QStringLiteral("fv%1h%2").arg(tag).arg(i), inner = QStringLiteral("fp%1h%2").arg(tag).arg(i);
+      const QString addr = m_prefix + QString::number(10 + i);
+      ip({QStringLiteral("netns"), QStringLiteral("add"), ns});
+      m_names << ns;
+      m_addresses << addr;
+      ip({QStringLiteral("link"), QStringLiteral("add"), outer, QStringLiteral("type"), QStringLiteral("veth"), QStringLiteral("peer"),
+          QStringLiteral("name"), inner});
+      ip({QStringLiteral("link"), QStringLiteral("set"), inner, QStringLiteral("netns"), ns});
+      ip({QStringLiteral("link"), QStringLiteral("set"), outer, QStringLiteral("master"), m_bridge, QStringLiteral("up")});
+      ip({QStringLiteral("-n"), ns, QStringLiteral("addr"), QStringLiteral("add"), addr + QStringLiteral("/24"), QStringLiteral("dev"), inner});
+      ip({QStringLiteral("-n"), ns, QStringLiteral("link"), QStringLiteral("set"), inner, QStringLiteral("up")});
+      ip({QStringLiteral("-n"), ns, QStringLiteral("link"), QStringLiteral("set"), QStringLiteral("lo"), QStringLiteral("up")});
+    }
+  }
+  ~SshNetwork() {
+    for (const QString& ns : m_names) {
+      // Processes a test left in the namespace (engines started over SSH) go with it.
+      run(QStringLiteral("sh"), {QStringLiteral("-c"), QStringLiteral("ip netns pids %1 | xargs -r kill -9").arg(ns)});
+      run(QStringLiteral("ip"), {QStringLiteral("netns"), QStringLiteral("del"), ns});
+    }
+    run(QStringLiteral("ip"), {QStringLiteral("link"), QStringLiteral("del"), m_bridge});
+  }
+  QString error() const { return m_error; }
+  const QStringList& names() const { return m_names; }
+  const QStringList& addresses() const { return m_addresses; }
+
+ private:
+  QString m_bridge, m_prefix, m_error;
+  QStringList m_names, m_addresses;
+};
+
+}  // namespace ssh_test
