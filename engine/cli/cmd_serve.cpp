@@ -3,6 +3,7 @@
 // progress and request errors go to stderr. SIGTERM / SIGINT stop it.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -37,6 +38,23 @@ int cmd_serve(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "plain", "chatml", "llama3", "deepseek"}));
   app.add_option("--device", device_name, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", precision, "fp32 | bf16 | fp16")->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  const fathom::config::ServeConfig serve_defaults;
+  opt.batching.max_batch = serve_defaults.max_batch_size;
+  opt.batching.max_kv_tokens = serve_defaults.max_kv_tokens;
+  std::string quantize = serve_defaults.quantize;
+  std::vector<std::string> adapter_specs;
+  app.add_option("--max-batch", opt.batching.max_batch, "requests decoded together (continuous batching; default 16)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-kv-tokens", opt.batching.max_kv_tokens,
+                 "KV-cache budget in tokens over running requests, each counting prompt + max_tokens (default 0 = max-batch × context)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--max-queue", opt.batching.max_queue, "requests waiting beyond the batch before new ones get 503 (default 256)")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--quantize", quantize, "none | int8 (weight-only per-channel) | dynamic_int8 (int8 activations too)")
+      ->check(CLI::IsMember({"none", "int8", "dynamic_int8"}));
+  app.add_option("--adapter", adapter_specs,
+                 "NAME=DIR: serve a LoRA adapter (PEFT or Fathom fine-tune checkpoint) over the base; requests pick it with "
+                 "\"model\": NAME (repeatable)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -67,7 +85,24 @@ int cmd_serve(int argc, char** argv) {
       if (model_id.rfind("step-", 0) == 0) model_id = p.parent_path().parent_path().filename().string() + "-" + model_id;
     }
     opt.model_id = model_id;
-    std::cerr << "loaded " << model_id << " on " << device.str() << "\n";
+    std::vector<std::string> adapter_dirs;
+    for (const auto& spec : adapter_specs) {
+      const auto eq = spec.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+        throw std::runtime_error("--adapter '" + spec + "': expected NAME=DIR, e.g. --adapter legal=runs/legal-lora/checkpoints/step-200");
+      const auto name = spec.substr(0, eq);
+      if (name == model_id || std::find(opt.adapter_names.begin(), opt.adapter_names.end(), name) != opt.adapter_names.end())
+        throw std::runtime_error("--adapter '" + spec + "': the name '" + name + "' is already taken");
+      opt.adapter_names.push_back(name);
+      adapter_dirs.push_back(spec.substr(eq + 1));
+    }
+    if (!adapter_dirs.empty()) {
+      fathom::infer::install_adapter_bank(m, adapter_dirs);
+      std::cerr << "adapters: " << adapter_dirs.size() << " in the bank (selected per request by name)\n";
+    }
+    std::cerr << "quantisation: " << fathom::infer::quantize_for_serving(m, quantize) << "\n";
+    std::cerr << "loaded " << model_id << " on " << device.str() << " (continuous batching: up to " << opt.batching.max_batch
+              << " requests)\n";
     fathom::serve::OpenAiServer server(std::move(m), opt);
     std::string err;
     const int port = server.bind(&err);

@@ -21,85 +21,111 @@ size_t stop_prefix_overlap(const std::string& text, const std::vector<std::strin
   return best;
 }
 
-GenerateResult generate(model::Transformer& net, const tok::Tokenizer& tokenizer, const std::vector<int64_t>& prompt_ids,
-                        const SamplingParams& params, const std::function<bool(const TokenEvent&)>& on_token) {
-  const auto t0 = Clock::now();
-  const int64_t ctx = net->args().max_seq_len;
-  if (prompt_ids.empty()) throw std::invalid_argument("the prompt is empty");
-  if (static_cast<int64_t>(prompt_ids.size()) >= ctx)
-    throw std::invalid_argument("the prompt has " + std::to_string(prompt_ids.size()) + " tokens; the model's context is " +
-                                std::to_string(ctx) + " (prompt + at least one generated token must fit)");
-  torch::NoGradGuard ng;
-  net->eval();
-  const auto device = net->model->embed_tokens->weight.device();
-  GenerateResult r;
-  r.prompt_tokens = static_cast<int64_t>(prompt_ids.size());
-  const int64_t budget = std::min<int64_t>(params.max_tokens, ctx - r.prompt_tokens);
-  auto cache = net->new_cache(1, r.prompt_tokens + budget);
-  Sampler sampler(params);
-  std::vector<int64_t> history = prompt_ids;
-  tok::Utf8StreamDecoder utf8(tokenizer);
-  std::string pending;  // decoded, not yet released (possible start of a stop string)
-  const auto eos = tokenizer.eos_id();
-  auto logits = net->forward_cached(torch::tensor(prompt_ids, torch::kInt64).unsqueeze(0).to(device), cache)
-                    .select(1, r.prompt_tokens - 1)
-                    .squeeze(0);
-  Clock::time_point first_token;
-  r.finish_reason = "length";
-  for (int64_t i = 0; i < budget; ++i) {
-    const Choice c = sampler.sample(logits, history);
-    if (i == 0) first_token = Clock::now();
-    const bool is_eos = (eos && c.token == static_cast<int64_t>(*eos)) ||
-                        std::find(params.stop_token_ids.begin(), params.stop_token_ids.end(), c.token) != params.stop_token_ids.end();
-    if (is_eos) {
-      r.finish_reason = "stop";
-      break;
-    }
-    r.tokens.push_back(c.token);
-    r.choices.push_back(c);
-    history.push_back(c.token);
-    pending += utf8.push(static_cast<uint32_t>(c.token));
-    // A stop string anywhere in the pending text ends the generation there.
-    size_t cut = std::string::npos;
-    for (const auto& s : params.stop)
-      if (!s.empty()) cut = std::min(cut, pending.find(s));
-    TokenEvent ev;
-    ev.choice = c;
-    if (cut != std::string::npos) {
-      ev.text = pending.substr(0, cut);
-      r.text += ev.text;
-      pending.clear();
-      r.finish_reason = "stop";
-      if (on_token) on_token(ev);
-      break;
-    }
-    const size_t hold = stop_prefix_overlap(pending, params.stop);
-    ev.text = pending.substr(0, pending.size() - hold);
-    pending.erase(0, pending.size() - hold);
-    r.text += ev.text;
-    if (on_token && !on_token(ev)) {
-      r.finish_reason = "cancelled";
-      break;
-    }
-    if (i + 1 < budget)
-      logits = net->forward_cached(torch::tensor({c.token}, torch::kInt64).view({1, 1}).to(device), cache).select(1, 0).squeeze(0);
+Sequence::Sequence(const tok::Tokenizer& tokenizer, std::vector<int64_t> prompt, const SamplingParams& params, int64_t context)
+    : tokenizer_(tokenizer), prompt_(std::move(prompt)), params_(params), sampler_(params), utf8_(tokenizer), t0_(Clock::now()) {
+  if (prompt_.empty()) throw std::invalid_argument("the prompt is empty");
+  if (static_cast<int64_t>(prompt_.size()) >= context)
+    throw std::invalid_argument("the prompt has " + std::to_string(prompt_.size()) + " tokens; the model's context is " +
+                                std::to_string(context) + " (prompt + at least one generated token must fit)");
+  history_ = prompt_;
+  budget_ = std::min<int64_t>(params.max_tokens, context - static_cast<int64_t>(prompt_.size()));
+  result_.prompt_tokens = static_cast<int64_t>(prompt_.size());
+  result_.finish_reason = "length";
+  if (budget_ <= 0) done_ = true;
+}
+
+Sequence::Step Sequence::advance(const torch::Tensor& logits) {
+  Step out;
+  if (done_) return out;
+  const Choice c = sampler_.sample(logits, history_);
+  if (first_token_ == Clock::time_point{}) first_token_ = Clock::now();
+  const auto eos = tokenizer_.eos_id();
+  const bool is_eos = (eos && c.token == static_cast<int64_t>(*eos)) ||
+                      std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), c.token) != params_.stop_token_ids.end();
+  if (is_eos) {
+    result_.finish_reason = "stop";
+    done_ = true;
+    return out;
   }
-  if (r.finish_reason != "stop" || pending.size()) {
-    // Whatever is held back (a partial stop prefix, an unfinished UTF-8 tail) is output after all.
-    std::string tail = pending + utf8.finish();
+  result_.tokens.push_back(c.token);
+  result_.choices.push_back(c);
+  history_.push_back(c.token);
+  pending_ += utf8_.push(static_cast<uint32_t>(c.token));
+  out.has_event = true;
+  out.event.choice = c;
+  // A stop string anywhere in the pending text ends the generation there.
+  size_t cut = std::string::npos;
+  for (const auto& s : params_.stop)
+    if (!s.empty()) cut = std::min(cut, pending_.find(s));
+  if (cut != std::string::npos) {
+    out.event.text = pending_.substr(0, cut);
+    result_.text += out.event.text;
+    pending_.clear();
+    result_.finish_reason = "stop";
+    done_ = true;
+    return out;
+  }
+  const size_t hold = stop_prefix_overlap(pending_, params_.stop);
+  out.event.text = pending_.substr(0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
+  result_.text += out.event.text;
+  if (static_cast<int64_t>(result_.tokens.size()) >= budget_) done_ = true;  // finish_reason stays "length"
+  return out;
+}
+
+Sequence::Step Sequence::finish(const std::string& reason_if_not_done) {
+  Step out;
+  if (finished_) return out;
+  finished_ = true;
+  if (!done_) {
+    result_.finish_reason = reason_if_not_done;
+    done_ = true;
+  }
+  // Whatever is held back (a partial stop prefix, an unfinished UTF-8 tail) is output after all,
+  // unless a stop string ended the text.
+  if (result_.finish_reason != "stop" || pending_.size()) {
+    std::string tail = pending_ + utf8_.finish();
+    pending_.clear();
     if (!tail.empty()) {
-      r.text += tail;
-      if (on_token) on_token(TokenEvent{tail, Choice{}});
+      result_.text += tail;
+      out.has_event = true;
+      out.event.text = tail;
+      out.event.choice.token = -1;  // not a token of its own
     }
   }
   const auto t_end = Clock::now();
-  r.seconds = std::chrono::duration<double>(t_end - t0).count();
-  if (!r.tokens.empty()) {
-    r.time_to_first_token_s = std::chrono::duration<double>(first_token - t0).count();
-    const double decode_s = std::chrono::duration<double>(t_end - first_token).count();
-    r.decode_tokens_per_s = r.tokens.size() > 1 && decode_s > 0 ? static_cast<double>(r.tokens.size() - 1) / decode_s : 0.0;
+  result_.seconds = std::chrono::duration<double>(t_end - t0_).count();
+  if (!result_.tokens.empty()) {
+    result_.time_to_first_token_s = std::chrono::duration<double>(first_token_ - t0_).count();
+    const double decode_s = std::chrono::duration<double>(t_end - first_token_).count();
+    result_.decode_tokens_per_s =
+        result_.tokens.size() > 1 && decode_s > 0 ? static_cast<double>(result_.tokens.size() - 1) / decode_s : 0.0;
   }
-  return r;
+  return out;
+}
+
+GenerateResult generate(model::Transformer& net, const tok::Tokenizer& tokenizer, const std::vector<int64_t>& prompt_ids,
+                        const SamplingParams& params, const std::function<bool(const TokenEvent&)>& on_token) {
+  Sequence seq(tokenizer, prompt_ids, params, net->args().max_seq_len);
+  torch::NoGradGuard ng;
+  net->eval();
+  const auto device = net->model->embed_tokens->weight.device();
+  const auto P = static_cast<int64_t>(prompt_ids.size());
+  auto cache = net->new_cache(1, seq.reserved_tokens());
+  auto logits = net->forward_cached(torch::tensor(prompt_ids, torch::kInt64).unsqueeze(0).to(device), cache).select(1, P - 1).squeeze(0);
+  std::string cancel;
+  while (!seq.done()) {
+    const auto step = seq.advance(logits);
+    if (step.has_event && on_token && !on_token(step.event)) {
+      cancel = "cancelled";
+      break;
+    }
+    if (!seq.done())
+      logits = net->forward_cached(torch::tensor({seq.next_input()}, torch::kInt64).view({1, 1}).to(device), cache).select(1, 0).squeeze(0);
+  }
+  const auto tail = seq.finish(cancel.empty() ? "length" : cancel);
+  if (tail.has_event && on_token) on_token(tail.event);
+  return seq.result();
 }
 
 }  // namespace fathom::infer

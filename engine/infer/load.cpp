@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -85,6 +87,73 @@ LoadedModel load_for_inference(const std::string& path, const torch::Device& dev
   m.net->to_device(device);
   m.net->eval();
   return m;
+}
+
+void install_adapter_bank(LoadedModel& m, const std::vector<std::string>& adapter_dirs) {
+  if (adapter_dirs.empty()) return;
+  std::vector<model::PeftAdapter> adapters;
+  for (const auto& dir : adapter_dirs) {
+    if (!is_adapter_dir(dir)) throw std::runtime_error(dir + " is not a LoRA adapter (no adapter_config.json)");
+    adapters.push_back(model::load_peft_adapter(dir));
+  }
+  std::set<std::string> known;
+  for (auto& [path, lin] : model::linear_layers(m.net)) known.insert(path);
+  for (size_t g = 0; g < adapters.size(); ++g)
+    for (const auto& mod : model::adapted_modules(adapters[g].tensors)) {
+      if (!known.count(mod)) throw std::runtime_error(adapter_dirs[g] + ": adapts '" + mod + "', a layer this base model does not have");
+      if (mod.find(".experts.") != std::string::npos)
+        throw std::runtime_error(adapter_dirs[g] + ": adapters on MoE experts cannot be served per request; merge it (fathom-engine lora merge)");
+    }
+  torch::NoGradGuard ng;
+  const auto G = static_cast<int64_t>(adapters.size());
+  for (auto& [path, lin] : model::linear_layers(m.net)) {
+    int64_t r_max = 0;
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> ab(static_cast<size_t>(G));
+    for (int64_t g = 0; g < G; ++g) {
+      std::map<std::string, torch::Tensor> t(adapters[static_cast<size_t>(g)].tensors.begin(), adapters[static_cast<size_t>(g)].tensors.end());
+      auto a = t.find(path + ".lora_A.weight"), b = t.find(path + ".lora_B.weight");
+      if (a == t.end() || b == t.end()) continue;
+      if (a->second.size(1) != lin->in_features || b->second.size(0) != lin->out_features || a->second.size(0) != b->second.size(1))
+        throw std::runtime_error(adapter_dirs[static_cast<size_t>(g)] + ": the adapter of '" + path + "' has shapes " +
+                                 c10::str(a->second.sizes()) + " / " + c10::str(b->second.sizes()) + ", which do not fit the layer (" +
+                                 std::to_string(lin->out_features) + " × " + std::to_string(lin->in_features) + ")");
+      ab[static_cast<size_t>(g)] = {a->second, b->second};
+      r_max = std::max(r_max, a->second.size(0));
+    }
+    if (r_max == 0) continue;
+    const auto opts = (lin->quantized() ? lin->weight_scale : lin->weight).options().requires_grad(false);
+    auto A = torch::zeros({G, r_max, lin->in_features}, opts);
+    auto B = torch::zeros({G, lin->out_features, r_max}, opts);
+    auto scale = torch::zeros({G}, torch::kFloat32);
+    for (int64_t g = 0; g < G; ++g) {
+      const auto& [a, b] = ab[static_cast<size_t>(g)];
+      if (!a.defined()) continue;
+      A[g].narrow(0, 0, a.size(0)).copy_(a);
+      B[g].narrow(1, 0, b.size(1)).copy_(b);
+      scale[g] = adapters[static_cast<size_t>(g)].spec.scale();
+    }
+    lin->set_adapter_bank(A, B, scale);
+  }
+}
+
+std::string quantize_for_serving(LoadedModel& m, const std::string& mode) {
+  if (mode.empty() || mode == "none") return "weights unquantised";
+  if (mode != "int8" && mode != "dynamic_int8") throw std::runtime_error("unknown quantisation '" + mode + "' (none, int8 or dynamic_int8)");
+  int64_t layers = 0, before = 0, after = 0;
+  std::string kernel = "dequantised matmul";
+  for (auto& [path, lin] : model::linear_layers(m.net)) {
+    if (path == "lm_head" || lin->quantized()) continue;  // the head stays exact (it is also the tied embedding)
+    if (lin->has_adapter_bank() && mode == "dynamic_int8")
+      throw std::runtime_error("dynamic_int8 cannot be combined with per-request adapters; use int8");
+    before += lin->weight.numel() * lin->weight.element_size();
+    if (mode == "int8") lin->quantize_int8();
+    else kernel = lin->quantize_dynamic_int8();
+    after += lin->weight_int8.numel() + lin->weight_scale.numel() * lin->weight_scale.element_size();
+    ++layers;
+  }
+  std::ostringstream o;
+  o << mode << ": " << layers << " linear layers, " << before / (1 << 20) << " MiB → " << after / (1 << 20) << " MiB (" << kernel << ")";
+  return o.str();
 }
 
 }  // namespace fathom::infer

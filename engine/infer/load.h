@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 #include "engine/config/config.h"
 #include "engine/model/transformer.h"
@@ -32,5 +33,18 @@ std::string adapter_base(const std::string& adapter_dir);
 // Any of the forms above, ready to run: adapters merged, converted to dtype and moved to device.
 LoadedModel load_for_inference(const std::string& path, const torch::Device& device, torch::ScalarType dtype,
                                const std::string& base_override = "");
+
+// Serving several LoRA adapters over one base without merging them: each adapter directory (a PEFT
+// adapter or a Fathom fine-tune checkpoint) is loaded into the adapter banks of the base's linear
+// layers (model::AdapterRows picks one per request). Adapter g = adapter_dirs[g]. Refuses an
+// adapter whose layers the base lacks or whose shapes differ, and adapters on MoE experts.
+// Call after the model reached its dtype and device, before quantize_for_serving.
+void install_adapter_bank(LoadedModel& m, const std::vector<std::string>& adapter_dirs);
+
+// Weight quantisation for serving: "none", "int8" (weight-only, per output channel; dequantised
+// in the matmul) or "dynamic_int8" (activations quantised per row too; integer matmul where the
+// device has one — see model::LinearImpl::quantize_dynamic_int8). The LM head stays exact.
+// Returns a one-line summary (layers, bytes before → after, kernel).
+std::string quantize_for_serving(LoadedModel& m, const std::string& mode);
 
 }  // namespace fathom::infer

@@ -1,9 +1,20 @@
 // Linear layer with optional LoRA adapter and int8 base (see linear.h).
 #include "engine/model/linear.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <algorithm>
 #include <cmath>
 
 namespace fathom::model {
+
+namespace {
+thread_local const torch::Tensor* t_adapter_rows = nullptr;
+}  // namespace
+
+AdapterRows::AdapterRows(torch::Tensor ids) : previous_(t_adapter_rows), ids_(std::move(ids)) { t_adapter_rows = &ids_; }
+AdapterRows::~AdapterRows() { t_adapter_rows = previous_; }
+const torch::Tensor* AdapterRows::current() { return t_adapter_rows; }
 
 double LoraSpec::scale() const {
   return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
@@ -23,6 +34,11 @@ torch::Tensor LinearImpl::effective_weight(bool with_adapter) const {
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  if (dynamic_) {
+    auto y = dynamic_forward(x);
+    if (has_lora() && !merged_) y = y + lora_B->forward(lora_A->forward(x)) * spec_.scale();
+    return y;  // (no adapter bank with dynamic int8: see quantize_dynamic_int8's caller)
+  }
   auto w = quantized() ? (weight_int8.to(x.scalar_type()) * weight_scale.to(x.scalar_type()).unsqueeze(1)) : weight;
   auto y = torch::nn::functional::linear(x, w, bias.defined() ? bias : torch::Tensor());
   if (has_lora() && !merged_) {
@@ -31,7 +47,29 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
       h = torch::nn::functional::dropout(h, torch::nn::functional::DropoutFuncOptions().p(spec_.dropout).training(true));
     y = y + lora_B->forward(lora_A->forward(h)) * spec_.scale();
   }
+  if (bank_A.defined()) {
+    if (const torch::Tensor* ids = AdapterRows::current()) {
+      const auto B = ids->size(0);
+      TORCH_CHECK(x.dim() >= 2 && x.size(0) == B, "adapter bank: ", B, " row choices for an input of shape ", x.sizes());
+      auto g = ids->clamp_min(0);
+      auto a = bank_A.index_select(0, g);                                   // (B, r, in)
+      auto b = bank_B.index_select(0, g);                                   // (B, out, r)
+      auto s = (bank_scale.index_select(0, g) * ids->ge(0).to(torch::kFloat32)).to(x.scalar_type());
+      auto xr = x.reshape({B, -1, in_features});                            // (B, T, in)
+      auto d = torch::bmm(torch::bmm(xr, a.transpose(1, 2)), b.transpose(1, 2)) * s.view({B, 1, 1});
+      y = y + d.view(y.sizes());
+    }
+  }
   return y;
+}
+
+void LinearImpl::set_adapter_bank(torch::Tensor A, torch::Tensor B, torch::Tensor scale) {
+  TORCH_CHECK(A.dim() == 3 && A.size(2) == in_features, "adapter bank A must be (G, r, ", in_features, ")");
+  TORCH_CHECK(B.dim() == 3 && B.size(1) == out_features && B.size(2) == A.size(1) && B.size(0) == A.size(0),
+              "adapter bank B must be (G, ", out_features, ", r)");
+  bank_A = std::move(A);
+  bank_B = std::move(B);
+  bank_scale = scale.to(torch::kFloat32).to(bank_A.device());
 }
 
 void LinearImpl::add_lora(const LoraSpec& spec) {
@@ -81,6 +119,80 @@ void LinearImpl::quantize_int8() {
   weight_scale = register_buffer("weight_scale", scale.to(weight.scalar_type()));
   parameters_.erase("weight");
   weight = torch::Tensor();
+}
+
+namespace {
+// quantized::linear_prepack / linear_dynamic through the dispatcher (boxed: the packed-parameter
+// class stays an IValue, no private header needed).
+c10::OperatorHandle quantized_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
+}
+
+bool choose_qengine() {
+  const auto& engines = at::globalContext().supportedQEngines();
+  for (auto want : {
+#if TORCH_VERSION_MAJOR >= 2
+           at::QEngine::X86,
+#endif
+           at::QEngine::FBGEMM, at::QEngine::ONEDNN, at::QEngine::QNNPACK}) {
+    if (std::find(engines.begin(), engines.end(), want) != engines.end()) {
+      at::globalContext().setQEngine(want);
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+std::string LinearImpl::quantize_dynamic_int8() {
+  TORCH_CHECK(!dynamic_, "already dynamic int8");
+  const auto device = (quantized() ? weight_scale : weight).device();
+  torch::Tensor w_fp32 = effective_weight(false).to(torch::kFloat32);
+  if (!quantized()) quantize_int8();
+  dynamic_ = true;
+  if (device.is_cpu()) {
+    static const bool have_engine = choose_qengine();
+    TORCH_CHECK(have_engine, "dynamic_int8 needs LibTorch's quantized CPU kernels (x86, fbgemm, onednn or qnnpack); this build has none — use int8");
+    // Per-channel symmetric int8 weights, the same values as weight_int8.
+    auto scales = weight_scale.to(torch::kFloat64);
+    auto qw = at::quantize_per_channel(w_fp32, scales, torch::zeros_like(scales, torch::kInt64), 0, torch::kQInt8);
+    torch::jit::Stack stack{qw, bias.defined() ? c10::IValue(bias.to(torch::kFloat32)) : c10::IValue()};
+    quantized_op("quantized::linear_prepack").callBoxed(&stack);
+    packed_ = stack.at(0);
+    static const std::string name = std::string("cpu ") + c10::toString(at::globalContext().qEngine());
+    return name;
+  }
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  weight_int8_t_ = weight_int8.t().contiguous();
+  return "cuda _int_mm";
+#else
+  return "dequantised (no _int_mm in this LibTorch)";
+#endif
+}
+
+torch::Tensor LinearImpl::dynamic_forward(const torch::Tensor& x) {
+  auto x2 = x.reshape({-1, in_features});
+  torch::Tensor y;
+  if (!packed_.isNone()) {
+    torch::jit::Stack stack{x2.to(torch::kFloat32).contiguous(), packed_, false};
+    quantized_op("quantized::linear_dynamic").callBoxed(&stack);
+    y = stack.at(0).toTensor().to(x.scalar_type());
+  } else {
+    // Per-row symmetric activation scales, int8 × int8 → int32, rescaled by both scales.
+    auto xs = x2.abs().amax(1, /*keepdim=*/true).to(torch::kFloat32).clamp_min(1e-12) / 127.0;
+    auto xq = torch::round(x2.to(torch::kFloat32) / xs).clamp(-127, 127).to(torch::kInt8);
+    torch::Tensor acc;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+    if (weight_int8_t_.defined() && x2.size(0) > 16 && in_features % 8 == 0 && out_features % 8 == 0)
+      acc = at::_int_mm(xq, weight_int8_t_).to(torch::kFloat32);
+#endif
+    if (!acc.defined()) acc = torch::matmul(xq.to(torch::kFloat32), weight_int8.to(torch::kFloat32).t());
+    y = (acc * xs * weight_scale.to(torch::kFloat32).unsqueeze(0)).to(x.scalar_type());
+    if (bias.defined()) y = y + bias.to(y.scalar_type());
+  }
+  auto sizes = x.sizes().vec();
+  sizes.back() = out_features;
+  return y.view(sizes);
 }
 
 }  // namespace fathom::model

@@ -9,6 +9,24 @@
 
 namespace fathom::model {
 
+// Serving several LoRA adapters over one base at once (S-LoRA / Punica style): each Linear may hold
+// a bank of G adapters, and every row of a batch picks one (or none) by its index. The rows'
+// choice is set for the current thread while a forward runs:
+//   AdapterRows rows(ids);  // ids (B) int64 on the model's device, -1 = the base model alone
+//   net->forward_decode(...);
+class AdapterRows {
+ public:
+  explicit AdapterRows(torch::Tensor ids);
+  ~AdapterRows();
+  AdapterRows(const AdapterRows&) = delete;
+  AdapterRows& operator=(const AdapterRows&) = delete;
+  static const torch::Tensor* current();  // null when none is set on this thread
+
+ private:
+  const torch::Tensor* previous_;
+  torch::Tensor ids_;
+};
+
 struct LoraSpec {
   int64_t r = 16;
   double alpha = 32.0;
@@ -39,15 +57,32 @@ class LinearImpl : public torch::nn::Module {
   // buffers weight_int8, weight_scale appear). Call after the model reached its dtype and device.
   void quantize_int8();
   bool quantized() const { return weight_int8.defined(); }
+  // Dynamic int8 (as torch.ao.quantization.quantize_dynamic): int8 weights per output channel and
+  // the activations quantised per row on the fly, the product in integers. On the CPU through
+  // LibTorch's quantized::linear_dynamic (oneDNN/x86/QNNPACK, fp32 input); on CUDA (LibTorch ≥ 2.1)
+  // through at::_int_mm when the shapes allow (more than 16 rows, dims multiples of 8), else the
+  // same arithmetic on dequantised weights. Implies quantize_int8(). Returns the kernel used.
+  std::string quantize_dynamic_int8();
+  bool dynamic_int8() const { return dynamic_; }
+
+  // The adapter bank (see AdapterRows): A (G, r, in), B (G, out, r) in the compute dtype, scale (G)
+  // fp32; ranks below r are zero-padded, adapters that skip this layer are all zero.
+  void set_adapter_bank(torch::Tensor A, torch::Tensor B, torch::Tensor scale);
+  bool has_adapter_bank() const { return bank_A.defined(); }
 
   torch::Tensor weight, bias;                 // bias undefined without one
+  torch::Tensor bank_A, bank_B, bank_scale;   // adapter bank (not parameters: never saved or trained)
   torch::Tensor weight_int8, weight_scale;    // quantised base
   std::shared_ptr<LinearImpl> lora_A, lora_B; // adapter (null without)
   int64_t in_features, out_features;
 
  private:
+  torch::Tensor dynamic_forward(const torch::Tensor& x);
   LoraSpec spec_;
   bool merged_ = false;
+  bool dynamic_ = false;
+  c10::IValue packed_;           // quantized::linear_prepack result (CPU), None elsewhere
+  torch::Tensor weight_int8_t_;  // (in, out) int8 for at::_int_mm (CUDA)
 };
 TORCH_MODULE(Linear);
 

@@ -67,21 +67,46 @@ torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, const RopeTables
 
 torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const RopeTables& rope,
                                                std::pair<torch::Tensor, torch::Tensor>& slot, int64_t past) {
-  const auto B = x.size(0), T = x.size(1), H = n_heads_;
-  const int64_t n = a_.qk_nope_head_dim, p = a_.qk_rope_head_dim, r = a_.kv_lora_rank, v = a_.v_head_dim;
+  const auto B = x.size(0), T = x.size(1);
+  const int64_t n = a_.qk_nope_head_dim, p = a_.qk_rope_head_dim, r = a_.kv_lora_rank;
   auto q = queries(x);
-  auto q_nope = q.narrow(-1, 0, n);                                      // (B, H, T, n)
   auto q_pe = rope_part(q.narrow(-1, n, p), rope, past, a_.rope_interleave);  // (B, H, T, p)
-
   auto ckv = kv_a_proj_with_mqa(x);
   auto latent = kv_a_layernorm(ckv.narrow(-1, 0, r));                   // (B, T, r)
   auto k_pe = rope_part(ckv.narrow(-1, r, p).view({B, 1, T, p}), rope, past, a_.rope_interleave).view({B, T, p});
   slot.first.narrow(1, past, T).copy_(latent);
   slot.second.narrow(1, past, T).copy_(k_pe);
   const int64_t S = past + T;
-  auto c = slot.first.narrow(1, 0, S).unsqueeze(1);                     // (B, 1, S, r)
-  auto kp = slot.second.narrow(1, 0, S).unsqueeze(1);                   // (B, 1, S, p)
+  torch::Tensor mask;
+  if (T > 1) mask = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).tril(past);
+  return absorbed_attention(x, q.narrow(-1, 0, n), q_pe, slot.first.narrow(1, 0, S), slot.second.narrow(1, 0, S), mask);
+}
 
+torch::Tensor MlaAttentionImpl::forward_decode(const torch::Tensor& x, const RopeTables& rope,
+                                               std::pair<torch::Tensor, torch::Tensor>& slot, const DecodeStep& step) {
+  const auto B = x.size(0);
+  const int64_t n = a_.qk_nope_head_dim, p = a_.qk_rope_head_dim, r = a_.kv_lora_rank;
+  auto pos = step.positions.view({B, 1});
+  auto q = queries(x);
+  auto q_pe = q.narrow(-1, n, p);
+  q_pe = rope_apply_at(a_.rope_interleave ? deinterleave(q_pe) : q_pe, rope, pos);
+  auto ckv = kv_a_proj_with_mqa(x);
+  auto latent = kv_a_layernorm(ckv.narrow(-1, 0, r));                   // (B, 1, r)
+  auto k_pe = ckv.narrow(-1, r, p).view({B, 1, 1, p});
+  k_pe = rope_apply_at(a_.rope_interleave ? deinterleave(k_pe) : k_pe, rope, pos).view({B, p});
+  auto rows = torch::arange(B, step.positions.options());
+  slot.first.index_put_({rows, step.positions}, latent.squeeze(1));
+  slot.second.index_put_({rows, step.positions}, k_pe);
+  return absorbed_attention(x, q.narrow(-1, 0, n), q_pe, slot.first.narrow(1, 0, step.span), slot.second.narrow(1, 0, step.span),
+                            step.mask);
+}
+
+torch::Tensor MlaAttentionImpl::absorbed_attention(const torch::Tensor& x, const torch::Tensor& q_nope, const torch::Tensor& q_pe,
+                                                   const torch::Tensor& latent, const torch::Tensor& k_pe, const torch::Tensor& mask) {
+  const auto B = x.size(0), T = x.size(1), H = n_heads_;
+  const int64_t n = a_.qk_nope_head_dim, p = a_.qk_rope_head_dim, r = a_.kv_lora_rank, v = a_.v_head_dim;
+  auto c = latent.unsqueeze(1);                                         // (B, 1, S, r)
+  auto kp = k_pe.unsqueeze(1);                                          // (B, 1, S, p)
   // kv_b_proj.weight (H·(n + v), r) → W_uk (H, n, r), W_uv (H, v, r).
   auto w = kv_b_proj->effective_weight().to(x.scalar_type()).view({H, n + v, r});  // with an unmerged LoRA adapter too
   auto w_uk = w.narrow(1, 0, n);
@@ -91,10 +116,8 @@ torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const Rop
   auto scores = torch::matmul(q_lat.to(torch::kFloat32), c.to(torch::kFloat32).transpose(-2, -1)) +
                 torch::matmul(q_pe.to(torch::kFloat32), kp.to(torch::kFloat32).transpose(-2, -1));
   scores = scores * (1.0 / std::sqrt(static_cast<double>(n + p)));
-  if (T > 1) {
-    auto mask = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(past + 1);
-    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  }
+  // mask: (T, S) or (B, 1, T, S), true = may attend.
+  if (mask.defined()) scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
   auto att = torch::softmax(scores, -1).to(x.scalar_type());            // (B, H, T, S)
   auto o_lat = torch::matmul(att, c);                                   // (B, H, T, r)
   auto y = torch::matmul(o_lat, w_uv.transpose(-2, -1));                // (B, H, T, v)

@@ -25,6 +25,9 @@ class MlaAttentionImpl : public torch::nn::Module {
   // slot.first: (B, S, r) latent cache, slot.second: (B, S, p) rotary key cache.
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
                                int64_t past);
+  // One token per row at its own position (continuous batching; see DecodeStep in transformer.h).
+  torch::Tensor forward_decode(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
+                               const DecodeStep& step);
 
   Linear q_proj{nullptr}, q_a_proj{nullptr}, q_b_proj{nullptr};
   RMSNorm q_a_layernorm{nullptr};
@@ -33,6 +36,10 @@ class MlaAttentionImpl : public torch::nn::Module {
 
  private:
   torch::Tensor queries(const torch::Tensor& x);  // (B, H, T, n + p), before rope
+  // Attention against the compressed cache with kv_b_proj absorbed (DeepSeek-V2 §2.1.2):
+  // latent (B, S, r), k_pe (B, S, p); mask (T, S) or (B, 1, T, S), true = may attend; undefined = all.
+  torch::Tensor absorbed_attention(const torch::Tensor& x, const torch::Tensor& q_nope, const torch::Tensor& q_pe,
+                                   const torch::Tensor& latent, const torch::Tensor& k_pe, const torch::Tensor& mask);
   MlaArgs a_;
   int64_t n_heads_;
 };

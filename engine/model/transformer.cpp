@@ -2,6 +2,8 @@
 // Hkv key/value heads, hd = C / H head width, V vocabulary.
 #include "engine/model/transformer.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "engine/model/checkpointing.h"
@@ -182,6 +184,31 @@ torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const RopeTa
   return o_proj(y.transpose(1, 2).contiguous().view({B, T, n_heads_ * head_dim_}));
 }
 
+DecodeStep DecodeStep::make(const std::vector<int64_t>& positions, const torch::Device& device) {
+  DecodeStep d;
+  const auto B = static_cast<int64_t>(positions.size());
+  d.span = positions.empty() ? 0 : *std::max_element(positions.begin(), positions.end()) + 1;
+  auto pos = torch::tensor(positions, torch::kInt64);
+  d.mask = (torch::arange(d.span, torch::kInt64).view({1, d.span}) <= pos.view({B, 1})).view({B, 1, 1, d.span}).to(device);
+  d.positions = pos.to(device);
+  return d;
+}
+
+torch::Tensor AttentionImpl::forward_decode(const torch::Tensor& x, const RopeTables& rope,
+                                            std::pair<torch::Tensor, torch::Tensor>& slot, const DecodeStep& step) {
+  using torch::indexing::Slice;
+  const auto B = x.size(0);
+  auto pos = step.positions.view({B, 1});
+  auto q = rope_apply_at(q_proj(x).view({B, 1, n_heads_, head_dim_}).transpose(1, 2), rope, pos);
+  auto k = rope_apply_at(k_proj(x).view({B, 1, n_kv_heads_, head_dim_}).transpose(1, 2), rope, pos);
+  auto v = v_proj(x).view({B, 1, n_kv_heads_, head_dim_}).transpose(1, 2);
+  auto rows = torch::arange(B, step.positions.options());
+  slot.first.index_put_({rows, Slice(), step.positions}, k.squeeze(2));
+  slot.second.index_put_({rows, Slice(), step.positions}, v.squeeze(2));
+  auto y = causal_attention(q, slot.first.narrow(2, 0, step.span), slot.second.narrow(2, 0, step.span), 0, step.mask);
+  return o_proj(y.transpose(1, 2).contiguous().view({B, 1, n_heads_ * head_dim_}));
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout) {
   const auto B = x.size(0), T = x.size(1);
   auto q = q_proj(x).view({B, T, n_heads_, head_dim_}).transpose(1, 2);     // (B, H, T, hd)
@@ -237,6 +264,14 @@ torch::Tensor BlockImpl::forward_cached(const torch::Tensor& x, const RopeTables
                                         std::pair<torch::Tensor, torch::Tensor>& slot, int64_t past) {
   auto a = input_layernorm(x);
   auto h = x + (mla ? mla->forward_cached(a, rope, slot, past) : self_attn->forward_cached(a, rope, slot, past));
+  auto f = post_attention_layernorm(h);
+  return h + (moe ? moe->forward(f) : mlp(f));
+}
+
+torch::Tensor BlockImpl::forward_decode(const torch::Tensor& x, const RopeTables& rope,
+                                        std::pair<torch::Tensor, torch::Tensor>& slot, const DecodeStep& step) {
+  auto a = input_layernorm(x);
+  auto h = x + (mla ? mla->forward_decode(a, rope, slot, step) : self_attn->forward_decode(a, rope, slot, step));
   auto f = post_attention_layernorm(h);
   return h + (moe ? moe->forward(f) : mlp(f));
 }
@@ -330,9 +365,28 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& idx, KvCache&
   for (const auto& layer : *model->layers)
     x = layer->as<BlockImpl>()->forward_cached(x, rope_, cache.layers[static_cast<size_t>(i++)], cache.length);
   cache.length += T;
-  auto h = model->norm(x);
+  return logits(model->norm(x));
+}
+
+torch::Tensor TransformerImpl::logits(const torch::Tensor& h) {
   if (args_.tie_embeddings) return torch::matmul(h, model->embed_tokens->weight.t());
   return lm_head(h);
+}
+
+torch::Tensor TransformerImpl::forward_decode(const torch::Tensor& idx, KvCache& cache, const DecodeStep& step) {
+  const int64_t B = idx.size(0);
+  TORCH_CHECK(idx.dim() == 2 && idx.size(1) == 1, "forward_decode takes one token per row, (B, 1)");
+  TORCH_CHECK(step.positions.numel() == B, "forward_decode: ", B, " rows but ", step.positions.numel(), " positions");
+  TORCH_CHECK(!cache.layers.empty() && B <= cache.layers[0].first.size(0), "forward_decode: ", B, " rows exceed the cache's batch");
+  TORCH_CHECK(step.span <= cache.capacity, "KV cache full: position ", step.span - 1, " exceeds its capacity ", cache.capacity);
+  auto x = model->embed_tokens(idx);
+  size_t i = 0;
+  for (const auto& layer : *model->layers) {
+    auto& full = cache.layers[i++];
+    std::pair<torch::Tensor, torch::Tensor> rows{full.first.narrow(0, 0, B), full.second.narrow(0, 0, B)};
+    x = layer->as<BlockImpl>()->forward_decode(x, rope_, rows, step);
+  }
+  return logits(model->norm(x)).squeeze(1);
 }
 
 torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* aux, const SeqLayout& layout) {

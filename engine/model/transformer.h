@@ -124,6 +124,17 @@ struct KvCache {
   int64_t bytes() const;
 };
 
+// One decode step of a continuous batch: row b of the batch holds its next token at position
+// positions[b] and attends to cache positions 0..positions[b] (mask (B, 1, 1, span), span =
+// max position + 1); its key/value goes into row b of the cache. Rows are independent sequences of
+// different lengths (padded slots, masked), the cache's first B rows.
+struct DecodeStep {
+  torch::Tensor positions;  // (B) int64, on the model's device
+  torch::Tensor mask;       // (B, 1, 1, span) bool
+  int64_t span = 0;
+  static DecodeStep make(const std::vector<int64_t>& positions, const torch::Device& device);
+};
+
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelArgs& args);
@@ -132,6 +143,9 @@ class AttentionImpl : public torch::nn::Module {
   // x holds positions cache.length.. ; appends its k/v to `slot` (this layer's cache tensors).
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
                                int64_t past);
+  // x (B, 1, C): one token per row (see DecodeStep); slot: this layer's cache rows 0..B-1.
+  torch::Tensor forward_decode(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
+                               const DecodeStep& step);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -160,6 +174,8 @@ class BlockImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout = {});
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
                                int64_t past);
+  torch::Tensor forward_decode(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
+                               const DecodeStep& step);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   // Registered as "self_attn" / "mlp" whichever kind the layer has; the others stay null.
   Attention self_attn{nullptr};
@@ -197,6 +213,12 @@ class TransformerImpl : public torch::nn::Module {
   // returns the logits of those positions (prefill with T > 1, then T = 1 per decode step).
   KvCache new_cache(int64_t batch, int64_t capacity) const;
   torch::Tensor forward_cached(const torch::Tensor& idx, KvCache& cache);
+  // Continuous batching: idx (B, 1), one token per independent sequence; sequence b lives in row b
+  // of `cache` (B ≤ the cache's batch) at position step.positions[b] (cache.length is not used).
+  // Returns logits (B, V).
+  torch::Tensor forward_decode(const torch::Tensor& idx, KvCache& cache, const DecodeStep& step);
+  // The final hidden state → logits (B, T, V).
+  torch::Tensor logits(const torch::Tensor& h);
 
   // MoE layers, in layer order (empty for a dense model).
   std::vector<std::shared_ptr<MoeImpl>> moe_layers() const;

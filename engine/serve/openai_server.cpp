@@ -82,11 +82,10 @@ struct OpenAiServer::Impl {
   ServerOptions opt;
   std::string chat_template;
   httplib::Server http;
-  std::mutex gen_mu;  // one generation at a time
+  std::unique_ptr<infer::Batcher> batcher;
   std::mutex stats_mu;
   std::map<std::pair<std::string, int>, uint64_t> requests;  // (endpoint, status) → count
   uint64_t prompt_tokens = 0, completion_tokens = 0;
-  std::atomic<int> queued{0}, running{0};
   Histogram latency{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
   Histogram ttft{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
   int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -203,6 +202,17 @@ struct OpenAiServer::Impl {
                 "messages", "context_length_exceeded");
   }
 
+  // -1 for the base model ("" too), else the adapter's index; 404 for an unknown name.
+  int adapter_index(const std::string& name) const {
+    if (name.empty() || name == opt.model_id) return -1;
+    for (size_t g = 0; g < opt.adapter_names.size(); ++g)
+      if (opt.adapter_names[g] == name) return static_cast<int>(g);
+    std::string have = "'" + opt.model_id + "'";
+    for (const auto& a : opt.adapter_names) have += ", '" + a + "'";
+    throw ApiError{404, "The model '" + name + "' does not exist; this server has " + have + ".", "invalid_request_error", "model",
+                   "model_not_found"};
+  }
+
   json logprob_entry(const infer::Choice& c) {
     json e{{"token", model.tokenizer.token_bytes(static_cast<uint32_t>(c.token))}, {"logprob", c.logprob}, {"id", c.token}};
     const auto& b = model.tokenizer.token_bytes(static_cast<uint32_t>(c.token));
@@ -228,13 +238,11 @@ struct OpenAiServer::Impl {
     std::vector<int64_t> ids;
     bool stream = false;
     bool logprobs = false;
+    int adapter = -1;
     try {
       if (body.contains("model") && !body["model"].is_null() && !body["model"].is_string())
         throw bad("'model' must be a string", "model");
-      if (body.contains("model") && body["model"].is_string() && body["model"].get<std::string>() != opt.model_id &&
-          !body["model"].get<std::string>().empty())
-        throw ApiError{404, "The model '" + body["model"].get<std::string>() + "' does not exist; this server has '" + opt.model_id + "'.",
-                       "invalid_request_error", "model", "model_not_found"};
+      if (body.contains("model") && body["model"].is_string()) adapter = adapter_index(body["model"].get<std::string>());
       field(body, "stream", stream);
       if (body.contains("n") && !(body["n"].is_number_integer() && body["n"].get<int>() == 1))
         throw bad("only n = 1 is supported", "n");
@@ -258,32 +266,23 @@ struct OpenAiServer::Impl {
       latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       if (!r.tokens.empty()) ttft.observe(r.time_to_first_token_s);
     };
-    auto run = [this, ids, params](const std::function<bool(const infer::TokenEvent&)>& cb) {
-      ++queued;
-      std::lock_guard<std::mutex> g(gen_mu);
-      --queued;
-      ++running;
-      try {
-        auto r = infer::generate(model.net, model.tokenizer, ids, params, cb);
-        --running;
-        return r;
-      } catch (...) {
-        --running;
-        throw;
-      }
-    };
+    infer::Batcher::Handle h;
+    try {
+      h = batcher->submit(ids, params, adapter);
+    } catch (const infer::QueueFull& e) {
+      res.set_header("Retry-After", "1");
+      return reply_error(res, {503, e.what(), "server_error", "", "server_busy"}, endpoint);
+    } catch (const std::invalid_argument& e) {
+      return reply_error(res, bad(e.what(), "max_tokens"), endpoint);
+    }
     auto usage = [](const infer::GenerateResult& r) {
       return json{{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.tokens.size()},
                   {"total_tokens", r.prompt_tokens + static_cast<int64_t>(r.tokens.size())}};
     };
     auto finish_reason = [](const infer::GenerateResult& r) { return r.finish_reason == "cancelled" ? std::string("stop") : r.finish_reason; };
     if (!stream) {
-      infer::GenerateResult r;
-      try {
-        r = run({});
-      } catch (const std::exception& e) {
-        return reply_error(res, {500, e.what(), "server_error", "", ""}, endpoint);
-      }
+      const infer::GenerateResult r = batcher->wait(h);
+      if (const auto err = batcher->error(h); !err.empty()) return reply_error(res, {500, err, "server_error", "", ""}, endpoint);
       json choice{{"index", 0}, {"finish_reason", finish_reason(r)}};
       if (chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
       else choice["text"] = r.text;
@@ -316,17 +315,17 @@ struct OpenAiServer::Impl {
       };
       bool alive = true;
       if (chat) alive = send(chunk(json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr));
-      infer::GenerateResult r;
-      try {
-        r = run([&](const infer::TokenEvent& ev) {
-          if (!alive) return false;
-          json lp = nullptr;
-          if (logprobs && ev.choice.token >= 0 && (ev.text.size() || ev.choice.logprob != 0)) lp = json{{"content", json::array({logprob_entry(ev.choice)})}};
-          alive = send(chunk(chat ? json{{"content", ev.text}} : json(ev.text), lp, nullptr));
-          return alive;  // a disconnected client cancels its generation
-        });
-      } catch (const std::exception& e) {
-        if (alive) send(error_body({500, e.what(), "server_error", "", ""}));
+      infer::TokenEvent ev;
+      while (batcher->next(h, &ev)) {
+        if (!alive) continue;  // drain: the batcher finishes the request after cancel()
+        json lp = nullptr;
+        if (logprobs && ev.choice.token >= 0) lp = json{{"content", json::array({logprob_entry(ev.choice)})}};
+        alive = send(chunk(chat ? json{{"content", ev.text}} : json(ev.text), lp, nullptr));
+        if (!alive) batcher->cancel(h);  // a disconnected client frees its slot
+      }
+      const infer::GenerateResult r = batcher->wait(h);
+      if (const auto err = batcher->error(h); !err.empty()) {
+        if (alive) send(error_body({500, err, "server_error", "", ""}));
         sink.done();
         finish_stats(r, 500);
         return false;
@@ -341,7 +340,9 @@ struct OpenAiServer::Impl {
       }
       finish_stats(r, alive ? 200 : 499);
       return alive;
-    });
+    },
+    // Released when the response ends or the connection is gone (even before the first byte).
+    [b = batcher.get(), h](bool) { b->cancel(h); });
   }
 
   std::string metrics() {
@@ -353,10 +354,39 @@ struct OpenAiServer::Impl {
       << "fathom_prompt_tokens_total " << prompt_tokens << "\n";
     o << "# HELP fathom_completion_tokens_total Tokens generated.\n# TYPE fathom_completion_tokens_total counter\n"
       << "fathom_completion_tokens_total " << completion_tokens << "\n";
-    o << "# HELP fathom_requests_running Requests generating now (the batch size).\n# TYPE fathom_requests_running gauge\n"
-      << "fathom_requests_running " << running.load() << "\n";
-    o << "# HELP fathom_requests_queued Requests waiting for the model.\n# TYPE fathom_requests_queued gauge\n"
-      << "fathom_requests_queued " << queued.load() << "\n";
+    const auto b = batcher->stats();
+    auto gauge = [&o](const char* name, const char* help, double v) {
+      o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n" << name << " " << v << "\n";
+    };
+    auto counter = [&o](const char* name, const char* help, double v) {
+      o << "# HELP " << name << " " << help << "\n# TYPE " << name << " counter\n" << name << " " << v << "\n";
+    };
+    gauge("fathom_requests_running", "Requests in the running batch (the batch size now).", static_cast<double>(b.running));
+    gauge("fathom_requests_queued", "Requests waiting for room in the batch.", static_cast<double>(b.queued));
+    gauge("fathom_batch_size_max", "Most requests decoded together (serve --max-batch).", static_cast<double>(batcher->options().max_batch));
+    gauge("fathom_kv_cache_used_tokens", "KV-cache positions filled by running requests.", static_cast<double>(b.kv_tokens_used));
+    gauge("fathom_kv_cache_reserved_tokens", "KV-cache positions reserved by running requests (prompt + max_tokens).",
+          static_cast<double>(b.kv_tokens_reserved));
+    gauge("fathom_kv_cache_budget_tokens", "KV-cache budget in positions (serve --max-kv-tokens).", static_cast<double>(b.kv_tokens_budget));
+    gauge("fathom_kv_cache_bytes", "KV-cache memory allocated.", static_cast<double>(b.kv_bytes));
+    gauge("fathom_kv_cache_usage_ratio", "Reserved share of the KV budget.",
+          b.kv_tokens_budget ? static_cast<double>(b.kv_tokens_reserved) / static_cast<double>(b.kv_tokens_budget) : 0.0);
+    counter("fathom_decode_steps_total", "Batched decode steps run.", static_cast<double>(b.decode_steps));
+    counter("fathom_prefills_total", "Prompts prefilled.", static_cast<double>(b.prefills));
+    // The batch size of each decode step, as a histogram.
+    o << "# HELP fathom_batch_size Requests per decode step.\n# TYPE fathom_batch_size histogram\n";
+    uint64_t cum = 0, total = 0;
+    double sum = 0;
+    for (size_t i = 0; i < b.batch_size_counts.size(); ++i) {
+      total += static_cast<uint64_t>(b.batch_size_counts[i]);
+      sum += static_cast<double>(i) * static_cast<double>(b.batch_size_counts[i]);
+    }
+    for (int64_t le : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
+      cum = 0;
+      for (size_t i = 0; i < b.batch_size_counts.size() && static_cast<int64_t>(i) <= le; ++i) cum += static_cast<uint64_t>(b.batch_size_counts[i]);
+      o << "fathom_batch_size_bucket{le=\"" << le << "\"} " << cum << "\n";
+    }
+    o << "fathom_batch_size_bucket{le=\"+Inf\"} " << total << "\nfathom_batch_size_sum " << sum << "\nfathom_batch_size_count " << total << "\n";
     latency.write(o, "fathom_request_latency_seconds", "Time from request to last byte.");
     ttft.write(o, "fathom_time_to_first_token_seconds", "Time from request to the first generated token.");
     return o.str();
@@ -367,6 +397,7 @@ OpenAiServer::OpenAiServer(infer::LoadedModel model, ServerOptions options) : im
   impl_->model = std::move(model);
   impl_->opt = std::move(options);
   impl_->chat_template = data::resolve_chat_template(impl_->opt.chat_template, impl_->model.config.model.family, impl_->model.tokenizer);
+  impl_->batcher = std::make_unique<infer::Batcher>(impl_->model.net, impl_->model.tokenizer, impl_->opt.batching);
   auto* I = impl_.get();
   I->http.Get("/health", [I](const httplib::Request&, httplib::Response& res) {
     res.set_content(json{{"status", "ok"}, {"model", I->opt.model_id}}.dump(), "application/json");
@@ -376,6 +407,9 @@ OpenAiServer::OpenAiServer(infer::LoadedModel model, ServerOptions options) : im
     if (!I->authorised(req)) return I->reply_error(res, {401, "Incorrect API key provided.", "invalid_request_error", "", "invalid_api_key"}, "/v1/models");
     json data = json::array({{{"id", I->opt.model_id}, {"object", "model"}, {"created", I->created}, {"owned_by", "fathom"},
                               {"max_model_len", I->model.net->args().max_seq_len}}});
+    for (const auto& a : I->opt.adapter_names)
+      data.push_back({{"id", a}, {"object", "model"}, {"created", I->created}, {"owned_by", "fathom"}, {"parent", I->opt.model_id},
+                      {"max_model_len", I->model.net->args().max_seq_len}});
     res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
     I->count("/v1/models", 200);
   });
@@ -402,7 +436,10 @@ OpenAiServer::OpenAiServer(infer::LoadedModel model, ServerOptions options) : im
   I->http.set_payload_max_length(16 << 20);
 }
 
-OpenAiServer::~OpenAiServer() { stop(); }
+OpenAiServer::~OpenAiServer() {
+  stop();
+  if (impl_) impl_->batcher.reset();  // before the model and tokenizer it uses
+}
 
 int OpenAiServer::bind(std::string* error) {
   int port = impl_->opt.port == 0 ? impl_->http.bind_to_any_port(impl_->opt.host) : (impl_->http.bind_to_port(impl_->opt.host, impl_->opt.port) ? impl_->opt.port : -1);
