@@ -58,6 +58,11 @@ JobQueue::JobQueue(Workspace* workspace, QObject* parent) : QObject(parent), m_w
                   .arg(pid)
                   .arg(host, m_ws->dir());
   }
+  connect(&m_ssh, &SshLauncher::finished, this, &JobQueue::onRemoteFinished);
+  connect(&m_ssh, &SshLauncher::started, this, [this](const QString& id, const QList<RankRecord>& ranks) {
+    m_ws->runs().setRanks(id, ranks);
+    Q_EMIT jobsChanged();
+  });
   m_monitor.setInterval(250);
   connect(&m_monitor, &QTimer::timeout, this, [this] {
     checkProcesses();
@@ -196,6 +201,7 @@ void JobQueue::flushDirty() {
 
 void JobQueue::reattach() {
   for (const RunRecord& run : m_ws->runs().listByStatus(run_status::running)) {
+    if (run.host == QLatin1String("cluster") && m_manager) attachRemote(run);
     if (run.host != QLatin1String("local")) continue;  // remote runs belong to their host's launcher
     QList<qint64> pids;
     for (const RankRecord& r : m_ws->runs().ranks(run.id)) pids.append(r.pid);
@@ -250,6 +256,7 @@ bool JobQueue::devicesFree(const QStringList& devices) const {
 void JobQueue::schedule() {
   if (!m_manager) return;
   for (const RunRecord& run : m_ws->runs().listByStatus(run_status::queued)) {
+    if (run.host == QLatin1String("cluster") && !m_remote.contains(run.id)) startRemoteRun(run);
     if (run.host != QLatin1String("local")) continue;
     if (devicesFree(normalizedDevices(run.devices))) startRun(run);
   }
@@ -309,7 +316,7 @@ void JobQueue::checkProcesses() {
   const QStringList ids = m_live.keys();
   for (const QString& id : ids) {
     const auto it = m_live.constFind(id);
-    if (it == m_live.constEnd()) continue;
+    if (it == m_live.constEnd() || m_remote.contains(id)) continue;  // cluster runs: the SSH launcher watches
     RunSession* s = m_sessions.value(id);
     const QString runDir = s ? s->runDir() : m_ws->runs().get(id).value_or(RunRecord{}).runDir;
     bool alive = false;
@@ -383,6 +390,8 @@ void JobQueue::finalize(const QString& id, const Live& live) {
     if (!s->lastErrorMessage().isEmpty()) what += QStringLiteral("\n") + s->lastErrorMessage();
     run.error = what + tailText;
   }
+  if (const QString remote = m_remoteErrors.take(id); !remote.isEmpty() && run.status == run_status::failed)
+    run.error = remote + QStringLiteral("\n") + run.error;
   run.endedAt = QDateTime::currentDateTime();
   if (s->recordCount() > 0) {
     run.lastStep = s->lastStep();
@@ -458,6 +467,10 @@ QString JobQueue::enqueue(const LaunchSpec& spec) {
 
 bool JobQueue::stop(const QString& id) {
   auto it = m_live.find(id);
+  if (it != m_live.end() && m_remote.contains(id)) {
+    it->stopRequested = true;
+    return m_ssh.stop(id) || fail(QStringLiteral("run %1 is not followed by the SSH launcher").arg(id));
+  }
   if (it != m_live.end()) {
     it->stopRequested = true;
     QString err;
@@ -487,6 +500,10 @@ bool JobQueue::cancelQueued(RunRecord run, const QString& status) {
 
 bool JobQueue::kill(const QString& id) {
   auto it = m_live.find(id);
+  if (it != m_live.end() && m_remote.contains(id)) {
+    it->killRequested = true;
+    return m_ssh.kill(id) || fail(QStringLiteral("run %1 is not followed by the SSH launcher").arg(id));
+  }
   if (it != m_live.end()) {
     it->killRequested = true;
     const qint64 group = it->pgid > 0 ? it->pgid : it->pids.value(0);

@@ -22,6 +22,7 @@
 
 #include "cluster/jobs/RunSession.h"
 #include "cluster/launch/LocalLauncher.h"
+#include "cluster/launch/SshLauncher.h"
 #include "cluster/workspace/Workspace.h"
 
 namespace fathom::cluster {
@@ -48,6 +49,11 @@ class JobQueue : public QObject {
   // <workspace>/runs/<runId> when empty) and starts it at once if its devices are free.
   // Returns the run id, "" with lastError() when the spec is unusable.
   QString enqueue(const LaunchSpec& spec);
+  // A multi-node run over SSH (host "cluster" in the registry; <runDir>/cluster.json says where).
+  // Started by the SSH launcher in the background; stop/kill/resume work as for local runs.
+  QString enqueueCluster(const LaunchSpec& spec, const ClusterSpec& cluster);
+  // The launcher of cluster runs (for host-key/secret callbacks and its settings).
+  SshLauncher* sshLauncher() { return &m_ssh; }
   // Running: checkpoint then exit (control FIFO, SIGTERM as fallback). Queued: cancelled (stopped).
   bool stop(const QString& id);
   // Running: SIGKILL to its process group (status killed). Queued: cancelled (killed).
@@ -104,6 +110,10 @@ class JobQueue : public QObject {
   QString newRunId(const QString& name) const;
   bool fail(const QString& error);
   bool cancelQueued(RunRecord run, const QString& status);
+  // Cluster runs (JobQueueRemote.cpp).
+  void startRemoteRun(RunRecord run);
+  void attachRemote(const RunRecord& run);
+  void onRemoteFinished(const QString& id, bool ok, const QString& error);
 
   Workspace* m_ws;
   LocalLauncher m_launcher;
@@ -117,6 +127,9 @@ class JobQueue : public QObject {
   QSet<QString> m_finalizing;           // runs whose files are being read to finalise them
   QTimer m_monitor;
   QString m_error;
+  SshLauncher m_ssh;
+  QSet<QString> m_remote;                 // cluster runs followed by m_ssh (also in m_live, without pids)
+  QHash<QString, QString> m_remoteErrors; // run id -> the launcher's failure (host and rank), for finalize()
 };
 
 }  // namespace fathom::cluster

@@ -132,6 +132,26 @@ CREATE TABLE checkpoint_exports (
 );
 )sql";
 
+// 4: SSH hosts (issue 9): how to log in and where to work on each host, what the last probe found
+// (JSON), and host groups ("clusters"). Secrets are never stored here.
+constexpr const char* kMigration4 = R"sql(
+ALTER TABLE hosts ADD COLUMN auth TEXT NOT NULL DEFAULT 'auto';
+ALTER TABLE hosts ADD COLUMN jump_host TEXT;
+ALTER TABLE hosts ADD COLUMN work_dir TEXT;
+ALTER TABLE hosts ADD COLUMN rendezvous_address TEXT;
+ALTER TABLE hosts ADD COLUMN probe TEXT;
+ALTER TABLE hosts ADD COLUMN probed_at INTEGER;
+CREATE TABLE host_groups (
+  name       TEXT PRIMARY KEY,
+  created_at INTEGER
+);
+CREATE TABLE host_group_members (
+  group_name TEXT NOT NULL REFERENCES host_groups(name) ON DELETE CASCADE,
+  host_id    TEXT NOT NULL REFERENCES hosts(id) ON DELETE CASCADE,
+  PRIMARY KEY (group_name, host_id)
+);
+)sql";
+
 }  // namespace
 
 const QList<Migration>& workspaceMigrations() {
@@ -139,6 +159,7 @@ const QList<Migration>& workspaceMigrations() {
       {1, "hosts, runs, run_ranks, checkpoints, metrics, events", kMigration1},
       {2, "runs.resume, metric_series, ingest_state", kMigration2},
       {3, "checkpoint lineage, checkpoint_checks, checkpoint_exports", kMigration3},
+      {4, "ssh hosts: auth, jump host, work dir, probe; host groups", kMigration4},
   };
   return all;
 }

@@ -1,0 +1,61 @@
+// Where a multi-node launch runs: the hosts (host 0 holds rank 0), processes per host, devices, and
+// (once started) where each rank lives on which host. Saved as <runDir>/cluster.json so that a
+// later workbench re-attaches to the remote ranks; the run_ranks table keeps the host of each rank.
+#pragma once
+
+#include <QJsonObject>
+#include <QList>
+#include <QString>
+#include <QStringList>
+
+#include "cluster/hosts/HostConfig.h"
+
+namespace fathom::cluster {
+
+struct RemoteRank {
+  int rank = 0;
+  int localRank = 0;
+  qint64 pid = 0;  // the rank's wrapper; also its process group and session id (setsid)
+};
+
+struct RemoteHostState {
+  QString remoteWorkDir;  // absolute, as `cd <workDir> && pwd` printed it
+  QString remoteRunDir;   // <remoteWorkDir>/runs/<runId>
+  QList<RemoteRank> ranks;
+  qint64 eventsOffset = 0;  // bytes of the remote events.jsonl mirrored into the local one
+};
+
+struct ClusterSpec {
+  QList<HostConfig> hosts;
+  int procsPerHost = 1;
+  // Per host (the same on each): "cpu" or "cuda:0", "cuda:1", ... (one process per listed GPU
+  // when procsPerHost is 0); empty = the config decides.
+  QStringList devices;
+  bool provisionEngine = false;  // upload the engine first (skipped where identical)
+  bool uploadData = false;       // upload local data files the config names when missing remotely
+  QString knownHostsFile;        // "" = ~/.ssh/known_hosts
+
+  // Filled in by the launcher.
+  QString masterAddr;
+  int masterPort = 0;
+  QList<RemoteHostState> state;  // index = host index
+
+  int processesPerHost() const {
+    if (procsPerHost > 0) return procsPerHost;
+    int gpus = 0;
+    for (const QString& d : devices)
+      if (d.startsWith(QLatin1String("cuda"))) ++gpus;
+    return gpus > 0 ? gpus : 1;
+  }
+  int worldSize() const { return static_cast<int>(hosts.size()) * processesPerHost(); }
+  // Host index of a global rank (ranks are numbered host by host).
+  int hostOfRank(int rank) const { return processesPerHost() > 0 ? rank / processesPerHost() : 0; }
+
+  QJsonObject toJson() const;
+  static ClusterSpec fromJson(const QJsonObject& o);
+  static QString fileName() { return QStringLiteral("cluster.json"); }
+  bool save(const QString& runDir, QString* error = nullptr) const;
+  static bool load(const QString& runDir, ClusterSpec* out, QString* error = nullptr);
+};
+
+}  // namespace fathom::cluster
