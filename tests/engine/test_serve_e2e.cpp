@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 #include <functional>
+#include <atomic>
 #include <thread>
 
 #include "engine/engine_process.h"
@@ -199,4 +200,167 @@ TEST(ServeE2E, ApiKeyIsRequiredWhenConfigured) {
   EXPECT_EQ(yes->status, 200) << yes->body;
   // It listens on loopback only.
   EXPECT_EQ(s->listening["host"], "127.0.0.1") << s->listening.dump();
+}
+
+// Continuous batching through HTTP: concurrent greedy requests (some streamed) each get the answer
+// they get alone; /metrics shows decode steps with more than one request; a LoRA adapter served
+// beside the base answers by its name (and differs from the base), an unknown name is a 404; a
+// full queue answers 503 with Retry-After.
+TEST(ServeE2E, ConcurrentRequestsAreBatchedAndAdaptersAnswerByName) {
+  const auto dir = make_temp_dir("serve-batch");
+  // A short LoRA fine-tune of the base gives a real adapter checkpoint to serve beside it.
+  {
+    auto probe = start(dir);  // trains the base once (and checks it serves)
+    ASSERT_TRUE(probe) << read_text(dir + "/serve.err") << read_text(dir + "/stderr.txt");
+  }
+  std::ostringstream y;
+  y << "extends: debug-tiny\n"
+    << "run: {name: ft, seed: 11, device: cpu, threads: 1, workspace: " << dir << "/ws}\n"
+    << "model: {max_seq_len: 64}\n"
+    << "lora: {enabled: true, base: " << dir << "/base/checkpoints/step-20, r: 8, lora_alpha: 16, dropout: 0.0, target_modules: [q_proj, v_proj]}\n"
+    << "data: {task: instruct, train: [" << FATHOM_FIXTURES_DIR << "/instruct/tiny.jsonl], seq_len: 64, validation_fraction: 0.1}\n"
+    << "train: {micro_batch_size: 4, max_steps: 6, log_interval: 1, eval_interval: 0, sample_interval: 0}\n"
+    << "optimizer: {lr: 5.0e-2, min_lr: 1.0e-2, warmup_steps: 1}\n"
+    << "checkpoint: {save_every_steps: 6, save_interval: 0, async: false}\n";
+  write_text(dir + "/ft.yaml", y.str());
+  ASSERT_EQ(run_engine({"finetune", dir + "/ft.yaml", "--run-dir", dir + "/ft"}, dir), 0) << read_text(dir + "/stderr.txt");
+  auto s = start(dir, {"--max-batch", "4", "--max-queue", "64", "--adapter", "legal=" + dir + "/ft/checkpoints/step-6"});
+  ASSERT_TRUE(s) << read_text(dir + "/serve.err");
+  httplib::Client c("127.0.0.1", s->port);
+  c.set_read_timeout(120, 0);
+  auto models = json::parse(c.Get("/v1/models")->body);
+  ASSERT_EQ(models["data"].size(), 2u) << models.dump();
+  EXPECT_EQ(models["data"][1]["id"], "legal");
+
+  const std::vector<std::string> prompts{"The Congress", "We the people", "The lessee shall", "In the year", "Our Union",
+                                         "The State of", "Fellow citizens", "It is"};
+  auto body = [&](size_t i, const std::string& model) {
+    return json{{"model", model}, {"prompt", prompts[i]}, {"max_tokens", 12 + static_cast<int>(i) * 3}, {"temperature", 0}}.dump();
+  };
+  // Alone, one after the other.
+  std::vector<std::string> alone;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto r = post(c, "/v1/completions", body(i, i % 3 == 1 ? "legal" : ""));
+    ASSERT_TRUE(r.contains("choices")) << r.dump();
+    alone.push_back(r["choices"][0]["text"]);
+  }
+  // Together: 8 client threads at once, every other one streaming.
+  std::vector<std::string> together(prompts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    threads.emplace_back([&, i] {
+      httplib::Client ci("127.0.0.1", s->port);
+      ci.set_read_timeout(120, 0);
+      const std::string model = i % 3 == 1 ? "legal" : "";
+      if (i % 2 == 0) {
+        auto r = post(ci, "/v1/completions", body(i, model));
+        if (r.contains("choices")) together[i] = r["choices"][0]["text"];
+        return;
+      }
+      auto req = json::parse(body(i, model));
+      req["stream"] = true;
+      std::string buf, text;
+      stream_post(ci, "/v1/completions", req.dump(), [&](const char* d, size_t n) {
+        buf.append(d, n);
+        for (size_t pos; (pos = buf.find("\n\n")) != std::string::npos; buf.erase(0, pos + 2)) {
+          const auto line = buf.substr(0, pos);
+          if (line.rfind("data: {", 0) != 0) continue;
+          auto j = json::parse(line.substr(6), nullptr, false);
+          if (j.contains("choices") && j["choices"][0]["text"].is_string()) text += j["choices"][0]["text"].get<std::string>();
+        }
+        return true;
+      });
+      together[i] = text;
+    });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(together[i], alone[i]) << "request " << i << " (" << prompts[i] << ")";
+  const auto metrics = c.Get("/metrics")->body;
+  // Decode steps that ran with 2+ requests: buckets le=1 < count.
+  auto value = [&](const std::string& key) {
+    const auto p = metrics.find("\n" + key + " ");  // the sample line, not its # HELP
+    return p == std::string::npos ? -1.0 : std::stod(metrics.substr(p + key.size() + 2));
+  };
+  EXPECT_GT(value("fathom_batch_size_count"), value("fathom_batch_size_bucket{le=\"1\"}")) << metrics;
+  EXPECT_EQ(value("fathom_requests_running"), 0.0);
+  EXPECT_GT(value("fathom_kv_cache_bytes"), 0.0);
+
+  // The adapter changes the answer of at least one prompt, and an unknown name is a 404.
+  bool differs = false;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto base = post(c, "/v1/completions", body(i, ""));
+    auto ad = post(c, "/v1/completions", body(i, "legal"));
+    differs = differs || base["choices"][0]["text"] != ad["choices"][0]["text"];
+  }
+  EXPECT_TRUE(differs) << "the adapter never changed a greedy answer";
+  int status = 0;
+  auto nf = post(c, "/v1/completions", body(0, "nope"), &status);
+  EXPECT_EQ(status, 404);
+  EXPECT_EQ(nf["error"]["code"], "model_not_found");
+}
+
+TEST(ServeE2E, FullQueueAnswers503) {
+  const auto dir = make_temp_dir("serve-queue");
+  auto s = start(dir, {"--max-batch", "1", "--max-queue", "1"});
+  ASSERT_TRUE(s) << read_text(dir + "/serve.err") << read_text(dir + "/stderr.txt");
+  // One long streaming request occupies the batch; one waits; the third must be refused.
+  std::atomic<bool> first_started{false};
+  std::thread t1([&] {
+    httplib::Client ci("127.0.0.1", s->port);
+    ci.set_read_timeout(120, 0);
+    stream_post(ci, "/v1/completions", R"({"prompt": "The", "max_tokens": 60, "temperature": 0, "stream": true, "ignore_eos": true})",
+                [&](const char*, size_t) {
+                  first_started = true;
+                  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a slow reader keeps the slot busy
+                  return true;
+                });
+  });
+  for (int i = 0; i < 500 && !first_started; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(first_started);
+  std::thread t2([&] {
+    httplib::Client ci("127.0.0.1", s->port);
+    ci.set_read_timeout(120, 0);
+    post(ci, "/v1/completions", R"({"prompt": "The", "max_tokens": 2})");
+  });
+  // Wait until the second is queued (the gauge says so), then the third gets 503.
+  httplib::Client c("127.0.0.1", s->port);
+  bool queued = false;
+  for (int i = 0; i < 200 && !queued; ++i) {
+    queued = c.Get("/metrics")->body.find("fathom_requests_queued 1\n") != std::string::npos;
+    if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(queued) << c.Get("/metrics")->body;
+  auto r = c.Post("/v1/completions", R"({"prompt": "The", "max_tokens": 2})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "server_busy");
+  t1.join();
+  t2.join();
+}
+
+// The official OpenAI Node client (npm `openai`, installed by packaging/setup.sh into
+// <data cache>/npm-clients) against the real server: models.list, completions, chat non-streamed and streamed (equal
+// under greedy decoding), and its error types for a 404 and a 400.
+TEST(ServeE2E, OfficialOpenAiNodeClientWorks) {
+  std::string data_dir;
+  if (const char* d = std::getenv("FATHOM_DATA_DIR"); d && *d) data_dir = d;
+  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) data_dir = std::string(x) + "/fathom";
+  else data_dir = std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.cache/fathom";
+  const std::string module = data_dir + "/npm-clients/node_modules/openai";
+  if (!fs::exists(module + "/package.json"))
+    GTEST_SKIP() << "npm package 'openai' not found at " << module << " — run packaging/setup.sh deps (it installs it)";
+  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is not installed — run packaging/setup.sh deps";
+  const auto dir = make_temp_dir("serve-openai");
+  auto s = start(dir);
+  ASSERT_TRUE(s) << read_text(dir + "/serve.err") << read_text(dir + "/stderr.txt");
+  const std::string model = s->listening["model"];
+  auto c = Child::spawn({"/usr/bin/env", "node", std::string(FATHOM_SOURCE_DIR) + "/tests/engine/openai_client.cjs", module,
+                         "http://127.0.0.1:" + std::to_string(s->port) + "/v1", model},
+                        dir + "/node.out", dir + "/node.err");
+  const int rc = c.wait();
+  EXPECT_EQ(rc, 0) << read_text(dir + "/node.err") << read_text(dir + "/node.out");
+  const auto out = json::parse(read_text(dir + "/node.out"), nullptr, false);
+  ASSERT_TRUE(out.is_object()) << read_text(dir + "/node.out");
+  EXPECT_TRUE(out["ok"].get<bool>());
+  EXPECT_GT(out["chunks"].get<int>(), 2);
 }
