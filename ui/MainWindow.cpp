@@ -30,6 +30,7 @@
 #include "ui/pages/launch/LaunchDialog.h"
 #include "ui/pages/monitor/MonitorPage.h"
 #include "ui/pages/playground/PlaygroundPage.h"
+#include "ui/pages/hosts/HostsPage.h"
 #include "ui/pages/runs/RunsPage.h"
 
 namespace fathom::ui {
@@ -74,11 +75,7 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
       {"playground", tr("Playground"), tr("Chat with a checkpoint, adapter or Hugging Face model; compare two (Ctrl+6)"),
        m_playground},
       {"hosts", tr("Hosts"), tr("SSH hosts for multi-node runs (Ctrl+7)"),
-       new EmptyStatePage(QStringLiteral("hosts"), tr("SSH hosts"),
-                          tr("Add GPU machines over SSH (known_hosts checked, keys from your agent), probe their devices "
-                             "and launch multi-node runs on them.\n\nRemote hosts arrive with issue #8; runs start on "
-                             "this computer for now."),
-                          m_stack)},
+       new HostsPage(workspace, queue, m_stack)},
   };
   for (int i = 0; i < PageCount; ++i) {
     m_modeBar->addMode(QString::fromLatin1(modes[i].icon), modes[i].label, modes[i].tip);

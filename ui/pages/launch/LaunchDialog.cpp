@@ -21,6 +21,9 @@
 #include "engine/config/config.h"
 #include "ui/Format.h"
 #include "ui/Theme.h"
+#include "ui/pages/hosts/ClusterTargetWidget.h"
+
+#include <QComboBox>
 
 namespace fathom::ui {
 
@@ -54,6 +57,22 @@ LaunchDialog::LaunchDialog(const QString& configPath, cluster::JobQueue* queue, 
   m_overrides->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
   m_overrides->setMaximumHeight(100);
   form->addRow(tr("Overrides"), m_overrides);
+  // ---- cluster section (issue 9): run on SSH hosts instead of this computer ----
+  m_target = new QComboBox(this);
+  m_target->setObjectName(QStringLiteral("target"));
+  m_target->addItem(tr("This computer"));
+  m_target->addItem(tr("Cluster (SSH hosts)"));
+  form->addRow(tr("Target"), m_target);
+  m_cluster = new ClusterTargetWidget(queue ? queue->workspace() : nullptr, this);
+  m_cluster->setVisible(false);
+  form->addRow(m_cluster);
+  connect(m_target, &QComboBox::currentIndexChanged, this, [this] {
+    m_cluster->setVisible(isClusterTarget());
+    m_procs->setEnabled(!isClusterTarget());
+    updatePreview();
+  });
+  connect(m_cluster, &ClusterTargetWidget::changed, this, [this] { m_debounce->start(); });
+  // ---- end of the cluster section ----
   layout->addLayout(form);
   m_problem = new QLabel(this);
   m_problem->setWordWrap(true);
@@ -169,10 +188,13 @@ void LaunchDialog::updatePreview() {
   s.runId = previewId;
   if (m_queue && m_queue->workspace()) s.runDir = QDir(m_queue->workspace()->runsDir()).filePath(previewId);
   m_preview->setPlainText(m_launcher.commandPreview(s).join(QStringLiteral("\n\n")));
+  if (isClusterTarget())  // cluster section
+    m_preview->setPlainText(cluster::SshLauncher::commandPreview(s, m_cluster->cluster(s.devices)).join(QStringLiteral("\n\n")));
 
   QString problem;
   if (s.name.isEmpty()) problem = tr("Give the run a name.");
   else if (s.devices.isEmpty()) problem = tr("Choose CPU or at least one GPU.");
+  else if (isClusterTarget() && !m_cluster->problem().isEmpty()) problem = m_cluster->problem();  // cluster section
   else {
     std::vector<std::string> ov;
     for (const QString& o : s.overrides) {
@@ -204,7 +226,8 @@ bool LaunchDialog::launch() {
     m_problem->setText(tr("No job queue: the workspace could not be opened."));
     return false;
   }
-  const QString id = m_queue->enqueue(spec());
+  const QString id = isClusterTarget() ? m_queue->enqueueCluster(spec(), m_cluster->cluster(spec().devices))  // cluster section
+                                       : m_queue->enqueue(spec());
   if (id.isEmpty()) {
     m_problem->setText(tr("Could not launch: %1").arg(m_queue->lastError()));
     QPalette p = m_problem->palette();
@@ -215,5 +238,7 @@ bool LaunchDialog::launch() {
   m_runId = id;
   return true;
 }
+
+bool LaunchDialog::isClusterTarget() const { return m_target && m_target->currentIndex() == 1; }  // cluster section
 
 }  // namespace fathom::ui

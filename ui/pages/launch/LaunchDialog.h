@@ -15,12 +15,15 @@ class QPlainTextEdit;
 class QLabel;
 class QDialogButtonBox;
 class QTimer;
+class QComboBox;
 
 namespace fathom::cluster {
 class JobQueue;
 }
 
 namespace fathom::ui {
+
+class ClusterTargetWidget;
 
 class LaunchDialog : public QDialog {
   Q_OBJECT
@@ -42,6 +45,11 @@ class LaunchDialog : public QDialog {
   // Validates and enqueues; false (with the reason shown) when it could not.
   bool launch();
 
+  // Cluster section (issue 9): target "This computer" (0) or "Cluster (SSH hosts)" (1).
+  QComboBox* targetCombo() const { return m_target; }
+  ClusterTargetWidget* clusterTarget() const { return m_cluster; }
+  bool isClusterTarget() const;
+
  private:
   void fillDevices();
   void updatePreview();
@@ -61,6 +69,8 @@ class LaunchDialog : public QDialog {
   QLabel* m_problem;
   QDialogButtonBox* m_buttons;
   QTimer* m_debounce;
+  QComboBox* m_target = nullptr;
+  ClusterTargetWidget* m_cluster = nullptr;
 };
 
 }  // namespace fathom::ui
