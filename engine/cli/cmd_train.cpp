@@ -8,6 +8,7 @@
 
 #include "engine/checkpoint/fs_posix.h"
 #include "engine/cli/commands.h"
+#include "engine/dist/bench_comm.h"
 #include "engine/train/trainer.h"
 
 namespace {
@@ -53,7 +54,8 @@ int cmd_finetune(int argc, char** argv) { return run_command(argc, argv, true); 
 int cmd_bench(int argc, char** argv) {
   CLI::App app{"Benchmarks. `bench train CONFIG`: tokens/s, MFU (0 on CPU: no known peak) and peak memory "
                "(CUDA allocator, or process RSS on CPU) of training steps, as one JSON line on stdout "
-               "(no checkpoints, evals or samples; the first --warmup steps are not timed).",
+               "(no checkpoints, evals or samples; the first --warmup steps are not timed). `bench comm`: "
+               "all-reduce / reduce-scatter / all-gather bus bandwidth over message sizes.",
                "fathom-engine bench"};
   app.require_subcommand(1);
   auto* train = app.add_subcommand("train", "training throughput of a config");
@@ -66,10 +68,39 @@ int cmd_bench(int argc, char** argv) {
   train->add_option("--steps", steps, "timed steps (default 20)");
   train->add_option("--warmup", inv.bench_warmup_steps, "untimed warm-up steps (default 3)");
   train->add_option("--run-dir", inv.run_dir, "scratch run directory");
+  auto* comm = app.add_subcommand("comm", "collective bus bandwidth across message sizes; run it under N ranks with "
+                                          "torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK)");
+  fathom::dist::BenchCommOptions copt;
+  std::string ops = "all_reduce,reduce_scatter,all_gather";
+  comm->add_option("--sizes", copt.sizes, "MIN..MAX in bytes stepping by --factor, or a list (default 1K..64M)");
+  comm->add_option("--factor", copt.factor, "size step of MIN..MAX (default 4)");
+  comm->add_option("--ops", ops, "comma-separated: all_reduce, reduce_scatter, all_gather (default all three)");
+  comm->add_option("--backend", copt.backend, "gloo | nccl (default nccl on CUDA, gloo on CPU)");
+  comm->add_option("--device", copt.device, "cpu | cuda | auto (default auto)");
+  comm->add_option("--dtype", copt.dtype, "fp32 | bf16 (default fp32)");
+  comm->add_option("--iters", copt.iters, "timed iterations per size (default 10)");
+  comm->add_option("--warmup", copt.warmup, "untimed iterations per size (default 2)");
+  comm->add_option("--timeout", copt.timeout_s, "rendezvous and collective timeout in seconds (default 300)");
+  comm->add_flag("--json", copt.json, "one JSON object on stdout instead of the table");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, like every other command
+  }
+  if (comm->parsed()) {
+    copt.ops.clear();
+    for (size_t start = 0; start <= ops.size();) {
+      const auto comma = ops.find(',', start);
+      copt.ops.push_back(ops.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    try {
+      return fathom::dist::run_bench_comm(copt);
+    } catch (const std::exception& e) {
+      std::cerr << "fathom-engine bench comm: error: " << e.what() << "\n";
+      return 1;
+    }
   }
   if (steps < 1 || inv.bench_warmup_steps < 0) {
     std::cerr << "fathom-engine bench train: --steps must be >= 1 and --warmup >= 0\n";
@@ -101,4 +132,4 @@ int cmd_bench(int argc, char** argv) {
 
 FATHOM_REGISTER_COMMAND("train", "train a model from a run config", cmd_train);
 FATHOM_REGISTER_COMMAND("finetune", "LoRA fine-tune a base model (instruction data, PEFT adapters)", cmd_finetune);
-FATHOM_REGISTER_COMMAND("bench", "benchmarks: bench train CONFIG", cmd_bench);
+FATHOM_REGISTER_COMMAND("bench", "benchmarks: bench train CONFIG | bench comm (under N ranks)", cmd_bench);

@@ -16,6 +16,12 @@ AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOpt
   }
 }
 
+AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options, std::vector<bool> decay)
+    : AdamW(std::move(params), options) {
+  if (decay.size() != params_.size()) throw std::invalid_argument("AdamW: one decay flag per tensor");
+  decay_ = std::move(decay);
+}
+
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++step_;

@@ -23,6 +23,8 @@ class AdamW {
  public:
   // params: (name, fp32 tensor whose .grad() holds the gradient at step time)
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
+  // With explicit weight-decay flags per tensor (ZeRO shards: 1-D slices of matrices decay).
+  AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options, std::vector<bool> decay);
 
   void step(double lr);
   int64_t steps_taken() const { return step_; }
@@ -31,6 +33,9 @@ class AdamW {
   std::vector<std::pair<std::string, torch::Tensor>> state_tensors() const;
   void load_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
   const std::vector<std::pair<std::string, torch::Tensor>>& params() const { return params_; }
+  const std::vector<torch::Tensor>& exp_avg() const { return exp_avg_; }
+  const std::vector<torch::Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
+  void set_steps_taken(int64_t s) { step_ = s; }
 
  private:
   std::vector<std::pair<std::string, torch::Tensor>> params_;

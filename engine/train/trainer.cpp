@@ -34,6 +34,9 @@
 #include "engine/data/batch_loader.h"
 #include "engine/data/prepare.h"
 #include "engine/data/token_shards.h"
+#include "engine/dist/grad_sync.h"
+#include "engine/dist/world.h"
+#include "engine/dist/zero.h"
 #include "engine/engine_version.h"
 #include "engine/model/lora.h"
 #include "engine/model/moe.h"
@@ -286,6 +289,19 @@ int run_training(const TrainInvocation& inv) {
     }
   }
 
+  // torchrun-style environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) overrides the config.
+  dist::WorldOptions wopt;
+  try {
+    wopt = dist::world_options(cfg.distributed.backend, cfg.distributed.init_method, cfg.distributed.rank,
+                               cfg.distributed.world_size, cfg.distributed.timeout_s, torch::kCPU);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  cfg.distributed.rank = wopt.rank;
+  cfg.distributed.world_size = wopt.world_size;
+  const int rank = wopt.rank;
+
   if (inv.resume == "auto" && inv.run_dir.empty() && inv.run_id.empty()) {
     std::cerr << "error: --resume auto continues the run in --run-dir DIR (or --run-id ID); without one a new run "
                  "directory would be created and nothing could be resumed\n";
@@ -299,10 +315,11 @@ int run_training(const TrainInvocation& inv) {
   if (run_id.empty()) run_id = run_dir.empty() ? cfg.run.name + "-" + utc_stamp() : fs::path(run_dir).filename().string();
   if (run_dir.empty()) run_dir = (fs::path(workspace) / "runs" / run_id).string();
   fs::create_directories(run_dir);
-  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), loaded.resolved_yaml);
-  // ARCHITECTURE §4: every run leaves stderr.log. Launchers redirect stderr into it; a user's own
-  // terminal or redirection gets a copy.
-  if (!same_file(2, (fs::path(run_dir) / "stderr.log").string())) tee_stderr_to((fs::path(run_dir) / "stderr.log").string());
+  if (rank == 0) write_file_atomic((fs::path(run_dir) / "config.yaml").string(), loaded.resolved_yaml);
+  // ARCHITECTURE §4: every run leaves stderr.log (rank r > 0: stderr.rank<r>.log). Launchers
+  // redirect stderr into it; a user's own terminal or redirection gets a copy.
+  const std::string stderr_log = (fs::path(run_dir) / (rank == 0 ? std::string("stderr.log") : "stderr.rank" + std::to_string(rank) + ".log")).string();
+  if (!same_file(2, stderr_log)) tee_stderr_to(stderr_log);
 
   proto::Emitter emitter(run_id, static_cast<int>(cfg.distributed.rank), (fs::path(run_dir) / "events.jsonl").string(),
                          inv.to_stdout);
@@ -317,6 +334,7 @@ int run_training(const TrainInvocation& inv) {
     return 1;
   };
 
+  bool multi_rank = false;
   try {
     const torch::Device device = pick_device(cfg.run.device);
     // On CPU, LibTorch's OpenMP workers spin and steal the cores OpenBLAS's own threads use for
@@ -328,6 +346,24 @@ int run_training(const TrainInvocation& inv) {
     if (cfg.train.precision == "bf16") compute_dtype = torch::kBFloat16;
     if (cfg.train.precision == "fp16") compute_dtype = torch::kFloat16;
 
+    // ---- ranks --------------------------------------------------------------------------
+    wopt.device = device;
+    std::shared_ptr<dist::World> comm;
+    try {
+      comm = dist::World::create(wopt);
+    } catch (const std::exception& e) {
+      return fail("rendezvous_failed", e.what(),
+                  "start every rank (RANK 0.." + std::to_string(wopt.world_size - 1) + ") with the same MASTER_ADDR/MASTER_PORT "
+                  "and WORLD_SIZE; distributed.timeout_s is how long rank 0 waits");
+    }
+    comm->set_fatal_handler([&emitter](const std::string& code, const std::string& message, const std::string& hint) {
+      emitter.emit(proto::ErrorData{code, message, hint});
+      emitter.emit(proto::ExitData{"failed", 3, message});
+      emitter.close();
+    });
+    const int zero_stage = comm->size() > 1 ? static_cast<int>(cfg.optimizer.zero.stage) : 0;
+    multi_rank = comm->size() > 1;
+
     proto::HelloData hello;
     hello.engine_version = engine_version();
     hello.torch_version = torch_version();
@@ -337,6 +373,7 @@ int run_training(const TrainInvocation& inv) {
     hello.pid = getpid();
     hello.world_size = static_cast<int>(cfg.distributed.world_size);
     hello.capabilities = {"control.stop", "control.checkpoint", "control.sample"};
+    if (comm->size() > 1) hello.capabilities.push_back(comm->backend());
     hello.devices = describe_devices(device);
     emitter.emit(hello);
 
@@ -345,6 +382,9 @@ int run_training(const TrainInvocation& inv) {
       std::cerr << n << "\n";
     }
     // ---- data -------------------------------------------------------------------------
+    // Rank 0 prepares (tokenizer, shards) and the others then reuse what it wrote; no collective
+    // here, as preparing may take longer than any collective timeout.
+    if (comm->size() > 1 && rank != 0) comm->store_wait("data_ready");
     const bool instruct = cfg.data.task == "instruct";
     std::string tokenizer_path;
     data::TokenShard train_shard, val_shard;
@@ -383,6 +423,8 @@ int run_training(const TrainInvocation& inv) {
       have_val = prepared.val_tokens > cfg.data.seq_len + 2;
       if (have_val) val_shard.open((fs::path(prepared.out_dir) / "val.bin").string());
     }
+
+    if (comm->size() > 1 && rank == 0) comm->store_set("data_ready", "1");
 
     // ---- model and optimizer ----------------------------------------------------------
     const int world = static_cast<int>(cfg.distributed.world_size);
@@ -461,13 +503,24 @@ int run_training(const TrainInvocation& inv) {
                 << human_count(static_cast<double>(after)) << "B\n";
     }
     const auto moe_layers = net->moe_layers();
+    if (comm->size() > 1) {
+      // Every rank starts from rank 0's weights (the same seed gives the same ones; this makes
+      // it so whatever the initialiser does).
+      torch::NoGradGuard ng;
+      for (auto& [n, m] : masters) comm->broadcast(m, 0);
+      for (auto& [n, b] : buffers) comm->broadcast(b, 0);
+      if (mixed)
+        for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);
+    }
 
     AdamWOptions aopt;
     aopt.beta1 = cfg.optimizer.beta1;
     aopt.beta2 = cfg.optimizer.beta2;
     aopt.eps = cfg.optimizer.eps;
     aopt.weight_decay = cfg.optimizer.weight_decay;
-    AdamW optimizer(masters, aopt);
+    // ZeRO builds its sharded optimizer once the starting weights are known (below).
+    std::unique_ptr<AdamW> optimizer = zero_stage == 0 ? std::make_unique<AdamW>(masters, aopt) : nullptr;
+    ckpt::NamedTensors resume_optimizer_state;
     LrSchedule schedule{cfg.optimizer.schedule, cfg.optimizer.lr, cfg.optimizer.min_lr, cfg.optimizer.warmup_steps,
                         cfg.train.max_steps};
     std::vector<torch::Tensor> master_tensors;
@@ -484,11 +537,20 @@ int run_training(const TrainInvocation& inv) {
     policy.keep_n_latest = static_cast<int>(cfg.checkpoint.keep_n_latest);
     policy.keep_best = static_cast<int>(cfg.checkpoint.keep_best);
     policy.async = cfg.checkpoint.async;
-    ckpt::CheckpointManager checkpoints(policy);
+    // Rank 0 writes (it must hold the save_dir lock, so it opens the manager first); the others
+    // only read it to resume.
+    std::unique_ptr<ckpt::CheckpointManager> checkpoints_owner;
+    if (rank == 0) checkpoints_owner = std::make_unique<ckpt::CheckpointManager>(policy);
+    comm->barrier();
+    if (rank != 0) checkpoints_owner = std::make_unique<ckpt::CheckpointManager>(policy);
+    ckpt::CheckpointManager& checkpoints = *checkpoints_owner;
 
     TrainState st;
     std::string resume_dir;
-    if (inv.resume == "auto") {
+    if (rank != 0) {
+      // Rank 0 picks the checkpoint, so every rank resumes from the same one.
+      resume_dir = comm->store_get("resume_dir");
+    } else if (inv.resume == "auto") {
       std::vector<std::string> skipped;
       if (auto latest = checkpoints.latest_valid(&skipped)) resume_dir = latest->path;
       for (const auto& s : skipped) emitter.emit(proto::EventData{"checkpoint_skipped", json{{"message", s}}});
@@ -501,11 +563,13 @@ int run_training(const TrainInvocation& inv) {
     } else if (!inv.resume.empty()) {
       resume_dir = inv.resume;
     }
+    if (rank == 0 && comm->size() > 1) comm->store_set("resume_dir", resume_dir);
     if (!resume_dir.empty()) {
       auto payload = ckpt::CheckpointManager::load(resume_dir);
       load_named(masters, payload.model, "model.safetensors in " + resume_dir);
       load_named(buffers, payload.model, "model.safetensors in " + resume_dir);
-      optimizer.load_state_tensors(payload.optimizer);
+      if (optimizer) optimizer->load_state_tensors(payload.optimizer);
+      else resume_optimizer_state = payload.optimizer;
       if (mixed) {
         torch::NoGradGuard ng;
         for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);
@@ -551,6 +615,34 @@ int run_training(const TrainInvocation& inv) {
       std::cerr << "initialised the weights from " << cfg.model.init_from << "\n";
     }
 
+    // ---- data parallelism ---------------------------------------------------------------
+    std::unique_ptr<dist::GradSync> grad_sync;
+    std::unique_ptr<dist::ZeroAdamW> zero;
+    if (comm->size() > 1) {
+      std::vector<torch::Tensor> trainable;
+      for (auto& [n, p] : params) trainable.push_back(p);
+      dist::GradSyncOptions gopt;
+      gopt.zero_stage = zero_stage;
+      grad_sync = std::make_unique<dist::GradSync>(comm, trainable, gopt);
+      if (zero_stage > 0) {
+        grad_sync->shard_params();
+        zero = std::make_unique<dist::ZeroAdamW>(comm, *grad_sync, masters, aopt);
+        if (!resume_optimizer_state.empty()) zero->load(masters, resume_optimizer_state);
+        resume_optimizer_state.clear();
+        zero->publish();
+        // The full fp32 masters are not kept: each rank holds its shard (the point of ZeRO).
+        if (mixed) masters.clear();
+        master_tensors.clear();
+      }
+      std::ostringstream note;
+      note << "data parallel: " << comm->size() << " ranks over " << comm->backend() << ", " << grad_sync->buckets().size()
+           << " gradient bucket(s)" << (zero_stage ? ", ZeRO stage " + std::to_string(zero_stage) : std::string());
+      emitter.emit(proto::EventData{"distributed", json{{"world_size", comm->size()}, {"backend", comm->backend()},
+                                                        {"buckets", grad_sync->buckets().size()}, {"zero_stage", zero_stage},
+                                                        {"optimizer_state_bytes", zero ? zero->local_state_bytes() : int64_t{0}}}});
+      if (rank == 0) std::cerr << note.str() << "\n";
+    }
+
     int64_t last_saved_step = -1;
     auto save_checkpoint = [&](bool wait) {
       if (last_saved_step == st.step) {
@@ -560,7 +652,12 @@ int run_training(const TrainInvocation& inv) {
       last_saved_step = st.step;
       ckpt::CheckpointPayload payload;
       payload.step = st.step;
-      for (auto& [n, m] : masters) payload.model.emplace_back(n, m.detach());
+      // ZeRO: gather the shards (every rank takes part); rank 0 writes the whole checkpoint.
+      if (zero) payload.model = zero->gather_masters();
+      if (zero) payload.optimizer = zero->gather_state();
+      if (rank != 0) return;
+      if (!zero)
+        for (auto& [n, m] : masters) payload.model.emplace_back(n, m.detach());
       for (auto& [n, b] : buffers) payload.model.emplace_back(n, b.detach().to(torch::kFloat32));
       if (lora) {
         // The checkpoint directory is also a PEFT adapter directory.
@@ -569,7 +666,7 @@ int run_training(const TrainInvocation& inv) {
         payload.extra_text_files.emplace_back("adapter_config.json",
                                               model::peft_adapter_config(lora_spec, lora_modules, fs::absolute(base_of(cfg)).string()));
       }
-      payload.optimizer = optimizer.state_tensors();
+      if (optimizer) payload.optimizer = optimizer->state_tensors();
       payload.state = json{{"step", st.step},
                            {"tokens", st.tokens},
                            {"loss_scale", st.loss_scale},
@@ -580,6 +677,7 @@ int run_training(const TrainInvocation& inv) {
                            {"run_id", run_id},
                            {"precision", cfg.train.precision},
                            {"world_size", world},
+                           {"zero_stage", zero_stage},
                            {"lora", lora},
                            {"base", base_of(cfg).empty() ? std::string() : fs::absolute(base_of(cfg)).string()},
                            {"tokenizer", tokenizer_path}};
@@ -626,7 +724,8 @@ int run_training(const TrainInvocation& inv) {
                           : net->loss(b.inputs.to(device), b.targets.to(device)).item<double>();
       }
       net->train();
-      return total / static_cast<double>(n);
+      // Each rank evaluated its own slice of the validation windows: the global mean.
+      return comm->all_reduce_sum(total / static_cast<double>(n)) / comm->size();
     };
     auto sample = [&](const std::string& prompt, double temperature, uint64_t seed) {
       torch::NoGradGuard ng;
@@ -705,7 +804,7 @@ int run_training(const TrainInvocation& inv) {
     ProgressLine progress("train");
     auto interval_t0 = Clock::now();
     int64_t interval_tokens = 0;
-    double t_data = 0, t_fwd = 0, t_bwd = 0, t_opt = 0;
+    double t_data = 0, t_fwd = 0, t_bwd = 0, t_opt = 0, t_sync = 0;
     auto bench_t0 = Clock::now();
     int64_t bench_tokens = 0;
     std::string exit_status = "completed";
@@ -718,8 +817,10 @@ int run_training(const TrainInvocation& inv) {
       const int64_t log_every = std::max<int64_t>(1, cfg.train.log_interval);
       const bool timed = !device.is_cuda() || (st.step + 1) % log_every == 0 || st.step + 1 == cfg.train.max_steps;
       auto sync = [&] { if (timed && device.is_cuda()) torch::cuda::synchronize(device.index()); };
+      comm->set_exact_timing(timed && device.is_cuda());
+      if (grad_sync) grad_sync->begin_step();
       torch::Tensor loss_sum;
-      if (timed && device.is_cuda()) t_data = t_fwd = t_bwd = t_opt = 0;
+      if (timed && device.is_cuda()) t_data = t_fwd = t_bwd = t_opt = t_sync = 0;
       for (int64_t micro = 0; micro < accum; ++micro) {
         auto t0 = Clock::now();
         auto batch = instruct ? instruct_batch(sft->train, st.step, static_cast<int>(micro), static_cast<int>(accum),
@@ -746,16 +847,26 @@ int run_training(const TrainInvocation& inv) {
           sync();
           t_fwd += seconds_since(t0);
           t0 = Clock::now();
+          // Data parallel: the hooks start reducing buckets during the last backward only.
+          if (grad_sync) grad_sync->set_last_micro(micro + 1 == accum && s + 1 == sub);
           (fp16 ? loss * st.loss_scale : loss).backward();
           sync();
           t_bwd += seconds_since(t0);
           loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
         }
       }
-      const double step_loss = loss_sum.item<double>();
+      double step_loss = loss_sum.item<double>();
+      if (grad_sync) {
+        // Wait for the buckets backward did not finish; the loss reported is the global mean.
+        const auto ts = Clock::now();
+        grad_sync->finish();
+        sync();
+        t_sync += seconds_since(ts);
+        step_loss = comm->all_reduce_sum(step_loss) / comm->size();
+      }
       auto t0 = Clock::now();
       // gradients → fp32 masters
-      if (mixed) {
+      if (mixed && !zero) {
         torch::NoGradGuard ng;
         const double inv_scale = fp16 ? 1.0 / st.loss_scale : 1.0;
         for (size_t i = 0; i < params.size(); ++i) {
@@ -764,10 +875,14 @@ int run_training(const TrainInvocation& inv) {
           g = torch::Tensor();
         }
       }
-      const double grad_norm = clip_grad_norm(master_tensors, cfg.train.grad_clip);
+      // Data parallel: every rank holds the averaged gradients (ZeRO: its shard of them), so the
+      // norm is the global one.
+      const double grad_norm = zero ? zero->clip_grad_norm(cfg.train.grad_clip, fp16 ? 1.0 / st.loss_scale : 1.0)
+                                    : clip_grad_norm(master_tensors, cfg.train.grad_clip);
       const bool finite = std::isfinite(grad_norm) && std::isfinite(step_loss);
       if (!finite) {
         for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
+        if (zero) zero->drop_grads();
         if (fp16 && st.loss_scale > 1.0) {
           // Dynamic loss scaling (Micikevicius et al. 2018): overflow → halve the scale, skip.
           st.loss_scale /= 2.0;
@@ -787,10 +902,18 @@ int run_training(const TrainInvocation& inv) {
         continue;
       }
       st.consecutive_skips = 0;
-      optimizer.step(lr);
+      if (zero) {
+        zero->step(lr);
+        zero->publish();
+      } else {
+        optimizer->step(lr);
+      }
       for (auto& m : moe_layers) m->update_bias();
+      // Routing biases move with each rank's own expert loads; rank 0's are kept everywhere.
+      if (comm->size() > 1)
+        for (auto& [n, b] : buffers) comm->broadcast(b, 0);
       for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
-      if (mixed) {
+      if (mixed && !zero) {
         torch::NoGradGuard ng;
         for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);
       }
@@ -841,6 +964,30 @@ int run_training(const TrainInvocation& inv) {
         m.fwd_s = t_fwd / split_steps;
         m.bwd_s = t_bwd / split_steps;
         m.opt_s = t_opt / split_steps;
+        if (comm->size() > 1) {
+          // Communication: per-op totals in a `system` record; per step, the collectives' time
+          // (overlapped with backward or not), the sync latency after backward, and the share of
+          // wall time this rank spent blocked waiting on communication.
+          proto::SystemData sys;
+          double comm_total = 0;
+          for (const auto& op : comm->take_stats()) {
+            comm_total += op.time_s;
+            proto::CollectiveSample c;
+            c.op = op.op;
+            c.algorithm = op.algorithm;
+            c.count = op.count;
+            c.bytes = op.bytes;
+            c.time_ms = op.time_s * 1e3;
+            c.algbw_gbps = op.algbw_gbps(comm->size());
+            c.busbw_gbps = op.busbw_gbps(comm->size());
+            sys.collectives.push_back(c);
+            m.extra["comm.busbw_gbps." + op.op] = c.busbw_gbps;
+          }
+          emitter.emit(sys);
+          m.comm_s = comm_total / steps_in_interval;
+          m.extra["comm.sync_s"] = t_sync / split_steps;
+          m.extra["comm.wait_frac"] = std::min(1.0, comm->take_wait_s() / std::max(dt, 1e-9));
+        }
         if (fp16) m.loss_scale = st.loss_scale;
         m.val_loss = val_loss;
         if (!moe_layers.empty()) {
@@ -866,20 +1013,27 @@ int run_training(const TrainInvocation& inv) {
         emitter.emit(m);
         interval_t0 = Clock::now();
         interval_tokens = 0;
-        t_data = t_fwd = t_bwd = t_opt = 0;
+        t_data = t_fwd = t_bwd = t_opt = t_sync = 0;
       }
       if (!inv.bench) {
-        std::string prompt = control.take_sample_prompt();
-        if (prompt.empty() && cfg.train.sample_interval > 0 && st.step % cfg.train.sample_interval == 0)
+        std::string prompt = rank == 0 ? control.take_sample_prompt() : std::string();
+        if (prompt.empty() && rank == 0 && cfg.train.sample_interval > 0 && st.step % cfg.train.sample_interval == 0)
           prompt = cfg.train.sample_prompt;
         if (!prompt.empty()) emit_samples(prompt);
-        const bool stop = g_stop_requested.load();
-        if (stop || g_checkpoint_requested.exchange(false) || checkpoints.due(st.step, Clock::now())) save_checkpoint(stop);
+        bool stop = g_stop_requested.load();
+        bool save_now = g_checkpoint_requested.exchange(false) || checkpoints.due(st.step, Clock::now());
+        if (comm->size() > 1) {
+          // Ranks agree: any rank asked to stop or save (signals, control lines, its clock).
+          const auto votes = comm->all_reduce_sum(std::vector<double>{stop ? 1.0 : 0.0, save_now ? 1.0 : 0.0});
+          stop = votes[0] > 0;
+          save_now = votes[1] > 0;
+        }
+        if (stop || save_now) save_checkpoint(stop);
         if (stop) {
           exit_status = "stopped";
           break;
         }
-      } else if (g_stop_requested) {
+      } else if (comm->size() > 1 ? comm->all_reduce_sum(g_stop_requested ? 1.0 : 0.0) > 0 : g_stop_requested.load()) {
         exit_status = "stopped";
         break;
       }
@@ -890,6 +1044,7 @@ int run_training(const TrainInvocation& inv) {
       save_checkpoint(true);
     }
     checkpoints.wait();
+    comm->barrier();  // ranks leave together (rank 0 hosts the store the others still use)
     if (inv.bench) {
       const double dt = seconds_since(bench_t0);
       json r{{"tokens_per_s", bench_tokens / std::max(dt, 1e-9)},
@@ -904,6 +1059,11 @@ int run_training(const TrainInvocation& inv) {
       r["mfu"] = peak > 0 ? r["tokens_per_s"].get<double>() * flops_per_token / peak : 0.0;
       if (auto m = telemetry::cuda_memory_stats(device.is_cuda() ? device.index() : 0)) r["peak_allocated_bytes"] = m->peak_allocated;
       else r["peak_rss_bytes"] = peak_rss_bytes();
+      if (comm->size() > 1) {
+        r["rank"] = rank;
+        r["world_size"] = comm->size();
+        r["zero_stage"] = zero_stage;
+      }
       emitter.emit(proto::EventData{"bench", r});
       std::cout << r.dump() << std::endl;  // the product of `bench train`: one JSON line on stdout
     }
@@ -912,13 +1072,31 @@ int run_training(const TrainInvocation& inv) {
     std::cerr << "done: " << exit_status << " at step " << st.step << " in " << std::fixed << std::setprecision(1)
               << seconds_since(t_start) << " s\n";
     return 0;
+  } catch (const dist::CommError& e) {
+    // A peer is gone or a collective failed: report and leave at once (a process group with a
+    // failed collective can hang in its destructor). Rank 0 lingers so that the others can
+    // still read its rendezvous store to find out who is gone.
+    fail("rank_failed", e.what(), "the rank named here died or was killed first: its stderr says why");
+    emitter.close();
+    if (multi_rank && emitter.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::_Exit(1);
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
-    if (msg.find("out of memory") != std::string::npos)
-      return fail("cuda_oom", msg, "lower train.micro_batch_size, enable model.activation_checkpointing, or raise optimizer.zero.stage; `fathom-engine estimate` shows what fits");
-    return fail("torch_error", msg, "");
+    const int rc = msg.find("out of memory") != std::string::npos
+                       ? fail("cuda_oom", msg, "lower train.micro_batch_size, enable model.activation_checkpointing, or raise optimizer.zero.stage; `fathom-engine estimate` shows what fits")
+                       : fail("torch_error", msg, "");
+    if (multi_rank) {  // the other ranks learn of it from their collectives; do not hang in teardown
+      emitter.close();
+      std::_Exit(rc);
+    }
+    return rc;
   } catch (const std::exception& e) {
-    return fail("train_failed", e.what(), "");
+    const int rc = fail("train_failed", e.what(), "");
+    if (multi_rank) {
+      emitter.close();
+      std::_Exit(rc);
+    }
+    return rc;
   }
 }
 
