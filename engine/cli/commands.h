@@ -16,6 +16,9 @@ struct Command {
 };
 
 bool register_command(const Command& command);
+
+// `bench infer` (cmd_bench_infer.cpp); main.cpp routes `bench infer ...` to it, argv[0] = "infer".
+int run_bench_infer(int argc, char** argv);
 const std::vector<Command>& commands();
 
 }  // namespace fathom::cli

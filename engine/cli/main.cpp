@@ -52,6 +52,14 @@ int main(int argc, char** argv) {
     print_usage(std::cout);
     return 0;
   }
+  if (first == "bench" && argc >= 3 && std::string(argv[2]) == "infer") {
+    try {
+      return fathom::cli::run_bench_infer(argc - 2, argv + 2);
+    } catch (const std::exception& e) {
+      std::cerr << "fathom-engine bench infer: error: " << e.what() << "\n";
+      return 1;
+    }
+  }
   for (const auto& c : fathom::cli::commands()) {
     if (first == c.name) {
       try {

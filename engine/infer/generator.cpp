@@ -40,7 +40,7 @@ Sequence::Step Sequence::advance(const torch::Tensor& logits) {
   const Choice c = sampler_.sample(logits, history_);
   if (first_token_ == Clock::time_point{}) first_token_ = Clock::now();
   const auto eos = tokenizer_.eos_id();
-  const bool is_eos = (eos && c.token == static_cast<int64_t>(*eos)) ||
+  const bool is_eos = (eos && !params_.ignore_eos && c.token == static_cast<int64_t>(*eos)) ||
                       std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), c.token) != params_.stop_token_ids.end();
   if (is_eos) {
     result_.finish_reason = "stop";

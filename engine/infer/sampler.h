@@ -27,6 +27,7 @@ struct SamplingParams {
   int64_t max_tokens = 128;
   std::vector<std::string> stop;         // stop strings (not included in the output)
   std::vector<int64_t> stop_token_ids;   // besides the tokenizer's end-of-text
+  bool ignore_eos = false;               // keep going past the tokenizer's end-of-text (vLLM's ignore_eos; benchmarks)
   int logprobs = 0;                      // report this many top alternatives per token (0 = only the chosen)
 
   // Empty when valid; else what is wrong and the allowed range (for a 400 error or a CLI message).

@@ -120,6 +120,7 @@ struct OpenAiServer::Impl {
     field(body, "presence_penalty", p.presence_penalty);
     field(body, "frequency_penalty", p.frequency_penalty);
     field(body, "repetition_penalty", p.repetition_penalty);
+    field(body, "ignore_eos", p.ignore_eos);  // vLLM's extension, for load tests
     if (body.contains("seed") && !body["seed"].is_null()) {
       if (!body["seed"].is_number_integer()) throw bad("'seed' must be an integer", "seed");
       p.seed = body["seed"].get<uint64_t>();

@@ -1,0 +1,211 @@
+// `fathom-engine bench infer MODEL`: decoding speed and the accuracy cost of quantisation.
+// For each --quantize mode: batch-1 decode tokens/s and time to first token through generate()
+// (the real path: KV cache, sampler), the HBM/DRAM bandwidth that implies (weights + KV bytes read
+// per token × tokens/s), throughput of the continuous batcher at each --concurrency, and the
+// perplexity on held-out text (--eval-text).
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "engine/cli/commands.h"
+#include "engine/infer/batcher.h"
+#include "engine/infer/generator.h"
+#include "engine/infer/load.h"
+#include "engine/infer/perplexity.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string x; std::getline(in, x, ',');)
+    if (!x.empty()) out.push_back(x);
+  return out;
+}
+
+std::string read_eval_text(const std::string& path) {
+  std::string text;
+  auto add = [&text](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    text.append(std::istreambuf_iterator<char>(in), {});
+    text += "\n";
+  };
+  if (fs::is_directory(path)) {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::recursive_directory_iterator(path))
+      if (e.is_regular_file()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) add(f);
+  } else {
+    add(path);
+  }
+  return text;
+}
+
+// Bytes a decode step reads per sequence: every weight once (an untied embedding only one row),
+// plus the KV cache up to `position`.
+double bytes_per_token(fathom::model::Transformer& net, double position) {
+  double weights = 0;
+  for (const auto& p : net->named_parameters()) weights += static_cast<double>(p.value().numel() * p.value().element_size());
+  for (const auto& b : net->named_buffers()) weights += static_cast<double>(b.value().numel() * b.value().element_size());
+  const auto& a = net->args();
+  if (!a.tie_embeddings) {
+    const auto& e = net->model->embed_tokens->weight;
+    weights -= static_cast<double>(e.numel() * e.element_size());
+  }
+  auto cache = net->new_cache(1, 1);
+  const double kv_per_position = static_cast<double>(cache.bytes());
+  return weights + kv_per_position * position;
+}
+
+}  // namespace
+
+namespace fathom::cli {
+
+int run_bench_infer(int argc, char** argv) {
+  CLI::App app{"Inference benchmark: batch-1 decode tokens/s, time to first token, memory bandwidth use, continuous-batching "
+               "throughput at several concurrencies, and perplexity on held-out text, for each quantisation mode.",
+               "fathom-engine bench infer"};
+  std::string model_path, device_name = "auto", precision = "bf16", quantize = "none", concurrency = "1,8,32,64", eval_text, out_json;
+  int64_t prompt_tokens = 128, new_tokens = 128, eval_tokens = 16384;
+  double peak_gbps = 0;
+  bool json_out = false;
+  app.add_option("model", model_path, "checkpoint, run, Hugging Face or adapter directory")->required();
+  app.add_option("--device", device_name, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--precision", precision, "fp32 | bf16 | fp16 (default bf16)")->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  app.add_option("--quantize", quantize, "comma-separated modes: none,int8,dynamic_int8 (default none)");
+  app.add_option("--concurrency", concurrency, "comma-separated numbers of concurrent requests (default 1,8,32,64; empty = skip)");
+  app.add_option("--prompt-tokens", prompt_tokens, "prompt length of every request (default 128)");
+  app.add_option("--new-tokens", new_tokens, "tokens generated per request, end-of-text ignored (default 128)");
+  app.add_option("--eval-text", eval_text, "held-out text file or folder for perplexity (default: none)");
+  app.add_option("--eval-tokens", eval_tokens, "tokens of it to evaluate (default 16384)");
+  app.add_option("--peak-gbps", peak_gbps, "memory bandwidth to compare with, GB/s (default: 4800 on an H200, else none)");
+  app.add_flag("--json", json_out, "print one JSON object");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    const torch::Device device = device_name == "cuda" || (device_name == "auto" && torch::cuda::is_available())
+                                     ? torch::Device(torch::kCUDA, 0)
+                                     : torch::Device(torch::kCPU);
+    const auto dtype = precision == "bf16" ? torch::kBFloat16 : precision == "fp16" ? torch::kFloat16 : torch::kFloat32;
+    if (device.is_cpu()) torch::set_num_threads(1);
+    std::string device_label = device.str();
+    if (device.is_cuda()) {
+#if defined(FATHOM_HAVE_CUDA)
+      device_label = "cuda";
+#endif
+      if (peak_gbps == 0) peak_gbps = 4800;  // H200 HBM3e; pass --peak-gbps for another GPU
+    }
+    nlohmann::json report{{"model", model_path}, {"device", device_label}, {"precision", precision},
+                          {"prompt_tokens", prompt_tokens}, {"new_tokens", new_tokens}, {"modes", nlohmann::json::array()}};
+    std::string eval;
+    if (!eval_text.empty()) eval = read_eval_text(eval_text);
+    for (const auto& mode : split(quantize)) {
+      std::cerr << "[" << mode << "] loading " << model_path << "\n";
+      auto m = fathom::infer::load_for_inference(model_path, device, dtype);
+      const std::string qsummary = fathom::infer::quantize_for_serving(m, mode);
+      std::cerr << "[" << mode << "] " << qsummary << "\n";
+      const int64_t V = m.net->args().vocab_size;
+      std::mt19937_64 rng(1234);
+      std::uniform_int_distribution<int64_t> tok(0, std::max<int64_t>(V - 1, 1));
+      auto prompt = [&] {
+        std::vector<int64_t> p(static_cast<size_t>(prompt_tokens));
+        for (auto& t : p) t = tok(rng) % std::max<int64_t>(1, static_cast<int64_t>(m.tokenizer.vocab_size() ? m.tokenizer.vocab_size() : V));
+        return p;
+      };
+      fathom::infer::SamplingParams sp;
+      sp.temperature = 0;
+      sp.ignore_eos = true;
+      sp.max_tokens = new_tokens;
+      // Warm-up (allocator, kernels), then batch-1 decoding.
+      {
+        auto w = sp;
+        w.max_tokens = 8;
+        fathom::infer::generate(m.net, m.tokenizer, prompt(), w);
+      }
+      const auto r = fathom::infer::generate(m.net, m.tokenizer, prompt(), sp);
+      const double bpt = bytes_per_token(m.net, static_cast<double>(prompt_tokens) + static_cast<double>(new_tokens) / 2);
+      const double gbps = bpt * r.decode_tokens_per_s / 1e9;
+      nlohmann::json row{{"quantize", mode},
+                         {"summary", qsummary},
+                         {"batch1_decode_tokens_per_s", r.decode_tokens_per_s},
+                         {"time_to_first_token_s", r.time_to_first_token_s},
+                         {"bytes_per_token", bpt},
+                         {"bandwidth_gbps", gbps}};
+      if (peak_gbps > 0) row["bandwidth_utilisation"] = gbps / peak_gbps;
+      std::cerr << "[" << mode << "] batch 1: " << std::fixed << std::setprecision(1) << r.decode_tokens_per_s << " tokens/s, first token "
+                << std::setprecision(3) << r.time_to_first_token_s << " s (" << prompt_tokens << "-token prompt), " << std::setprecision(1)
+                << gbps << " GB/s read" << (peak_gbps > 0 ? " = " + std::to_string(static_cast<int>(100 * gbps / peak_gbps)) + "% of peak" : "")
+                << "\n";
+      nlohmann::json conc = nlohmann::json::array();
+      for (const auto& cs : split(concurrency)) {
+        const int64_t c = std::stoll(cs);
+        fathom::infer::BatcherOptions bo;
+        bo.max_batch = c;
+        bo.max_queue = c;
+        fathom::infer::Batcher batcher(m.net, m.tokenizer, bo);
+        std::vector<fathom::infer::Batcher::Handle> hs;
+        std::vector<std::vector<int64_t>> prompts;
+        for (int64_t i = 0; i < c; ++i) prompts.push_back(prompt());
+        const auto t0 = Clock::now();
+        for (const auto& p : prompts) hs.push_back(batcher.submit(p, sp));
+        int64_t produced = 0;
+        double ttft_sum = 0;
+        for (auto& h : hs) {
+          const auto res = batcher.wait(h);
+          produced += static_cast<int64_t>(res.tokens.size());
+          ttft_sum += res.time_to_first_token_s;
+        }
+        const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+        const double tps = static_cast<double>(produced) / secs;
+        conc.push_back({{"concurrency", c}, {"tokens_per_s", tps}, {"seconds", secs}, {"mean_time_to_first_token_s", ttft_sum / static_cast<double>(c)}});
+        std::cerr << "[" << mode << "] " << c << " concurrent: " << std::setprecision(1) << tps << " tokens/s (" << produced << " tokens in "
+                  << std::setprecision(2) << secs << " s)\n";
+      }
+      row["concurrency"] = conc;
+      if (!eval.empty()) {
+        auto ids32 = m.tokenizer.encode(eval);
+        std::vector<int64_t> ids(ids32.begin(), ids32.end());
+        const auto ppl = fathom::infer::perplexity(m.net, ids, eval_tokens);
+        row["perplexity"] = ppl.perplexity;
+        row["eval_tokens"] = ppl.tokens;
+        std::cerr << "[" << mode << "] perplexity " << std::setprecision(3) << ppl.perplexity << " on " << ppl.tokens << " tokens\n";
+      }
+      report["modes"].push_back(row);
+    }
+    if (json_out) {
+      std::cout << report.dump() << std::endl;
+    } else {
+      std::cout << std::left << std::setw(14) << "quantize" << std::setw(14) << "tok/s (b=1)" << std::setw(10) << "TTFT s" << std::setw(10)
+                << "GB/s" << std::setw(12) << "perplexity" << "throughput at concurrency\n";
+      for (const auto& row : report["modes"]) {
+        std::ostringstream c;
+        for (const auto& x : row["concurrency"]) c << x["concurrency"].get<int64_t>() << ": " << std::fixed << std::setprecision(0) << x["tokens_per_s"].get<double>() << "  ";
+        std::cout << std::left << std::setw(14) << row["quantize"].get<std::string>() << std::setw(14) << std::fixed << std::setprecision(1)
+                  << row["batch1_decode_tokens_per_s"].get<double>() << std::setw(10) << std::setprecision(3) << row["time_to_first_token_s"].get<double>()
+                  << std::setw(10) << std::setprecision(1) << row["bandwidth_gbps"].get<double>() << std::setw(12)
+                  << (row.contains("perplexity") ? std::to_string(row["perplexity"].get<double>()) : std::string("-")) << c.str() << "\n";
+      }
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "fathom-engine bench infer: error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace fathom::cli
