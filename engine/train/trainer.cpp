@@ -798,6 +798,10 @@ int run_training(const TrainInvocation& inv) {
     // Fault injection for tests: FATHOM_INJECT_NAN_FROM_STEP=N makes every step ≥ N non-finite.
     int64_t inject_nan_from = -1;
     if (const char* v = std::getenv("FATHOM_INJECT_NAN_FROM_STEP")) inject_nan_from = std::atoll(v);
+    // FATHOM_INJECT_HANG_RANK=r FATHOM_INJECT_HANG_AT_STEP=N: rank r stops before step N (watchdog tests).
+    int64_t inject_hang_at = -1;
+    if (const char* r = std::getenv("FATHOM_INJECT_HANG_RANK"); r && std::atoi(r) == rank)
+      if (const char* v = std::getenv("FATHOM_INJECT_HANG_AT_STEP")) inject_hang_at = std::atoll(v);
 
     net->train();
     if (loader) loader->start(st.step);
@@ -810,6 +814,10 @@ int run_training(const TrainInvocation& inv) {
     std::string exit_status = "completed";
 
     while (st.step < cfg.train.max_steps) {
+      if (st.step == inject_hang_at) {
+        std::cerr << "injected hang before step " << st.step << " (FATHOM_INJECT_HANG_AT_STEP)" << std::endl;
+        while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
       const auto step_t0 = Clock::now();
       const double lr = schedule.at(st.step);
       // The data/forward/backward/optimizer split needs device syncs on CUDA: take it only on the
