@@ -592,7 +592,7 @@ TEST(GrafanaDashboard, QueriesReferOnlyToExportedMetrics) {
     EXPECT_FALSE(names.empty()) << e;
     for (const auto& name : names) EXPECT_TRUE(exported_sample(name)) << "'" << name << "' is not a metric the engine exports, in: " << e;
     // Grafana variables replaced by values promtool can parse.
-    std::string sub = std::regex_replace(e, std::regex("\\$__rate_interval|\\$__interval|\\$\\{__rate_interval\\}"), "1m");
+    std::string sub = std::regex_replace(e, std::regex("\\$__rate_interval|\\$__interval|\\$__range|\\$\\{__rate_interval\\}"), "1m");
     sub = std::regex_replace(sub, std::regex("\\$\\{?[a-zA-Z_]+\\}?"), "x");
     json quoted = sub;
     rules << "  - record: fathom:dashboard_query_" << n++ << "\n    expr: " << quoted.dump() << "\n";
