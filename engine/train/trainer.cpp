@@ -47,6 +47,7 @@
 #include "engine/telemetry/cuda_memory.h"
 #include "engine/telemetry/host_stats.h"
 #include "engine/telemetry/nvml.h"
+#include "engine/telemetry/prometheus.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/train/finetune.h"
 #include "engine/train/optimizer.h"
@@ -376,6 +377,8 @@ int run_training(const TrainInvocation& inv) {
     if (comm->size() > 1) hello.capabilities.push_back(comm->backend());
     hello.devices = describe_devices(device);
     emitter.emit(hello);
+    // Prometheus /metrics (telemetry.prometheus_port), fed by this host's events.jsonl; null when off.
+    const auto prometheus = telemetry::start_prometheus(cfg.telemetry, emitter, static_cast<int>(cfg.distributed.world_size));
 
     for (const auto& n : base_notes) {
       emitter.emit(proto::LogData{"info", n});
