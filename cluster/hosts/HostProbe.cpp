@@ -2,7 +2,9 @@
 #include "cluster/hosts/HostProbe.h"
 
 #include <QMap>
+#include <QRandomGenerator>
 #include <QRegularExpression>
+#include <QSet>
 
 #include "cluster/hosts/ShellQuote.h"
 #include "cluster/hosts/SshSession.h"
@@ -108,6 +110,53 @@ HostProbeResult probeHost(SshSession& session, const HostConfig& host, int timeo
   HostProbeResult r = parseHostProbe(x.out);
   if (!r.ok && r.error.isEmpty()) r.error = QString::fromUtf8(x.err).trimmed();
   return r;
+}
+
+QString parseSocketInterface(const QByteArray& ipOutput, const QString& ownAddress) {
+  QString byAddress, byRoute;
+  bool inRoute = false;
+  for (const QString& raw : QString::fromUtf8(ipOutput).split(QLatin1Char('\n'), Qt::SkipEmptyParts)) {
+    const QString line = raw.simplified();
+    if (line == QLatin1String("@@route")) {
+      inRoute = true;
+      continue;
+    }
+    const QStringList f = line.split(QLatin1Char(' '));
+    if (!inRoute) {
+      // "2: eth0 inet 10.0.0.5/24 brd ... scope global eth0"
+      if (f.size() >= 4 && f.at(2) == QLatin1String("inet") && f.at(3).section(QLatin1Char('/'), 0, 0) == ownAddress) byAddress = f.at(1);
+    } else {
+      // "10.0.0.10 dev eth0 src 10.0.0.11 uid 0"
+      const int dev = static_cast<int>(f.indexOf(QStringLiteral("dev")));
+      if (dev >= 0 && dev + 1 < f.size() && f.at(dev + 1) != QLatin1String("lo")) byRoute = f.at(dev + 1);
+    }
+  }
+  QString ifname = byAddress.isEmpty() ? byRoute : byAddress;
+  ifname.remove(QRegularExpression(QStringLiteral("@.*$")));  // "eth0@if12" (veth) -> "eth0"
+  return ifname;
+}
+
+QString findSocketInterface(SshSession& session, const QString& ownAddress, const QString& peerAddress, int timeoutMs) {
+  const SshExecResult r =
+      session.exec(QStringLiteral("ip -o -4 addr show 2>/dev/null; echo @@route; ip -o route get %1 2>/dev/null").arg(shellQuote(peerAddress)),
+                   timeoutMs);
+  return r.ok ? parseSocketInterface(r.out, ownAddress) : QString();
+}
+
+int findFreePort(SshSession& session, int timeoutMs) {
+  const SshExecResult r = session.exec(QStringLiteral("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"), timeoutMs);
+  if (!r.ok) return 0;
+  QSet<int> used;
+  for (const QString& line : QString::fromUtf8(r.out).split(QLatin1Char('\n'))) {
+    const QStringList f = line.simplified().split(QLatin1Char(' '));
+    if (f.size() < 4 || !f.at(1).contains(QLatin1Char(':'))) continue;
+    used.insert(f.at(1).section(QLatin1Char(':'), -1).toInt(nullptr, 16));
+  }
+  for (int i = 0; i < 200; ++i) {
+    const int p = 29500 + static_cast<int>(QRandomGenerator::global()->bounded(20000));
+    if (!used.contains(p)) return p;
+  }
+  return 0;
 }
 
 }  // namespace fathom::cluster

@@ -19,4 +19,13 @@ HostProbeResult parseHostProbe(const QByteArray& output);
 // the command could not run.
 HostProbeResult probeHost(SshSession& session, const HostConfig& host, int timeoutMs = 60000);
 
+// The interface Gloo/NCCL sockets should use on a host (GLOO_SOCKET_IFNAME): the one carrying
+// `ownAddress`, else the one the route to `peerAddress` leaves by (never loopback); "" when neither
+// is found. Parses `ip -o -4 addr show` and `ip -o route get` run on the host.
+QString findSocketInterface(SshSession& session, const QString& ownAddress, const QString& peerAddress, int timeoutMs = 15000);
+QString parseSocketInterface(const QByteArray& ipOutput, const QString& ownAddress);
+// A TCP port in 29500..49499 that nothing on the host listens on (its /proc/net/tcp{,6}); 0 when
+// the host could not be asked.
+int findFreePort(SshSession& session, int timeoutMs = 15000);
+
 }  // namespace fathom::cluster

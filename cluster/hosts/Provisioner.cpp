@@ -5,8 +5,15 @@
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QProcess>
 
+#include <thread>
+#include <vector>
+
+#include "cluster/hosts/HostProbe.h"
 #include "cluster/hosts/ShellQuote.h"
 #include "cluster/hosts/SshSession.h"
 #include "cluster/launch/LocalLauncher.h"
@@ -173,12 +180,148 @@ ProvisionResult Provisioner::provisionRun(const QString& localConfig, const QStr
   return res;
 }
 
-bool Provisioner::preflight(const QList<HostConfig>& hosts, QString* report) {
-  if (report)
-    *report = QStringLiteral("preflight across %1 host(s) needs `fathom-engine bench comm`, which this engine does not "
-                             "have yet (issue 8: distributed data parallelism). Connect, probe and provision instead.")
-                  .arg(hosts.size());
-  return false;
+QString Provisioner::preflightCommand(const HostConfig& host, const PreflightOptions& o, const QString& masterAddr, int masterPort,
+                                     int rank, int worldSize, int localRank, const QString& socketIfname) {
+  QStringList argv{QStringLiteral("timeout"), QStringLiteral("-k"), QStringLiteral("5"), QString::number(o.timeoutS + 30),
+                   QStringLiteral("env"), QStringLiteral("OMP_WAIT_POLICY=PASSIVE"),
+                   QStringLiteral("MASTER_ADDR=%1").arg(masterAddr), QStringLiteral("MASTER_PORT=%1").arg(masterPort),
+                   QStringLiteral("RANK=%1").arg(rank), QStringLiteral("WORLD_SIZE=%1").arg(worldSize),
+                   QStringLiteral("LOCAL_RANK=%1").arg(localRank), QStringLiteral("LOCAL_WORLD_SIZE=%1").arg(std::max(1, o.processesPerHost))};
+  if (!socketIfname.isEmpty()) argv << QStringLiteral("GLOO_SOCKET_IFNAME=%1").arg(socketIfname);
+  argv << host.effectiveEnginePath() << QStringLiteral("bench") << QStringLiteral("comm") << QStringLiteral("--json")
+       << QStringLiteral("--sizes") << o.sizes << QStringLiteral("--iters") << QString::number(std::max(1, o.iters))
+       << QStringLiteral("--timeout") << QString::number(o.timeoutS) << QStringLiteral("--device") << o.device;
+  if (!o.backend.isEmpty()) argv << QStringLiteral("--backend") << o.backend;
+  return shellJoin(argv);
+}
+
+PreflightResult Provisioner::preflight(const QList<HostConfig>& hosts, const PreflightOptions& o) {
+  PreflightResult res;
+  auto say = [&](const QString& line) {
+    if (o.progress) o.progress(line);
+  };
+  const int perHost = std::max(1, o.processesPerHost);
+  const int world = static_cast<int>(hosts.size()) * perHost;
+  res.worldSize = world;
+  if (world < 2) {
+    res.error = QStringLiteral("preflight measures the links between ranks: choose at least two hosts (or several processes per host)");
+    return res;
+  }
+  const auto label = [](const HostConfig& h) {
+    return h.displayName() == h.address ? h.address : QStringLiteral("%1 (%2)").arg(h.displayName(), h.address);
+  };
+  // One session per rank: a session runs one command at a time.
+  std::vector<std::unique_ptr<SshSession>> sessions;
+  for (int h = 0; h < hosts.size(); ++h) {
+    for (int l = 0; l < perHost; ++l) {
+      if (o.cancel && o.cancel->load()) {
+        res.error = QStringLiteral("cancelled");
+        return res;
+      }
+      if (l == 0) say(QStringLiteral("%1: connecting").arg(label(hosts[h])));
+      auto s = std::make_unique<SshSession>();
+      s->setKnownHostsFile(o.knownHostsFile);
+      s->setCallbacks(o.callbacks);
+      s->setConnectTimeoutMs(o.connectTimeoutMs);
+      if (!s->connect(hosts[h])) {
+        res.error = QStringLiteral("host %1: %2").arg(label(hosts[h]), s->lastError());
+        return res;
+      }
+      sessions.push_back(std::move(s));
+    }
+  }
+  // The engine must know bench comm (issue 8) everywhere.
+  for (int h = 0; h < hosts.size(); ++h) {
+    const SshExecResult r = sessions[static_cast<size_t>(h * perHost)]->exec(
+        shellJoin({hosts[h].effectiveEnginePath(), QStringLiteral("bench"), QStringLiteral("comm"), QStringLiteral("--help")}) +
+            QStringLiteral(" >/dev/null 2>&1"),
+        30000);
+    if (!r.ok || r.exitCode != 0) {
+      res.error = QStringLiteral("host %1: %2 does not run `bench comm` (not installed, or older than the distributed engine): "
+                                 "provision the host first")
+                      .arg(label(hosts[h]), hosts[h].effectiveEnginePath());
+      return res;
+    }
+  }
+  res.masterAddr = hosts.first().effectiveRendezvousAddress();
+  res.masterPort = findFreePort(*sessions.front());
+  if (res.masterPort <= 0) {
+    res.error = QStringLiteral("host %1: cannot read its listening ports to pick MASTER_PORT").arg(label(hosts.first()));
+    return res;
+  }
+  QStringList ifnames;
+  for (int h = 0; h < hosts.size(); ++h)
+    ifnames << findSocketInterface(*sessions[static_cast<size_t>(h * perHost)], hosts[h].effectiveRendezvousAddress(), res.masterAddr);
+  say(QStringLiteral("bench comm across %1 ranks, rendezvous %2:%3").arg(world).arg(res.masterAddr).arg(res.masterPort));
+
+  // Every rank at once; each blocks in its own thread until its bench ends (or times out there).
+  std::vector<SshExecResult> results(static_cast<size_t>(world));
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < world; ++rank) {
+    const int h = rank / perHost, l = rank % perHost;
+    const QString cmd = preflightCommand(hosts[h], o, res.masterAddr, res.masterPort, rank, world, l, ifnames.value(h));
+    threads.emplace_back([&, rank, cmd] {
+      results[static_cast<size_t>(rank)] = sessions[static_cast<size_t>(rank)]->exec(cmd, (o.timeoutS + 45) * 1000, {}, o.cancel);
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  for (int rank = 0; rank < world; ++rank) {
+    const SshExecResult& r = results[static_cast<size_t>(rank)];
+    const HostConfig& h = hosts[rank / perHost];
+    if (r.cancelled) {
+      res.error = QStringLiteral("cancelled (the ranks end by their own timeout on the hosts)");
+      return res;
+    }
+    if (!r.ok || r.exitCode != 0) {
+      QStringList lines = QString::fromUtf8(r.err).trimmed().split(QLatin1Char('\n'));
+      const QString err = lines.mid(std::max<qsizetype>(0, lines.size() - 6)).join(QLatin1Char('\n'));
+      res.error = QStringLiteral("rank %1 on host %2: %3").arg(rank).arg(label(h), !r.ok ? r.error : QStringLiteral("bench comm exited with %1").arg(r.exitCode));
+      if (!err.isEmpty()) res.error += QStringLiteral("\n") + err;
+      return res;
+    }
+  }
+  const QJsonObject j = QJsonDocument::fromJson(results.front().out.trimmed().split('\n').last()).object();
+  res.backend = j.value(QStringLiteral("backend")).toString();
+  for (const QJsonValue& v : j.value(QStringLiteral("results")).toArray()) {
+    const QJsonObject e = v.toObject();
+    PreflightRow row;
+    row.op = e.value(QStringLiteral("op")).toString();
+    row.algorithm = e.value(QStringLiteral("algorithm")).toString();
+    row.bytes = static_cast<qint64>(e.value(QStringLiteral("bytes")).toDouble());
+    row.timeUs = e.value(QStringLiteral("time_us")).toDouble();
+    row.algbwGBps = e.value(QStringLiteral("algbw_gbps")).toDouble();
+    row.busbwGBps = e.value(QStringLiteral("busbw_gbps")).toDouble();
+    res.rows << row;
+  }
+  if (res.rows.isEmpty()) {
+    res.error = QStringLiteral("rank 0 on host %1 printed no results: %2").arg(label(hosts.first()), QString::fromUtf8(results.front().out.left(500)));
+    return res;
+  }
+  QString t = QStringLiteral("bench comm: %1 ranks on %2 hosts, %3\n").arg(world).arg(hosts.size()).arg(res.backend);
+  t += QStringLiteral("%1 %2 %3 %4 %5\n")
+           .arg(QStringLiteral("op"), -16)
+           .arg(QStringLiteral("size"), 8)
+           .arg(QStringLiteral("time_us"), 12)
+           .arg(QStringLiteral("algbw_GB/s"), 12)
+           .arg(QStringLiteral("busbw_GB/s"), 12);
+  double best = 0;
+  for (const PreflightRow& r : res.rows) {
+    const QString size = r.bytes >= (1 << 20) ? QStringLiteral("%1M").arg(r.bytes >> 20)
+                         : r.bytes >= 1024   ? QStringLiteral("%1K").arg(r.bytes >> 10)
+                                             : QString::number(r.bytes);
+    t += QStringLiteral("%1 %2 %3 %4 %5\n")
+             .arg(r.op, -16)
+             .arg(size, 8)
+             .arg(r.timeUs, 12, 'f', 1)
+             .arg(r.algbwGBps, 12, 'f', 3)
+             .arg(r.busbwGBps, 12, 'f', 3);
+    if (r.op == QLatin1String("all_reduce")) best = std::max(best, r.busbwGBps);
+  }
+  t += QStringLiteral("peak all_reduce bus bandwidth: %1 GB/s").arg(best, 0, 'f', 3);
+  res.report = t;
+  res.ok = true;
+  return res;
 }
 
 }  // namespace fathom::cluster

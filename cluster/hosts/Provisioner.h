@@ -1,20 +1,20 @@
 // Getting a host ready for a run: the engine (uploaded unless the same version with the same
 // sha256 is there), the run config, local data (uploaded, or checked to exist remotely), all with
 // progress and resumable transfers (SshSession::upload). Blocking: run off the GUI thread.
-// Preflight (`fathom-engine bench comm` across the chosen hosts) needs the engine's bench command
-// (issue 8); until the engine has it, preflight() says so instead of pretending.
+// Preflight: `fathom-engine bench comm` across the chosen hosts (one rank per host, rendezvous like
+// a launch), the bus bandwidth of all-reduce / reduce-scatter / all-gather between them.
 #pragma once
 
 #include <QString>
 #include <QStringList>
 
+#include <atomic>
 #include <functional>
 
 #include "cluster/hosts/HostConfig.h"
+#include "cluster/hosts/SshSession.h"
 
 namespace fathom::cluster {
-
-class SshSession;
 
 // what: "engine", "config", a data file; done/total in bytes. Return false to cancel.
 using ProvisionProgressFn = std::function<bool(const QString& what, qint64 done, qint64 total)>;
@@ -35,6 +35,36 @@ struct ProvisionResult {
   QStringList uploaded;              // remote paths written
   QStringList missingRemotePaths;    // data paths that exist neither locally (to upload) nor remotely
   QStringList notes;                 // what was done, one line each
+};
+
+struct PreflightOptions {
+  QString knownHostsFile;  // "" = ~/.ssh/known_hosts
+  SshCallbacks callbacks;
+  int connectTimeoutMs = 10000;
+  int processesPerHost = 1;
+  QString sizes = QStringLiteral("64K..16M");  // bench comm --sizes
+  int iters = 5;
+  QString backend;         // "" = the engine's default (nccl on CUDA, gloo on CPU)
+  QString device = QStringLiteral("auto");
+  int timeoutS = 120;      // rendezvous and collectives; the whole preflight ends within ~2x this
+  const std::atomic<bool>* cancel = nullptr;
+  std::function<void(const QString&)> progress;  // one line per step, from the calling thread
+};
+
+struct PreflightRow {
+  QString op, algorithm;
+  qint64 bytes = 0;
+  double timeUs = 0, algbwGBps = 0, busbwGBps = 0;
+};
+
+struct PreflightResult {
+  bool ok = false;
+  QString error;    // names the host (and rank) that failed
+  QString report;   // a table: op, size, time, algbw, busbw; then the slowest link's summary
+  int worldSize = 0;
+  QString masterAddr, backend;
+  int masterPort = 0;
+  QList<PreflightRow> rows;
 };
 
 class Provisioner {
@@ -59,8 +89,13 @@ class Provisioner {
   // Data paths a config refers to (absolute where the config made them so).
   static QStringList configDataPaths(const QString& configPath, QString* error = nullptr);
 
-  // Preflight across hosts; see the file comment. Returns false with `report` saying why.
-  static bool preflight(const QList<HostConfig>& hosts, QString* report);
+  // `fathom-engine bench comm --json` on every host at once (host 0 holds rank 0 and hosts the
+  // rendezvous on a free port; GLOO_SOCKET_IFNAME per host as in a launch), each under `timeout`
+  // on the host so nothing outlives it. Blocks: run off the GUI thread.
+  static PreflightResult preflight(const QList<HostConfig>& hosts, const PreflightOptions& options);
+  // The bench comm command line of one rank (env and argv, quoted), for tests and the docs.
+  static QString preflightCommand(const HostConfig& host, const PreflightOptions& options, const QString& masterAddr, int masterPort,
+                                  int rank, int worldSize, int localRank, const QString& socketIfname);
 
  private:
   SshSession& m_session;

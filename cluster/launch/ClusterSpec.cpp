@@ -52,10 +52,12 @@ QJsonObject ClusterSpec::toJson() const {
     for (const RemoteRank& r : s.ranks)
       ranks.append(QJsonObject{{QStringLiteral("rank"), r.rank},
                                {QStringLiteral("local_rank"), r.localRank},
-                               {QStringLiteral("pid"), static_cast<double>(r.pid)}});
+                               {QStringLiteral("pid"), static_cast<double>(r.pid)},
+                               {QStringLiteral("stderr_offset"), static_cast<double>(r.stderrOffset)}});
     st.append(QJsonObject{{QStringLiteral("remote_work_dir"), s.remoteWorkDir},
                           {QStringLiteral("remote_run_dir"), s.remoteRunDir},
                           {QStringLiteral("events_offset"), static_cast<double>(s.eventsOffset)},
+                          {QStringLiteral("socket_ifname"), s.socketIfname},
                           {QStringLiteral("ranks"), ranks}});
   }
   return QJsonObject{{QStringLiteral("version"), 1},
@@ -86,10 +88,12 @@ ClusterSpec ClusterSpec::fromJson(const QJsonObject& o) {
     s.remoteWorkDir = so.value(QStringLiteral("remote_work_dir")).toString();
     s.remoteRunDir = so.value(QStringLiteral("remote_run_dir")).toString();
     s.eventsOffset = static_cast<qint64>(so.value(QStringLiteral("events_offset")).toDouble());
+    s.socketIfname = so.value(QStringLiteral("socket_ifname")).toString();
     for (const QJsonValue& rv : so.value(QStringLiteral("ranks")).toArray()) {
       const QJsonObject ro = rv.toObject();
       s.ranks.append(RemoteRank{ro.value(QStringLiteral("rank")).toInt(), ro.value(QStringLiteral("local_rank")).toInt(),
-                                static_cast<qint64>(ro.value(QStringLiteral("pid")).toDouble())});
+                                static_cast<qint64>(ro.value(QStringLiteral("pid")).toDouble()),
+                                static_cast<qint64>(ro.value(QStringLiteral("stderr_offset")).toDouble())});
     }
     c.state.append(s);
   }

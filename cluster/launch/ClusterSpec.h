@@ -16,6 +16,7 @@ struct RemoteRank {
   int rank = 0;
   int localRank = 0;
   qint64 pid = 0;  // the rank's wrapper; also its process group and session id (setsid)
+  qint64 stderrOffset = 0;  // bytes of the rank's remote stderr file mirrored into the local one
 };
 
 struct RemoteHostState {
@@ -23,6 +24,9 @@ struct RemoteHostState {
   QString remoteRunDir;   // <remoteWorkDir>/runs/<runId>
   QList<RemoteRank> ranks;
   qint64 eventsOffset = 0;  // bytes of the remote events.jsonl mirrored into the local one
+  // The interface that carries this host's rendezvous address (or its route to MASTER_ADDR), as
+  // `ip -o -4 addr` / `ip route get` showed it at launch: the ranks' GLOO_SOCKET_IFNAME.
+  QString socketIfname;
 };
 
 struct ClusterSpec {

@@ -13,10 +13,13 @@
 #include <QRandomGenerator>
 #include <QSet>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
 
+#include "cluster/hosts/HostProbe.h"
 #include "cluster/hosts/Provisioner.h"
 #include "cluster/hosts/ShellQuote.h"
 #include "cluster/workspace/RunFiles.h"
@@ -72,6 +75,12 @@ QStringList SshLauncher::rankCommand(const LaunchSpec& spec, const ClusterSpec& 
   }
   argv << QStringLiteral("FATHOM_WORKSPACE=%1").arg(remoteWorkDir) << QStringLiteral("OMP_WAIT_POLICY=PASSIVE");
   if (cluster.worldSize() > 1) {
+    // Gloo binds to the interface that resolves from the host name unless told; on hosts whose name
+    // resolves to 127.0.0.1 (common) the ranks could not reach each other. The user's own value wins.
+    const QString ifname = hostIndex < cluster.state.size() ? cluster.state.at(hostIndex).socketIfname : QString();
+    bool userIf = false;
+    for (const QString& e : spec.environment) userIf = userIf || e.startsWith(QLatin1String("GLOO_SOCKET_IFNAME="));
+    if (!ifname.isEmpty() && !userIf) argv << QStringLiteral("GLOO_SOCKET_IFNAME=%1").arg(ifname);
     argv << QStringLiteral("MASTER_ADDR=%1").arg(cluster.masterAddr.isEmpty() ? QStringLiteral("<rank-0-host>") : cluster.masterAddr)
          << QStringLiteral("MASTER_PORT=%1").arg(cluster.masterPort) << QStringLiteral("RANK=%1").arg(rank)
          << QStringLiteral("WORLD_SIZE=%1").arg(cluster.worldSize()) << QStringLiteral("LOCAL_RANK=%1").arg(localRank)
@@ -160,6 +169,7 @@ class RemoteJob {
   struct Host {
     std::unique_ptr<SshSession> session;
     std::unique_ptr<SshChannel> stream;
+    std::map<int, std::unique_ptr<SshChannel>> errStreams;  // rank -> tail -F of its stderr file
     QByteArray partial;
     qint64 lastOkMs = 0, lastTryMs = 0;
     QString lostError;
@@ -207,13 +217,14 @@ class RemoteJob {
         Qt::QueuedConnection);
   }
 
-  bool connectHost(int h, QString* error) {
+  // timeoutMs 0 = the launcher's connect timeout.
+  bool connectHost(int h, QString* error, int timeoutMs = 0) {
     Host& host = m_hosts[h];
     host.lastTryMs = now();
     auto s = std::make_unique<SshSession>();
     s->setKnownHostsFile(m_cluster.knownHostsFile);
     s->setCallbacks(m_callbacks);
-    s->setConnectTimeoutMs(m_connectTimeoutMs);
+    s->setConnectTimeoutMs(timeoutMs > 0 ? timeoutMs : m_connectTimeoutMs);
     if (!s->connect(m_cluster.hosts.at(h))) {
       *error = s->lastError();
       return false;
@@ -239,6 +250,12 @@ class RemoteJob {
   void openStream(int h);
   void pumpStreams(int waitMs);
   void appendLines(int h, const QByteArray& chunk);
+  void appendStderr(int h, int rank, const QByteArray& chunk);
+  void closeStreams(Host& host) {
+    host.errStreams.clear();
+    host.stream.reset();
+  }
+  void detectSocketInterfaces();
   void pollStatus();
   void signalRanks(const QString& sig, bool group, const QSet<int>& skipRanks = {});
   void finishUp();
@@ -348,6 +365,7 @@ bool RemoteJob::launch(QString* error) {
     m_cluster.masterPort = port;
     m_cluster.masterAddr = m_cluster.hosts.first().effectiveRendezvousAddress();
   }
+  if (m_cluster.worldSize() > 1) detectSocketInterfaces();
   saveState(true);
 
   // Start every rank; each host answers with "rank pid" lines once the wrappers wrote their pids.
@@ -399,9 +417,21 @@ bool RemoteJob::launch(QString* error) {
   return true;
 }
 
+// Per host, the interface Gloo should use: the one carrying the host's rendezvous address, else
+// the one its route to MASTER_ADDR leaves by (not loopback). Left empty when neither is found (the
+// engine then picks by host name); a user's GLOO_SOCKET_IFNAME overrides it (rankCommand()).
+void RemoteJob::detectSocketInterfaces() {
+  for (int h = 0; h < static_cast<int>(m_hosts.size()); ++h) {
+    if (!m_hosts[h].session) continue;
+    const QString ifname = findSocketInterface(*m_hosts[h].session, m_cluster.hosts.at(h).effectiveRendezvousAddress(), m_cluster.masterAddr);
+    m_cluster.state[h].socketIfname = ifname;
+    if (!ifname.isEmpty()) emitProgress(QStringLiteral("%1: ranks use network interface %2").arg(hostLabel(h), ifname));
+  }
+}
+
 void RemoteJob::openStream(int h) {
   Host& host = m_hosts[h];
-  host.stream.reset();
+  closeStreams(host);
   host.partial.clear();
   if (!host.session) return;
   const RemoteHostState& st = m_cluster.state.at(h);
@@ -410,6 +440,27 @@ void RemoteJob::openStream(int h) {
                           .arg(shellQuote(st.remoteRunDir))
                           .arg(st.eventsOffset + 1);
   host.stream = host.session->openExec(cmd);
+  // Each rank's stderr, live, into the local run directory's stderr file of that rank.
+  for (const RemoteRank& r : st.ranks) {
+    if (m_rankState.value(r.rank).startsWith(QLatin1String("exit"))) continue;  // caught up in finishUp()
+    const QString errCmd = QStringLiteral("cd %1 && { tail -c +%2 -F %3 2>/dev/null & t=$!; cat >/dev/null; kill $t; }")
+                               .arg(shellQuote(st.remoteRunDir))
+                               .arg(r.stderrOffset + 1)
+                               .arg(shellQuote(run_files::stderrFileForRank(r.rank)));
+    if (auto ch = host.session->openExec(errCmd)) host.errStreams[r.rank] = std::move(ch);
+  }
+}
+
+void RemoteJob::appendStderr(int h, int rank, const QByteArray& chunk) {
+  if (chunk.isEmpty()) return;
+  for (RemoteRank& r : m_cluster.state[h].ranks) {
+    if (r.rank != rank) continue;
+    QFile f(QDir(m_runDir).filePath(run_files::stderrFileForRank(rank)));
+    // A resumed run's first mirror starts the local file afresh from the remote offset 0.
+    if (f.open(QIODevice::WriteOnly | (r.stderrOffset == 0 ? QIODevice::Truncate : QIODevice::Append))) f.write(chunk);
+    r.stderrOffset += chunk.size();
+    m_dirtyState = true;
+  }
 }
 
 void RemoteJob::appendLines(int h, const QByteArray& chunk) {
@@ -445,12 +496,21 @@ void RemoteJob::pumpStreams(int waitMs) {
     QByteArray out, err;
     if (!host.stream->read(&out, &err, waitMs)) {
       host.lostError = host.stream->error();
-      host.stream.reset();
+      closeStreams(host);
       host.session.reset();
       continue;
     }
     waitMs = 0;  // wait on the first host only
     if (!out.isEmpty()) appendLines(h, out);
+    for (auto it = host.errStreams.begin(); it != host.errStreams.end();) {
+      QByteArray eo, ee;
+      if (!it->second->read(&eo, &ee, 0)) {
+        it = host.errStreams.erase(it);  // the status poll notices a lost host
+        continue;
+      }
+      appendStderr(h, it->first, eo);
+      ++it;
+    }
   }
 }
 
@@ -483,7 +543,11 @@ void RemoteJob::pollStatus() {
         // fall through to the grace check below
       } else {
         QString err;
-        if (connectHost(h, &err)) {
+        // Within what is left of the grace period, so a lost host is given up on in time.
+        if (host.lastOkMs == 0) host.lastOkMs = now();
+        const qint64 left = m_graceMs - (now() - host.lastOkMs);
+        const int timeout = static_cast<int>(std::clamp<qint64>(left, 1000, std::min(m_connectTimeoutMs, 5000)));
+        if (connectHost(h, &err, timeout)) {
           emitProgress(QStringLiteral("%1: reconnected").arg(hostLabel(h)));
           openStream(h);
         } else {
@@ -515,10 +579,12 @@ void RemoteJob::pollStatus() {
                                "then echo \"%1 alive\"; else echo \"%1 gone\"; fi")
                     .arg(r.rank)
                     .arg(shellQuote(exitFile(r.rank)), shellQuote(pidFile(r.rank)));
-    const SshExecResult res = execOn(h, QStringLiteral("cd %1 || exit 3; ").arg(shellQuote(st.remoteRunDir)) + checks.join(QStringLiteral("; ")), 15000);
+    // A short timeout: a host whose link went away does not answer at all (TCP keeps trying).
+    const int pollTimeout = std::clamp(m_graceMs / 4, 1000, 5000);
+    const SshExecResult res = execOn(h, QStringLiteral("cd %1 || exit 3; ").arg(shellQuote(st.remoteRunDir)) + checks.join(QStringLiteral("; ")), pollTimeout);
     if (!res.ok) {
       host.lostError = res.error;
-      host.stream.reset();
+      closeStreams(host);
       host.session.reset();
       continue;
     }
@@ -554,7 +620,7 @@ void RemoteJob::finishUp() {
     if (total == before && quiet.elapsed() > 400) break;
     before = total;
   }
-  for (auto& host : m_hosts) host.stream.reset();
+  for (auto& host : m_hosts) closeStreams(host);
   // Each rank's stderr (the last lines) and how it ended, in the local run directory.
   QString statusText;
   QString tails;
@@ -562,11 +628,14 @@ void RemoteJob::finishUp() {
     for (const RemoteRank& r : m_cluster.state.at(h).ranks) {
       const QString name = run_files::stderrFileForRank(r.rank);
       if (m_hosts[h].session) {
-        const QString tail = m_hosts[h].session->tail(m_cluster.state.at(h).remoteRunDir + QLatin1Char('/') + name, 200);
-        {
-          QFile f(QDir(m_runDir).filePath(name));
-          if (f.open(QIODevice::WriteOnly | QIODevice::Truncate)) f.write(tail.toUtf8() + (tail.isEmpty() ? "" : "\n"));
-        }
+        // What the live mirror has not delivered yet (at most 4 MiB more; the rest stays remote).
+        const SshExecResult rest = execOn(h, QStringLiteral("cd %1 && tail -c +%2 %3 2>/dev/null | head -c 4194304")
+                                                 .arg(shellQuote(m_cluster.state.at(h).remoteRunDir))
+                                                 .arg(r.stderrOffset + 1)
+                                                 .arg(shellQuote(name)),
+                                          15000);
+        if (rest.ok) appendStderr(h, r.rank, rest.out);
+        const QString tail = run_files::tailOfFile(QDir(m_runDir).filePath(name), 20);
         if (m_rankWhy.contains(r.rank) && !tail.isEmpty())
           tails += QStringLiteral("\n--- last lines of rank %1's stderr on %2 ---\n%3")
                        .arg(r.rank)
@@ -582,7 +651,10 @@ void RemoteJob::finishUp() {
   if (st.open(QIODevice::WriteOnly | QIODevice::Truncate)) st.write(statusText.toUtf8());
   st.close();
   saveState(true);
-  for (auto& host : m_hosts) host.session.reset();
+  for (auto& host : m_hosts) {
+    closeStreams(host);
+    host.session.reset();
+  }
   QString error;
   if (!m_failure.isEmpty()) {
     error = m_failure;
@@ -620,7 +692,10 @@ void RemoteJob::run() {
     if (!launch(&error)) {
       // Whatever did start must not linger.
       signalRanks(QStringLiteral("KILL"), true);
-      for (auto& host : m_hosts) host.session.reset();
+      for (auto& host : m_hosts) {
+        closeStreams(host);
+        host.session.reset();
+      }
       emitFinished(false, error);
       return;
     }
@@ -669,7 +744,7 @@ void RemoteJob::run() {
   if (m_detach.load()) {
     saveState(true);
     for (auto& host : m_hosts) {
-      host.stream.reset();
+      closeStreams(host);
       host.session.reset();
     }
     return;

@@ -185,6 +185,7 @@ class SshNetwork {
     for (int i = 0; i < hosts; ++i) {
       const QString ns = QStringLiteral("fathom-ssh-%1-%2").arg(getpid()).arg(i);
       const QString outer = QStringLiteral("fv%1h%2").arg(tag).arg(i), inner = QStringLiteral("fp%1h%2").arg(tag).arg(i);
+      m_links << outer;
       const QString addr = m_prefix + QString::number(10 + i);
       ip({QStringLiteral("netns"), QStringLiteral("add"), ns});
       m_names << ns;
@@ -209,10 +210,24 @@ class SshNetwork {
   QString error() const { return m_error; }
   const QStringList& names() const { return m_names; }
   const QStringList& addresses() const { return m_addresses; }
+  // Host i's cable: the veth end on the bridge (root namespace). Down = host i is cut off.
+  bool setLinkUp(int i, bool up) {
+    int rc = 0;
+    run(QStringLiteral("ip"), {QStringLiteral("link"), QStringLiteral("set"), m_links.at(i), up ? QStringLiteral("up") : QStringLiteral("down")}, &rc);
+    return rc == 0;
+  }
+  // Kills the processes in host i's namespace whose command line contains `needle`.
+  void killMatching(int i, const QByteArray& needle) {
+    const QString out = run(QStringLiteral("ip"), {QStringLiteral("netns"), QStringLiteral("pids"), m_names.at(i)});
+    for (const QString& pid : out.split(QLatin1Char('\n'), Qt::SkipEmptyParts)) {
+      QFile f(QStringLiteral("/proc/%1/cmdline").arg(pid));
+      if (f.open(QIODevice::ReadOnly) && f.readAll().contains(needle)) ::kill(pid.toInt(), SIGKILL);
+    }
+  }
 
  private:
   QString m_bridge, m_prefix, m_error;
-  QStringList m_names, m_addresses;
+  QStringList m_names, m_addresses, m_links;
 };
 
 }  // namespace ssh_test

@@ -139,9 +139,11 @@ class TestSshLaunch : public QObject {
     const ProvisionResult run = prov.provisionRun(m_config, h.workDir + QStringLiteral("/runs/x/launch-config.yaml"), false);
     QVERIFY2(run.ok, qPrintable(run.error));
     QCOMPARE(readFile(h.workDir + QStringLiteral("/runs/x/launch-config.yaml")), readFile(m_config));
-    QString report;
-    QVERIFY(!Provisioner::preflight({h}, &report));
-    QVERIFY(report.contains(QStringLiteral("bench comm")));
+    PreflightOptions po;
+    po.knownHostsFile = m_knownHosts;
+    const PreflightResult pf = Provisioner::preflight({h}, po);  // the real one: test_ssh_engine.cpp
+    QVERIFY(!pf.ok);
+    QVERIFY2(pf.error.contains(QStringLiteral("at least two")), qPrintable(pf.error));
 
     Workspace ws;
     QCOMPARE(openWorkspace(ws), QString());
@@ -264,6 +266,63 @@ class TestSshLaunch : public QObject {
     QVERIFY2(run.error.contains(QStringLiteral("rank 1 on host node1")), qPrintable(run.error));
     QVERIFY2(run.error.contains(QStringLiteral("exited with code 3")), qPrintable(run.error));
     QVERIFY2(run.error.contains(QStringLiteral("fake engine rank 1 exits with 3")), qPrintable(run.error));
+  }
+
+  void stderrStreamsLive() {
+    Workspace ws;
+    QCOMPARE(openWorkspace(ws), QString());
+    JobQueue q(&ws);
+    QSignalSpy finished(&q, &JobQueue::runFinished);
+    const QString id = q.enqueueCluster(spec({}), cluster());
+    QVERIFY2(!id.isEmpty(), qPrintable(q.lastError()));
+    const QString runDir = ws.runs().get(id)->runDir;
+    // While the ranks run (no end in sight: the fake engine's default is 10^6 steps), each rank's
+    // stderr is already in the local run directory.
+    QTRY_VERIFY_WITH_TIMEOUT(readFile(runDir + QStringLiteral("/stderr.rank1.log")).contains("fake engine rank 1 started"), 20000);
+    QTRY_VERIFY_WITH_TIMEOUT(readFile(runDir + QStringLiteral("/stderr.log")).contains("fake engine rank 0 started"), 20000);
+    QCOMPARE(finished.size(), 0);
+    QCOMPARE(status(ws, id), QStringLiteral("running"));
+    QVERIFY2(q.stop(id), qPrintable(q.lastError()));
+    QTRY_VERIFY_WITH_TIMEOUT(finished.size() == 1, 30000);
+    // What came after (the SIGTERM line) followed, once: the mirror continues from its offset.
+    const QByteArray err1 = readFile(runDir + QStringLiteral("/stderr.rank1.log"));
+    QVERIFY2(err1.contains("rank 1: SIGTERM"), err1.constData());
+    QCOMPARE(err1.count("fake engine rank 1 started"), 1);
+    const QString remote1 = m_tmp.filePath(QStringLiteral("work1/runs/")) + id;
+    QCOMPARE(err1, readFile(remote1 + QStringLiteral("/stderr.rank1.log")));
+  }
+
+  // A host whose network goes away mid-run: after the grace period the job fails, naming the host
+  // and its rank, and the rank on the host still reachable is stopped.
+  void lostLinkFailsTheJob() {
+    Workspace ws;
+    QCOMPARE(openWorkspace(ws), QString());
+    JobQueue q(&ws);
+    const int graceMs = 8000;
+    q.sshLauncher()->setLostHostGraceMs(graceMs);
+    QSignalSpy finished(&q, &JobQueue::runFinished);
+    const QString id = q.enqueueCluster(spec({}), cluster());
+    QVERIFY2(!id.isEmpty(), qPrintable(q.lastError()));
+    const QString runDir = ws.runs().get(id)->runDir;
+    QTRY_VERIFY_WITH_TIMEOUT(mirrored(runDir, 1).first > 2 && mirrored(runDir, 0).first > 2, 20000);
+    QVERIFY(m_net->setLinkUp(1, false));
+    QElapsedTimer t;
+    t.start();
+    const bool done = QTest::qWaitFor([&] { return finished.size() == 1; }, graceMs + 15000);
+    const qint64 took = t.elapsed();
+    QVERIFY(m_net->setLinkUp(1, true));
+    m_net->killMatching(1, id.toUtf8());  // the cut-off rank never heard of any of this
+    QVERIFY2(done, "the job did not end after its host was cut off");
+    qInfo("host cut off: the job failed after %lld ms (grace %d ms)", took, graceMs);
+    QVERIFY2(took >= graceMs - 500, qPrintable(QStringLiteral("failed after %1 ms, before the grace period").arg(took)));
+    QVERIFY2(took <= graceMs + 8000, qPrintable(QStringLiteral("failed only after %1 ms").arg(took)));
+    const RunRecord run = *ws.runs().get(id);
+    QCOMPARE(run.status, QStringLiteral("failed"));
+    QVERIFY2(run.error.contains(QStringLiteral("host node1")) && run.error.contains(QStringLiteral("rank 1")), qPrintable(run.error));
+    QVERIFY2(run.error.contains(QStringLiteral("unreachable")), qPrintable(run.error));
+    // Rank 0 on the reachable host was stopped, not left running.
+    QVERIFY(readFile(run.runDir + QStringLiteral("/events.jsonl")).contains("\"stopped\""));
+    QVERIFY(readFile(run.runDir + QStringLiteral("/exit_status")).contains("rank=0"));
   }
 
   void stopReachesEveryRank() {
