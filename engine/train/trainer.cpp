@@ -992,7 +992,6 @@ int run_training(const TrainInvocation& inv) {
             c.algbw_gbps = op.algbw_gbps(comm->size());
             c.busbw_gbps = op.busbw_gbps(comm->size());
             sys.collectives.push_back(c);
-            m.extra["comm.busbw_gbps." + op.op] = c.busbw_gbps;
           }
           emitter.emit(sys);
           m.comm_s = comm_total / steps_in_interval;
