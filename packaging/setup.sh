@@ -17,6 +17,7 @@ packages=(
   libssh-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev sqlite3
   libcli11-dev libzstd-dev libssl-dev libgtest-dev googletest
   openssh-server openssh-client iproute2 qtkeychain-qt6-dev xvfb xauth fonts-dejavu-core fortunes procps
+  prometheus yamllint docker-compose shellcheck desktop-file-utils appstream python3-yaml
 )
 
 install_packages() {
@@ -71,8 +72,18 @@ build() {
   cmake --build "$build_dir" -j"$(nproc)"
 }
 
+fetch_deploy_checkers() {
+  # Validators of packaging/ that Debian lacks (tests/packaging): Kubernetes schemas, a YAML
+  # reader for them, a Dockerfile linter. Their own folder, like the clients above.
+  local npm_dir=$cache_dir/npm-deploy
+  [ -f "$npm_dir/node_modules/kubernetes-models/package.json" ] && [ -x "$npm_dir/node_modules/.bin/dockerfile-utils" ] && return
+  mkdir -p "$npm_dir"
+  [ -f "$npm_dir/package.json" ] || echo '{"name":"fathom-deploy-checkers","private":true}' > "$npm_dir/package.json"
+  ( cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error kubernetes-models@5.1.0 js-yaml@4.1.0 dockerfile-utils@0.16.3 )
+}
+
 case "$mode" in
-  deps)  install_packages; fetch_data; fetch_clients ;;
+  deps)  install_packages; fetch_data; fetch_clients; fetch_deploy_checkers ;;
   build) build ;;
   run)
     install_packages; fetch_data; build
@@ -84,7 +95,7 @@ case "$mode" in
       exec "$build_dir/bin/fathom" --headless-demo
     fi ;;
   test)
-    install_packages; fetch_data; fetch_clients; build
+    install_packages; fetch_data; fetch_clients; fetch_deploy_checkers; build
     export FATHOM_DATA_DIR=$cache_dir
     cd "$build_dir"
     ctest --output-on-failure -j"${FATHOM_TEST_JOBS:-2}" ${FATHOM_CTEST_ARGS:-} ;;
