@@ -372,6 +372,11 @@ QStringList LocalLauncher::engineArguments(const LaunchSpec& spec, int rank) {
   if (spec.nprocs > 1) {
     a << QStringLiteral("--set") << QStringLiteral("distributed.world_size=%1").arg(spec.nprocs)
       << QStringLiteral("--set") << QStringLiteral("distributed.rank=%1").arg(rank);
+    // Data parallel over the devices chosen: NCCL between GPUs, Gloo between CPU processes.
+    bool gpus = false, cpu = false;
+    for (const QString& d : spec.devices) (isCpu(d) ? cpu : gpus) = true;
+    if (gpus && !cpu) a << QStringLiteral("--set") << QStringLiteral("distributed.backend=nccl");
+    else if (cpu) a << QStringLiteral("--set") << QStringLiteral("distributed.backend=gloo");
   }
   a << QStringLiteral("--run-dir") << runDir << QStringLiteral("--run-id")
     << (spec.runId.isEmpty() ? QFileInfo(runDir).fileName() : spec.runId) << QStringLiteral("--control-fifo")

@@ -201,14 +201,20 @@ class SystemSampler {
   bool stop_ = false;
 };
 
-torch::Device pick_device(const std::string& wanted) {
+torch::Device pick_device(const std::string& wanted, const std::vector<int64_t>& gpu_ids) {
   if (wanted == "cpu") return torch::kCPU;
   if (wanted == "cuda") {
     if (!torch::cuda::is_available())
       throw std::runtime_error("run.device is cuda but no CUDA device is visible (is this a CPU build of the engine, "
                                "or is CUDA_VISIBLE_DEVICES empty?); train on the CPU with --set run.device=cpu");
+    // Local rank i trains on distributed.gpu_ids[i] when the list names it, else on GPU i.
     const char* local_rank = std::getenv("LOCAL_RANK");
-    return torch::Device(torch::kCUDA, local_rank ? std::atoi(local_rank) : 0);
+    const int i = local_rank ? std::atoi(local_rank) : 0;
+    const int64_t index = i < static_cast<int>(gpu_ids.size()) ? gpu_ids[i] : i;
+    if (index >= static_cast<int64_t>(torch::cuda::device_count()))
+      throw std::runtime_error("local rank " + std::to_string(i) + " wants GPU " + std::to_string(index) + " but " +
+                               std::to_string(torch::cuda::device_count()) + " are visible; check distributed.gpu_ids and CUDA_VISIBLE_DEVICES");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
 }
@@ -337,7 +343,7 @@ int run_training(const TrainInvocation& inv) {
 
   bool multi_rank = false;
   try {
-    const torch::Device device = pick_device(cfg.run.device);
+    const torch::Device device = pick_device(cfg.run.device, cfg.distributed.gpu_ids);
     // On CPU, LibTorch's OpenMP workers spin and steal the cores OpenBLAS's own threads use for
     // the matmuls: measured on 2 cores (demo preset), 1 intra-op thread gave ~2,000 tok/s and 2
     // gave ~300. So "auto" means one intra-op thread and OpenBLAS threading for the GEMMs.
@@ -349,6 +355,11 @@ int run_training(const TrainInvocation& inv) {
 
     // ---- ranks --------------------------------------------------------------------------
     wopt.device = device;
+    if (wopt.world_size > 1 && device.is_cuda() && wopt.backend == "gloo") {
+      // Our Gloo path moves host tensors only; between GPUs NCCL is the one to use anyway.
+      std::cerr << "note: distributed.backend gloo with run.device cuda: using nccl\n";
+      wopt.backend = "nccl";
+    }
     std::shared_ptr<dist::World> comm;
     try {
       comm = dist::World::create(wopt);
