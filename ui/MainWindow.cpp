@@ -61,6 +61,7 @@ MainWindow::MainWindow(cluster::Workspace* workspace, cluster::JobQueue* queue, 
   m_finetune = new FinetunePage(workspace, queue, m_devices, m_stack);
   m_playground = new PlaygroundPage(workspace, m_stack);
   if (m_queue && !m_queue->engineBinary().isEmpty()) m_playground->setEngineBinary(m_queue->engineBinary());
+  m_playground->setJobQueue(m_queue);
   struct Mode {
     const char* icon;
     QString label, tip;

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "engine/cli/commands.h"
+#include "engine/data/token_shards.h"
 #include "engine/infer/batcher.h"
 #include "engine/infer/generator.h"
 #include "engine/infer/load.h"
@@ -77,7 +78,7 @@ int run_bench_infer(int argc, char** argv) {
   CLI::App app{"Inference benchmark: batch-1 decode tokens/s, time to first token, memory bandwidth use, continuous-batching "
                "throughput at several concurrencies, and perplexity on held-out text, for each quantisation mode.",
                "fathom-engine bench infer"};
-  std::string model_path, device_name = "auto", precision = "bf16", quantize = "none", concurrency = "1,8,32,64", eval_text, out_json;
+  std::string model_path, device_name = "auto", precision = "bf16", quantize = "none", concurrency = "1,8,32,64", eval_text, eval_shard;
   int64_t prompt_tokens = 128, new_tokens = 128, eval_tokens = 16384;
   double peak_gbps = 0;
   bool json_out = false;
@@ -89,6 +90,7 @@ int run_bench_infer(int argc, char** argv) {
   app.add_option("--prompt-tokens", prompt_tokens, "prompt length of every request (default 128)");
   app.add_option("--new-tokens", new_tokens, "tokens generated per request, end-of-text ignored (default 128)");
   app.add_option("--eval-text", eval_text, "held-out text file or folder for perplexity (default: none)");
+  app.add_option("--eval-shard", eval_shard, "a prepared validation shard (<data dir>/val.bin) for perplexity: the run's own held-out split");
   app.add_option("--eval-tokens", eval_tokens, "tokens of it to evaluate (default 16384)");
   app.add_option("--peak-gbps", peak_gbps, "memory bandwidth to compare with, GB/s (default: 4800 on an H200, else none)");
   app.add_flag("--json", json_out, "print one JSON object");
@@ -177,9 +179,16 @@ int run_bench_infer(int argc, char** argv) {
                   << std::setprecision(2) << secs << " s)\n";
       }
       row["concurrency"] = conc;
-      if (!eval.empty()) {
-        auto ids32 = m.tokenizer.encode(eval);
-        std::vector<int64_t> ids(ids32.begin(), ids32.end());
+      if (!eval.empty() || !eval_shard.empty()) {
+        std::vector<int64_t> ids;
+        if (!eval_shard.empty()) {
+          fathom::data::TokenShard shard(eval_shard);
+          ids.resize(std::min<size_t>(shard.size(), static_cast<size_t>(eval_tokens) + 1));
+          shard.copy(0, ids.size(), ids.data());
+        } else {
+          auto ids32 = m.tokenizer.encode(eval);
+          ids.assign(ids32.begin(), ids32.end());
+        }
         const auto ppl = fathom::infer::perplexity(m.net, ids, eval_tokens);
         row["perplexity"] = ppl.perplexity;
         row["eval_tokens"] = ppl.tokens;

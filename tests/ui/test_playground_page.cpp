@@ -21,6 +21,7 @@
 #include <QPlainTextEdit>
 #include <QProcess>
 #include <QPushButton>
+#include <QScopeGuard>
 #include <QSignalSpy>
 #include <QStandardPaths>
 #include <QTcpServer>
@@ -457,6 +458,61 @@ class TestPlaygroundPage : public QObject {
       if (engineLacksServe(error)) QSKIP(qPrintable(QStringLiteral("the engine has no `serve` yet: ") + error));
       QFAIL(qPrintable(error));
     }
+  }
+
+  // Live weights: a run that is training now checkpoints on request through its control channel,
+  // and the Playground serves that checkpoint.
+  void liveWeightsOfARunningRun() {
+    if (m_ckpt.isEmpty()) QSKIP("no tiny model (see trainTinyModel)");
+    const QString cfg = m_tmp.filePath(QStringLiteral("live.yaml"));
+    {
+      QFile f(cfg);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write("extends: debug-tiny\nrun:\n  name: livechat\ntrain:\n  max_steps: 100000\n  eval_interval: 0\n  sample_interval: 0\n"
+              "checkpoint:\n  save_every_steps: 0\n  save_interval: 0\n");
+    }
+    cluster::JobQueue queue(&m_ws);
+    queue.setEngineBinary(m_engine);
+    cluster::LaunchSpec spec;
+    spec.name = QStringLiteral("livechat");
+    spec.configPath = cfg;
+    const QString id = queue.enqueue(spec);
+    QVERIFY2(!id.isEmpty(), qPrintable(queue.lastError()));
+    auto cleanup = qScopeGuard([&] { queue.kill(id); });
+    QTRY_VERIFY_WITH_TIMEOUT(queue.runningIds().contains(id), 30000);
+    cluster::RunSession* session = queue.session(id);
+    QVERIFY(session);
+    QSignalSpy metrics(session, &cluster::RunSession::metricsAppended);
+    QVERIFY(metrics.wait(60000));  // it is training
+    auto p = page();
+    ModelSlot* s = p->slot(0);
+    s->setJobQueue(&queue);
+    const int at = s->modelPicker()->findText(QStringLiteral("Live weights: %1").arg(id), Qt::MatchStartsWith);
+    QVERIFY2(at >= 0, "the running run is not offered as live weights");
+    s->modelPicker()->setCurrentIndex(at);
+    Q_EMIT s->modelPicker()->activated(at);
+    QVERIFY2(s->statusLabel()->text().contains(QStringLiteral("waiting")), qPrintable(s->statusLabel()->text()));
+    QString error;
+    if (!waitReady(s, &error)) {
+      if (engineLacksServe(error)) QSKIP(qPrintable(QStringLiteral("the engine has no `serve` yet: ") + error));
+      QFAIL(qPrintable(error + QStringLiteral(" / ") + s->statusLabel()->text()));
+    }
+    // It serves a checkpoint the running run wrote on request, at a step > 0.
+    const auto run = m_ws.runs().get(id);
+    QVERIFY(run);
+    QVERIFY2(QFileInfo(s->model()).absoluteFilePath().startsWith(QFileInfo(run->runDir).absoluteFilePath()), qPrintable(s->model()));
+    QVERIFY2(QFileInfo(s->model()).fileName().startsWith(QStringLiteral("step-")), qPrintable(s->model()));
+    QVERIFY(QFileInfo(s->model()).fileName().mid(5).toLongLong() > 0);
+    QVERIFY(queue.runningIds().contains(id));  // asking for the weights did not stop training
+    SamplingParams sp;
+    sp.temperature = 0;
+    sp.maxTokens = 8;
+    p->setSamplingParams(sp);
+    QSignalSpy done(p.get(), &PlaygroundPage::exchangeFinished);
+    QVERIFY(p->send(QStringLiteral("The state of the union")));
+    QVERIFY(done.wait(120000));
+    QVERIFY2(s->stream()->error().isEmpty(), qPrintable(s->stream()->error()));
+    s->unload();
   }
 
   void realServeStreamsGreedy() {

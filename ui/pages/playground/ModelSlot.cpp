@@ -1,12 +1,16 @@
 // ModelSlot: one served model of the Playground; see ModelSlot.h.
 #include "ui/pages/playground/ModelSlot.h"
 
+#include <QAbstractItemView>
 #include <QComboBox>
 #include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QHash>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QTimer>
 #include <QLabel>
 #include <QProgressBar>
 #include <QRegularExpression>
@@ -14,6 +18,8 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include "cluster/jobs/JobQueue.h"
+#include "cluster/jobs/RunSession.h"
 #include "cluster/workspace/Workspace.h"
 #include "ui/Format.h"
 #include "ui/Theme.h"
@@ -112,6 +118,72 @@ ModelSlot::~ModelSlot() = default;
 
 void ModelSlot::setEngineBinary(const QString& path) { m_server->setEngineBinary(path); }
 
+void ModelSlot::setJobQueue(cluster::JobQueue* queue) {
+  m_queue = queue;
+  if (queue) connect(queue, &cluster::JobQueue::jobsChanged, this, [this] {
+      if (!m_picker->view()->isVisible()) reloadModels();
+    });
+  reloadModels();
+}
+
+bool ModelSlot::openLiveWeights(const QString& runId) {
+  cluster::RunSession* session = m_queue && m_queue->runningIds().contains(runId) ? m_queue->session(runId) : nullptr;
+  QString err;
+  if (!session) err = tr("%1 is not running: its live weights cannot be asked for").arg(runId);
+  // Events of this run seen so far: only a checkpoint saved after the request answers it.
+  qint64 lastSeq = 0;
+  if (session && m_ws)
+    for (const cluster::EventItem& e : m_ws->events().list(runId, QStringLiteral("checkpoint_saved"))) lastSeq = std::max(lastSeq, e.seq);
+  if (session && !session->requestCheckpoint(&err) && err.isEmpty()) err = tr("the run did not accept the checkpoint request");
+  if (!err.isEmpty()) {
+    m_error = err;
+    setStatus(err, true);
+    reloadModels();
+    return false;
+  }
+  if (m_stream->isRunning()) m_stream->abort();
+  m_server->stop();
+  const bool was = m_url.isValid();
+  m_url.clear();
+  if (was) Q_EMIT readyChanged(false);
+  m_liveRun = runId;
+  m_liveAfterSeq = lastSeq;
+  disconnect(m_liveConn);
+  m_liveConn = connect(session, &cluster::RunSession::eventsAppended, this, &ModelSlot::onRunEvents);
+  m_progress->setRange(0, 0);
+  m_progress->show();
+  setStatus(tr("Asked %1 for a checkpoint of its live weights; waiting for the engine to save it…").arg(runId));
+  // A run that never answers (stuck, or ending) must not leave the slot waiting forever.
+  QTimer::singleShot(180000, this, [this, runId] {
+    if (m_liveRun != runId) return;
+    m_liveRun.clear();
+    disconnect(m_liveConn);
+    m_progress->hide();
+    m_error = tr("%1 did not save a checkpoint within 3 minutes").arg(runId);
+    setStatus(m_error, true);
+  });
+  return true;
+}
+
+void ModelSlot::onRunEvents(const QString& runId, const QVector<cluster::EventItem>& events) {
+  if (runId != m_liveRun) return;
+  for (const cluster::EventItem& e : events) {
+    if (e.name != QLatin1String("checkpoint_saved") || e.seq <= m_liveAfterSeq || e.rank != 0) continue;
+    const QJsonObject d = QJsonDocument::fromJson(e.json.toUtf8()).object();
+    QString path = d.value(QStringLiteral("path")).toString();
+    if (path.isEmpty()) continue;
+    if (QFileInfo(path).isRelative()) {
+      const auto run = m_ws ? m_ws->runs().get(runId) : std::nullopt;
+      if (run) path = QDir(run->runDir).filePath(path);
+    }
+    m_liveRun.clear();
+    disconnect(m_liveConn);
+    openModel(path);
+    setStatus(tr("Live weights of %1 at step %2: starting fathom-engine serve…").arg(runId).arg(e.step));
+    return;
+  }
+}
+
 void ModelSlot::reloadModels() {
   const QString current = m_picker->currentData().toString();
   m_picker->blockSignals(true);
@@ -136,11 +208,20 @@ void ModelSlot::reloadModels() {
     m_picker->setItemData(m_picker->count() - 1, QDir::toNativeSeparators(m_model), Qt::ToolTipRole);
   }
   m_picker->addItem(tr("Hugging Face folder…"), kHfItem);
-  m_picker->addItem(tr("Live weights of a running run (arrives with a later issue)"), kLiveItem);
-  if (auto* model = qobject_cast<QStandardItemModel*>(m_picker->model())) {
-    QStandardItem* live = model->item(m_picker->count() - 1);
-    live->setEnabled(false);
-    live->setToolTip(tr("Serving the weights of a run that is still training, through its control channel, comes with a later issue"));
+  const QStringList running = m_queue ? m_queue->runningIds() : QStringList();
+  for (const QString& id : running) {
+    m_picker->addItem(tr("Live weights: %1 (training now)").arg(id), QString(kLiveItem + id));
+    m_picker->setItemData(m_picker->count() - 1,
+                          tr("Asks the run for a checkpoint of its current weights (through its control channel) and serves it"),
+                          Qt::ToolTipRole);
+  }
+  if (running.isEmpty()) {
+    m_picker->addItem(tr("Live weights of a running run (none is running)"), kLiveItem);
+    if (auto* model = qobject_cast<QStandardItemModel*>(m_picker->model())) {
+      QStandardItem* live = model->item(m_picker->count() - 1);
+      live->setEnabled(false);
+      live->setToolTip(tr("Start a training run: while it runs, its current weights can be served here"));
+    }
   }
   const int at = m_picker->findData(m_model.isEmpty() ? current : m_model);
   m_picker->setCurrentIndex(at < 0 ? 0 : at);
@@ -150,6 +231,10 @@ void ModelSlot::reloadModels() {
 void ModelSlot::onPicked(int index) {
   const QString data = m_picker->itemData(index).toString();
   if (data == kLiveItem) return;
+  if (data.startsWith(kLiveItem)) {
+    openLiveWeights(data.mid(kLiveItem.size()));
+    return;
+  }
   if (data == kHfItem) {
     const QString dir = QFileDialog::getExistingDirectory(this, tr("Hugging Face model folder"), QDir::homePath());
     if (dir.isEmpty()) {

@@ -1,5 +1,6 @@
 // One model of the Playground: a picker (registry checkpoints and adapters, a Hugging Face folder,
-// live weights of a running run — disabled until a later issue), the `fathom-engine serve` child it
+// live weights of a running run: the run checkpoints on request through its control channel and
+// that checkpoint is served), the `fathom-engine serve` child it
 // starts with its load progress, the conversation view and the speed of the last reply. The page
 // holds one, or two side by side in compare mode; each keeps its own message list.
 #pragma once
@@ -18,7 +19,10 @@ class QProgressBar;
 class QToolButton;
 
 namespace fathom::cluster {
+class JobQueue;
+class RunSession;
 class Workspace;
+struct EventItem;
 }
 
 namespace fathom::ui {
@@ -33,7 +37,12 @@ class ModelSlot : public QWidget {
   ~ModelSlot() override;
 
   void setEngineBinary(const QString& path);
+  // Running runs of this queue are offered as "live weights".
+  void setJobQueue(cluster::JobQueue* queue);
   void reloadModels();
+  // Asks the running run for a checkpoint of its current weights (control channel) and serves it
+  // when the engine reports it saved; false with error() when the run has no live session.
+  bool openLiveWeights(const QString& runId);
   // Serves `dir` (stops the server of the previous model). Adds it to the picker when missing.
   void openModel(const QString& dir);
   // Uses a server that already runs (a remote one, or a test's), instead of a child.
@@ -80,8 +89,14 @@ class ModelSlot : public QWidget {
   void updateStats();
   void setStatus(const QString& text, bool error = false);
 
+  void onRunEvents(const QString& runId, const QVector<cluster::EventItem>& events);
+
   int m_index;
   cluster::Workspace* m_ws;
+  cluster::JobQueue* m_queue = nullptr;
+  QString m_liveRun;       // run whose checkpoint we wait for ("" = none)
+  qint64 m_liveAfterSeq = 0;  // checkpoint_saved events with a larger seq answer the request
+  QMetaObject::Connection m_liveConn;
   ServeProcess* m_server;
   CompletionStream* m_stream;
   QComboBox* m_picker;

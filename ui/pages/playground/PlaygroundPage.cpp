@@ -255,6 +255,10 @@ QWidget* PlaygroundPage::buildParameters() {
   return panel;
 }
 
+void PlaygroundPage::setJobQueue(cluster::JobQueue* queue) {
+  for (ModelSlot* s : m_slots) s->setJobQueue(queue);
+}
+
 void PlaygroundPage::setEngineBinary(const QString& path) {
   for (ModelSlot* s : m_slots) s->setEngineBinary(path);
 }

@@ -23,6 +23,7 @@ class QSpinBox;
 class QSplitter;
 
 namespace fathom::cluster {
+class JobQueue;
 class Workspace;
 }
 
@@ -37,6 +38,8 @@ class PlaygroundPage : public QWidget {
   ~PlaygroundPage() override;  // stops the serve children
 
   void setEngineBinary(const QString& path);
+  // Running runs of this queue are offered as live weights.
+  void setJobQueue(cluster::JobQueue* queue);
 
   ModelSlot* slot(int i) const { return m_slots.value(i); }
   bool compareMode() const;
