@@ -368,6 +368,43 @@ TEST(PrometheusExporter, RecordsBecomeConventionalMetrics) {
   fs::remove_all(dir);
 }
 
+// The records of a real H200 run (tests/ui/fixtures), appended to an events file the exporter
+// follows: only what came after it started is exported, and the GPU series appear.
+TEST(PrometheusExporter, FollowsTheEventsFileOfARealGpuRun) {
+  const std::string dir = make_temp_dir("prom-follow");
+  const std::string events = dir + "/events.jsonl";
+  write_text(events, "{\"v\":1,\"type\":\"metric\",\"run\":\"old\",\"rank\":0,\"seq\":1,\"t\":1,\"data\":{\"step\":99,\"loss\":9}}\n");
+  fathom::telemetry::PrometheusOptions o;
+  o.events_path = events;
+  o.host = "h200";
+  PrometheusExporter ex(o);
+  const std::string fixture = read_text(std::string(FATHOM_FIXTURES_DIR) + "/../ui/fixtures/gpu_debug_tiny_h200.jsonl");
+  ASSERT_FALSE(fixture.empty());
+  const size_t half = fixture.find('\n', fixture.size() / 2) + 1;
+  std::ofstream(events, std::ios::app) << fixture.substr(0, half);
+  Exposition e;
+  ASSERT_NO_THROW(e = parse_exposition(ex.render()));
+  const double step_half = value_of(e, "fathom_train_step");
+  EXPECT_GT(step_half, 0);
+  EXPECT_NE(step_half, 99) << "a record from before the exporter started was exported";
+  std::ofstream(events, std::ios::app) << fixture.substr(half);
+  const std::string text = ex.render();
+  ASSERT_NO_THROW(e = parse_exposition(text)) << text;
+  EXPECT_GT(value_of(e, "fathom_train_step"), step_half);
+  const std::map<std::string, std::string> g0{{"host", "h200"}, {"rank", "0"}, {"gpu", "0"}};
+  EXPECT_GT(value_of(e, "fathom_gpu_energy_joules_total", g0), 0) << text;
+  EXPECT_EQ(value_of(e, "fathom_gpu_memory_total_bytes", g0), 150754820096.0);
+  EXPECT_GE(value_of(e, "fathom_gpu_utilization_ratio", g0), 0);
+  EXPECT_LE(value_of(e, "fathom_gpu_utilization_ratio", g0), 1);
+  // Joules per token on an H200 training a tiny model: well above 0, well below 1.
+  const double ept = value_of(e, "fathom_train_energy_per_token_joules", {{"rank", "0"}});
+  EXPECT_GT(ept, 1e-6) << text;
+  EXPECT_LT(ept, 1.0) << text;
+  EXPECT_EQ(value_of(e, "fathom_train_exporter_malformed_lines_total"), 0);
+  EXPECT_EQ(promtool_lint(text, dir), "") << text;
+  fs::remove_all(dir);
+}
+
 // ---- a real training run, scraped while it runs -------------------------------------------------------
 TEST(PrometheusTrain, RealRunIsScrapedAndParses) {
   const std::string dir = make_temp_dir("prom-train");
