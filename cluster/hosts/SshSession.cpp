@@ -21,6 +21,7 @@
 #include <cstring>
 #include <thread>
 
+#include "cluster/hosts/Keychain.h"
 #include "cluster/hosts/ShellQuote.h"
 
 namespace fathom::cluster {
@@ -381,14 +382,38 @@ bool SshSession::authenticate(void* sv, const HostConfig& host, bool viaJump) {
       tried << QStringLiteral("password (the server does not accept passwords)");
       return false;
     }
+    // The OS keychain first (nowhere else keeps a password).
+    QString note = QStringLiteral("the OS keychain is not used for this connection");
+    if (d.callbacks.useKeychain) {
+      QByteArray stored;
+      const keychain::Result kr = keychain::readPassword(host, &stored);
+      note = kr.message;
+      if (kr.status == keychain::Status::ok) {
+        const int a = ssh_userauth_password(s, nullptr, stored.constData());
+        wipe(&stored);
+        if (a == SSH_AUTH_SUCCESS) return true;
+        tried << QStringLiteral("password from the OS keychain (refused; removed from the keychain)");
+        keychain::deletePassword(host);
+      } else if (kr.status == keychain::Status::notFound) {
+        note.clear();
+      }
+    }
     QByteArray secret;
-    if (!d.callbacks.askSecret ||
-        !d.callbacks.askSecret(QStringLiteral("password"), QStringLiteral("Password for %1").arg(where), &secret)) {
+    bool remember = false;
+    const QString prompt = QStringLiteral("Password for %1").arg(where);
+    const bool given = d.callbacks.askPassword ? d.callbacks.askPassword(prompt, note, &secret, &remember)
+                                               : (d.callbacks.askSecret && d.callbacks.askSecret(QStringLiteral("password"), prompt, &secret));
+    if (!given) {
+      wipe(&secret);
       tried << QStringLiteral("password (none given)");
       return false;
     }
     tried << QStringLiteral("password");
     const int a = ssh_userauth_password(s, nullptr, secret.constData());
+    if (a == SSH_AUTH_SUCCESS && remember && note.isEmpty() && d.callbacks.useKeychain) {
+      const keychain::Result w = keychain::writePassword(host, secret);
+      if (w.status != keychain::Status::ok) qWarning("fathom: %s: the password was not remembered: %s", qPrintable(where), qPrintable(w.message));
+    }
     wipe(&secret);
     return a == SSH_AUTH_SUCCESS;
   };

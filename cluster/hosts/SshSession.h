@@ -40,6 +40,13 @@ struct SshCallbacks {
   // A passphrase (`kind` "passphrase") or a password (`kind` "password"); `prompt` says for what.
   // False (or null) = the user declined. The secret is wiped after use.
   std::function<bool(const QString& kind, const QString& prompt, QByteArray* secret)> askSecret;
+  // Passwords (ssh_auth::password). A password the OS keychain holds for the host is tried first
+  // (and removed from it when the server refuses it); otherwise this asks. `keychainNote` is ""
+  // when the keychain could remember the password (offer it), else why it cannot ("no OS keychain
+  // service is running ..."); *remember = true stores it there after a successful login. Null:
+  // askSecret("password", ...) and nothing is remembered.
+  std::function<bool(const QString& prompt, const QString& keychainNote, QByteArray* secret, bool* remember)> askPassword;
+  bool useKeychain = true;  // false: neither read nor write the OS keychain
 };
 
 struct SshExecResult {

@@ -83,17 +83,56 @@ class TestSshd {
     m_hostKey = m_dir.filePath(QStringLiteral("host_ed25519"));
     regenerateHostKey();
     QFile::copy(authorizedKey, m_dir.filePath(QStringLiteral("authorized_keys")));
+    writeConfig(false);
+  }
+
+  void writeConfig(bool passwords) {
     QFile cfg(m_dir.filePath(QStringLiteral("sshd_config")));
-    cfg.open(QIODevice::WriteOnly);
+    cfg.open(QIODevice::WriteOnly | QIODevice::Truncate);
     cfg.write(QStringLiteral("Port %1\nListenAddress %2\nHostKey %3\nPidFile %4\nAuthorizedKeysFile %5\n"
-                             "PermitRootLogin yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                             "PermitRootLogin yes\nPasswordAuthentication %6\nKbdInteractiveAuthentication no\n"
                              "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nAllowTcpForwarding yes\n"
-                             "LogLevel ERROR\nMaxStartups 50\nMaxSessions 50\n")
+                             "LogLevel ERROR\nMaxStartups 50\nMaxSessions 50\nMaxAuthTries 10\n")
                   .arg(m_port)
-                  .arg(address, m_hostKey, m_dir.filePath(QStringLiteral("sshd.pid")),
-                       m_dir.filePath(QStringLiteral("authorized_keys")))
+                  .arg(m_address, m_hostKey, m_dir.filePath(QStringLiteral("sshd.pid")),
+                       m_dir.filePath(QStringLiteral("authorized_keys")), passwords ? QStringLiteral("yes") : QStringLiteral("no"))
                   .toUtf8());
     cfg.close();
+  }
+
+  // Password logins as root with `password`, without touching the system: sshd runs in a mount
+  // namespace of its own where /etc/shadow is a copy whose root entry has that password's hash.
+  // Call before start(). False (with `error`) when the pieces are missing (openssl, unshare).
+  bool enablePasswordLogin(const QString& password, QString* error) {
+    int rc = 0;
+    const QString hash = run(QStringLiteral("openssl"), {QStringLiteral("passwd"), QStringLiteral("-6"), password}, &rc).trimmed();
+    if (rc != 0 || !hash.startsWith(QLatin1String("$6$"))) {
+      *error = QStringLiteral("openssl passwd -6 failed: %1").arg(hash);
+      return false;
+    }
+    if (QStandardPaths::findExecutable(QStringLiteral("unshare")).isEmpty()) {
+      *error = QStringLiteral("unshare (util-linux) is not installed");
+      return false;
+    }
+    QFile sys(QStringLiteral("/etc/shadow"));
+    if (!sys.open(QIODevice::ReadOnly)) {
+      *error = QStringLiteral("cannot read /etc/shadow");
+      return false;
+    }
+    QStringList lines;
+    for (const QString& line : QString::fromUtf8(sys.readAll()).split(QLatin1Char('\n'), Qt::SkipEmptyParts)) {
+      QStringList f = line.split(QLatin1Char(':'));
+      if (f.value(0) == QLatin1String("root") && f.size() > 2) f[1] = hash;
+      lines << f.join(QLatin1Char(':'));
+    }
+    m_shadow = m_dir.filePath(QStringLiteral("shadow"));
+    QFile out(m_shadow);
+    if (!out.open(QIODevice::WriteOnly)) return false;
+    out.write(lines.join(QLatin1Char('\n')).toUtf8() + '\n');
+    out.close();
+    QFile::setPermissions(m_shadow, QFileDevice::ReadOwner | QFileDevice::WriteOwner);
+    writeConfig(true);
+    return true;
   }
   ~TestSshd() { stop(); }
 
@@ -110,7 +149,13 @@ class TestSshd {
     m_proc->setChildProcessModifier([] { prctl(PR_SET_PDEATHSIG, SIGKILL); });
     QStringList args{QStringLiteral("/usr/sbin/sshd"), QStringLiteral("-D"), QStringLiteral("-e"), QStringLiteral("-f"),
                      m_dir.filePath(QStringLiteral("sshd_config"))};
-    if (m_netns.isEmpty()) {
+    if (!m_shadow.isEmpty()) {
+      // A private mount namespace: the bind mount of the test's shadow file is seen by this sshd only.
+      m_proc->start(QStringLiteral("unshare"), QStringList{QStringLiteral("-m"), QStringLiteral("--propagation"), QStringLiteral("private"),
+                                                           QStringLiteral("sh"), QStringLiteral("-c"),
+                                                           QStringLiteral("mount --bind \"$0\" /etc/shadow && exec \"$@\""), m_shadow} +
+                                                   args);
+    } else if (m_netns.isEmpty()) {
       m_proc->start(args.takeFirst(), args);
     } else {
       m_proc->start(QStringLiteral("ip"), QStringList{QStringLiteral("netns"), QStringLiteral("exec"), m_netns} + args);
@@ -159,7 +204,7 @@ class TestSshd {
 
  private:
   QTemporaryDir m_dir;
-  QString m_address, m_netns, m_hostKey;
+  QString m_address, m_netns, m_hostKey, m_shadow;
   int m_port = 0;
   std::unique_ptr<QProcess> m_proc;
 };
@@ -228,6 +273,65 @@ class SshNetwork {
  private:
   QString m_bridge, m_prefix, m_error;
   QStringList m_names, m_addresses, m_links;
+};
+
+// The OS keychain for tests, never the user's own: with dbus-daemon and gnome-keyring-daemon
+// installed, a private session bus and a Secret Service on it (keyring files in a temporary
+// directory, unlocked with a throw-away password); without them, or with
+// FATHOM_TEST_NO_KEYCHAIN=1, a session bus address where nothing listens, so the keychain honestly
+// reports "no service". Call before anything touches D-Bus (it sets DBUS_SESSION_BUS_ADDRESS).
+class PrivateKeychain {
+ public:
+  PrivateKeychain() {
+    const bool wanted = qEnvironmentVariableIsEmpty("FATHOM_TEST_NO_KEYCHAIN");
+    const QString dbus = QStandardPaths::findExecutable(QStringLiteral("dbus-daemon"));
+    const QString gk = QStandardPaths::findExecutable(QStringLiteral("gnome-keyring-daemon"));
+    qputenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=" + m_dir.filePath(QStringLiteral("no-bus")).toUtf8());
+    if (!wanted || dbus.isEmpty() || gk.isEmpty()) {
+      m_why = !wanted ? QStringLiteral("FATHOM_TEST_NO_KEYCHAIN is set") : QStringLiteral("dbus-daemon or gnome-keyring-daemon is not installed");
+      return;
+    }
+    m_bus = std::make_unique<QProcess>();
+    m_bus->setChildProcessModifier([] { prctl(PR_SET_PDEATHSIG, SIGKILL); });
+    m_bus->start(dbus, {QStringLiteral("--session"), QStringLiteral("--nofork"), QStringLiteral("--print-address=1")});
+    if (!m_bus->waitForStarted(5000) || !m_bus->waitForReadyRead(5000)) {
+      m_why = QStringLiteral("dbus-daemon did not start");
+      return;
+    }
+    const QByteArray address = m_bus->readLine().trimmed();
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert(QStringLiteral("DBUS_SESSION_BUS_ADDRESS"), QString::fromUtf8(address));
+    env.insert(QStringLiteral("HOME"), m_dir.path());
+    env.insert(QStringLiteral("XDG_DATA_HOME"), m_dir.filePath(QStringLiteral("data")));
+    env.insert(QStringLiteral("XDG_RUNTIME_DIR"), m_dir.path());
+    m_keyring = std::make_unique<QProcess>();
+    m_keyring->setProcessEnvironment(env);
+    m_keyring->setChildProcessModifier([] { prctl(PR_SET_PDEATHSIG, SIGKILL); });
+    m_keyring->start(gk, {QStringLiteral("--foreground"), QStringLiteral("--components=secrets"), QStringLiteral("--unlock")});
+    if (!m_keyring->waitForStarted(5000)) {
+      m_why = QStringLiteral("gnome-keyring-daemon did not start");
+      return;
+    }
+    m_keyring->write("fathom-test-keyring");
+    m_keyring->closeWriteChannel();
+    // Ready once it printed its control socket.
+    for (int i = 0; i < 100 && !m_keyring->readAllStandardOutput().contains("GNOME_KEYRING_CONTROL") ; ++i) m_keyring->waitForReadyRead(100);
+    qputenv("DBUS_SESSION_BUS_ADDRESS", address);
+  }
+  ~PrivateKeychain() {
+    for (auto* p : {m_keyring.get(), m_bus.get()}) {
+      if (!p) continue;
+      p->kill();
+      p->waitForFinished(3000);
+    }
+  }
+  // Why no keychain service was started ("" when one was).
+  QString whyNone() const { return m_why; }
+
+ private:
+  QTemporaryDir m_dir;
+  std::unique_ptr<QProcess> m_bus, m_keyring;
+  QString m_why;
 };
 
 }  // namespace ssh_test

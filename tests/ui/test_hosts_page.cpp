@@ -1,10 +1,15 @@
 // The Hosts page and a cluster launch from the Launch dialog, against a real sshd on loopback:
 // add a host through the dialog's fields, the unknown-key prompt shows the server's fingerprint,
 // probe fills the table and the registry, a changed key is refused with a warning, and the Launch
-// dialog's Cluster target runs the stand-in engine on that host through the job queue.
+// dialog's Cluster target runs the stand-in engine on that host through the job queue. Password
+// login (sshd with its own /etc/shadow in a private mount namespace): the password is remembered
+// in the OS keychain when asked (a private Secret Service, see PrivateKeychain) and is never found
+// in the workspace or the settings; without a keychain service the page says so and asks again.
 #include <QtTest>
 
 #include <QComboBox>
+#include <QDirIterator>
+#include <QSettings>
 #include <QLineEdit>
 #include <QListWidget>
 #include <QPlainTextEdit>
@@ -13,6 +18,7 @@
 #include <QMessageBox>
 #include <QTableWidget>
 
+#include "cluster/hosts/Keychain.h"
 #include "cluster/jobs/JobQueue.h"
 #include "cluster/workspace/HostRepository.h"
 #include "cluster/workspace/Workspace.h"
@@ -31,10 +37,23 @@ class TestHostsPage : public QObject {
   QTemporaryDir m_tmp;
   std::unique_ptr<ssh_test::ClientKey> m_key;
   std::unique_ptr<ssh_test::TestSshd> m_sshd;
+  std::unique_ptr<ssh_test::PrivateKeychain> m_keychain;
+
+  // Files under `dir` whose bytes contain `needle`.
+  static QStringList filesContaining(const QString& dir, const QByteArray& needle) {
+    QStringList hits;
+    QDirIterator it(dir, QDir::Files | QDir::Hidden | QDir::System, QDirIterator::Subdirectories);
+    while (it.hasNext()) {
+      QFile f(it.next());
+      if (f.open(QIODevice::ReadOnly) && f.readAll().contains(needle)) hits << f.fileName();
+    }
+    return hits;
+  }
 
  private Q_SLOTS:
   void initTestCase() {
     qputenv("XDG_CONFIG_HOME", m_tmp.filePath(QStringLiteral("config")).toUtf8());
+    m_keychain = std::make_unique<ssh_test::PrivateKeychain>();  // before anything uses D-Bus
     if (const QString why = ssh_test::canRunSshd(); !why.isEmpty()) QSKIP(qPrintable(why));
     m_key = std::make_unique<ssh_test::ClientKey>();
     m_sshd = std::make_unique<ssh_test::TestSshd>(QStringLiteral("127.0.0.1"), m_key->publicKey);
@@ -118,6 +137,83 @@ class TestHostsPage : public QObject {
     QVERIFY2(run.status == QStringLiteral("stopped"), qPrintable(run.status + QStringLiteral(": ") + run.error));
     QCOMPARE(run.host, QStringLiteral("cluster"));
     QVERIFY(run.lastStep >= 3);
+  }
+
+  void passwordRememberedOnlyInTheKeychain() {
+    const QByteArray password = "Fathom-pw-" + QByteArray::number(QRandomGenerator::global()->generate(), 16);
+    ssh_test::TestSshd sshd(QStringLiteral("127.0.0.1"), m_key->publicKey);
+    QString err;
+    if (!sshd.enablePasswordLogin(QString::fromUtf8(password), &err)) QSKIP(qPrintable(err));
+    QVERIFY2(sshd.start(&err), qPrintable(err));
+    Workspace ws;
+    QVERIFY2(ws.open(m_tmp.filePath(QStringLiteral("ws-pw")), &err), qPrintable(err));
+    HostsPage page(&ws, nullptr);
+    page.setKnownHostsFile(m_tmp.filePath(QStringLiteral("kh-pw")));
+    page.setHostKeyPrompt([](const HostKeyInfo&) { return true; });
+    QStringList notes;
+    page.setPasswordPrompt([&](const QString&, const QString& note, QByteArray* secret, bool* remember) {
+      notes << note;
+      *secret = password;
+      *remember = true;  // the user ticks "remember" (only possible when there is a keychain)
+      return true;
+    });
+    HostConfig h;
+    h.id = QStringLiteral("pw");
+    h.address = QStringLiteral("127.0.0.1");
+    h.port = sshd.port();
+    h.user = QStringLiteral("root");
+    h.auth = ssh_auth::password;
+    h.workDir = m_tmp.filePath(QStringLiteral("pw work"));
+    keychain::deletePassword(h, 5000);  // nothing left from an earlier run
+    QVERIFY(page.saveHost(h));
+    QSignalSpy probed(&page, &HostsPage::probeFinished);
+    page.probe({h.id});
+    QTRY_VERIFY_WITH_TIMEOUT(probed.size() == 1, 30000);
+    QVERIFY2(probed.last().at(1).toBool(), qPrintable(probed.last().at(2).toString()));
+    QCOMPARE(notes.size(), 1);
+    QTRY_VERIFY(!page.isBusy());
+
+    // Whatever happened to it, the password is in no file of the workspace, the settings, or
+    // anywhere else under the test's directories (the keyring's own file is encrypted).
+    QSettings().sync();
+    for (const QString& dir : {m_tmp.path(), QStandardPaths::writableLocation(QStandardPaths::AppConfigLocation)})
+      QVERIFY2(filesContaining(dir, password).isEmpty(), qPrintable(filesContaining(dir, password).join(QLatin1Char(' '))));
+
+    const QString note = notes.first();
+    if (!note.isEmpty()) {
+      // No keychain service: the page said so, and the next login asks again.
+      QVERIFY2(page.logView()->toPlainText().contains(QStringLiteral("cannot be remembered")), qPrintable(page.logView()->toPlainText()));
+      page.probe({h.id});
+      QTRY_VERIFY_WITH_TIMEOUT(probed.size() == 2, 30000);
+      QVERIFY(probed.last().at(1).toBool());
+      QCOMPARE(notes.size(), 2);
+      // Skipped only when the keychain says there is no service, not when it failed otherwise.
+      QByteArray none;
+      const keychain::Result kr = keychain::readPassword(h, &none);
+      QVERIFY2(kr.status == keychain::Status::noService, qPrintable(kr.message));
+      QSKIP(qPrintable(QStringLiteral("keychain round trip: the OS keychain reports no service (%1; %2)").arg(note, m_keychain->whyNone())));
+    }
+    // Remembered: the next login takes it from the keychain without asking.
+    QByteArray stored;
+    QCOMPARE(keychain::readPassword(h, &stored).status, keychain::Status::ok);
+    QCOMPARE(stored, password);
+    page.probe({h.id});
+    QTRY_VERIFY_WITH_TIMEOUT(probed.size() == 2, 30000);
+    QVERIFY2(probed.last().at(1).toBool(), qPrintable(probed.last().at(2).toString()));
+    QCOMPARE(notes.size(), 1);
+    // A stored password the server refuses is dropped and asked for (and remembered anew).
+    QCOMPARE(keychain::writePassword(h, "wrong").status, keychain::Status::ok);
+    page.probe({h.id});
+    QTRY_VERIFY_WITH_TIMEOUT(probed.size() == 3, 30000);
+    QVERIFY2(probed.last().at(1).toBool(), qPrintable(probed.last().at(2).toString()));
+    QCOMPARE(notes.size(), 2);
+    QCOMPARE(keychain::readPassword(h, &stored).status, keychain::Status::ok);
+    QCOMPARE(stored, password);
+    // Removing the host forgets its password.
+    QVERIFY(page.removeHost(h.id));
+    QCOMPARE(keychain::readPassword(h, &stored).status, keychain::Status::notFound);
+    for (const QString& dir : {m_tmp.path(), QStandardPaths::writableLocation(QStandardPaths::AppConfigLocation)})
+      QVERIFY(filesContaining(dir, password).isEmpty());
   }
 
   void changedKeyIsRefusedWithAWarning() {

@@ -42,7 +42,7 @@ HostDialog::HostDialog(const HostConfig& h, bool editing, QWidget* parent) : QDi
   m_auth->addItem(tr("Automatic (agent, key file, default keys)"), ssh_auth::automatic);
   m_auth->addItem(tr("ssh-agent"), ssh_auth::agent);
   m_auth->addItem(tr("Key file (passphrase asked, never stored)"), ssh_auth::key);
-  m_auth->addItem(tr("Password (asked each time, never stored)"), ssh_auth::password);
+  m_auth->addItem(tr("Password (asked; remembered only in the OS keychain, if you say so)"), ssh_auth::password);
   m_auth->setCurrentIndex(std::max(0, m_auth->findData(h.auth)));
   form->addRow(tr("Log in with"), m_auth);
   auto* keyRow = new QHBoxLayout;

@@ -1,5 +1,5 @@
 // Add/edit one SSH host: destination (user@host:port), how to log in (agent, key file whose
-// passphrase is asked when needed, or a password asked each time — never stored), jump host, remote
+// passphrase is asked when needed, or a password asked each time — remembered only in the OS keychain, if asked), jump host, remote
 // work directory and engine path, the rendezvous address other nodes use, groups.
 #pragma once
 

@@ -2,7 +2,11 @@
 // time, reporting to a log and a progress bar.
 #include "ui/pages/hosts/HostsPage.h"
 
+#include <QCheckBox>
 #include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
+#include <QFontDatabase>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QInputDialog>
@@ -18,6 +22,7 @@
 #include <QVBoxLayout>
 
 #include "cluster/hosts/HostProbe.h"
+#include "cluster/hosts/Keychain.h"
 #include "cluster/hosts/Provisioner.h"
 #include "cluster/jobs/JobQueue.h"
 #include "cluster/workspace/HostRepository.h"
@@ -113,8 +118,18 @@ HostsPage::HostsPage(Workspace* workspace, JobQueue* queue, QWidget* parent)
   m_log->setObjectName(QStringLiteral("hostLog"));
   m_log->setReadOnly(true);
   m_log->setPlaceholderText(tr("Add a host, then Probe it. Host keys are checked against ~/.ssh/known_hosts; passwords and "
-                               "passphrases are asked when needed and never stored."));
-  bl->addWidget(m_log);
+                               "passphrases are asked when needed; a password is remembered only in the OS keychain, and only when you ask."));
+  auto* logs = new QSplitter(Qt::Horizontal, bottom);
+  logs->addWidget(m_log);
+  m_preflightReport = new QPlainTextEdit(logs);
+  m_preflightReport->setObjectName(QStringLiteral("preflightReport"));
+  m_preflightReport->setReadOnly(true);
+  m_preflightReport->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  m_preflightReport->setPlaceholderText(tr("Preflight: select two or more provisioned hosts and press Preflight to measure "
+                                           "all-reduce / reduce-scatter / all-gather bandwidth between them (fathom-engine "
+                                           "bench comm, one rank per host)."));
+  logs->addWidget(m_preflightReport);
+  bl->addWidget(logs);
   split->setStretchFactor(0, 3);
   split->setStretchFactor(1, 1);
   layout->addWidget(split, 1);
@@ -166,6 +181,49 @@ SshCallbacks HostsPage::callbacks() {
       const QString s = QInputDialog::getText(self, kind == QLatin1String("password") ? tr("Password") : tr("Passphrase"), prompt,
                                               QLineEdit::Password, QString(), &ok);
       if (ok) *secret = s.toUtf8();
+    };
+    if (QThread::currentThread() == self->thread()) ask();
+    else QMetaObject::invokeMethod(self, ask, Qt::BlockingQueuedConnection);
+    return ok;
+  };
+  cb.askPassword = [self](const QString& prompt, const QString& note, QByteArray* secret, bool* remember) {
+    bool ok = false;
+    if (!self) return false;
+    auto ask = [self, prompt, note, secret, remember, &ok] {
+      if (!self) return;
+      if (!note.isEmpty()) self->appendLog(tr("The password cannot be remembered: %1. It is asked each time.").arg(note));
+      if (self->m_passwordPrompt) {
+        ok = self->m_passwordPrompt(prompt, note, secret, remember);
+        return;
+      }
+      QDialog d(self);
+      d.setWindowTitle(tr("Password"));
+      auto* form = new QVBoxLayout(&d);
+      form->addWidget(new QLabel(prompt, &d));
+      auto* edit = new QLineEdit(&d);
+      edit->setEchoMode(QLineEdit::Password);
+      form->addWidget(edit);
+      auto* keep = new QCheckBox(tr("Remember the password in the OS keychain"), &d);
+      keep->setObjectName(QStringLiteral("rememberPassword"));
+      keep->setEnabled(note.isEmpty());
+      keep->setToolTip(note.isEmpty() ? tr("Stored only in the OS keychain (%1), never in the workspace or settings.").arg(QStringLiteral("Secret Service / Keychain"))
+                                      : note);
+      form->addWidget(keep);
+      if (!note.isEmpty()) {
+        auto* why = new QLabel(tr("Cannot remember it: %1.").arg(note), &d);
+        why->setWordWrap(true);
+        form->addWidget(why);
+      }
+      auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &d);
+      QObject::connect(buttons, &QDialogButtonBox::accepted, &d, &QDialog::accept);
+      QObject::connect(buttons, &QDialogButtonBox::rejected, &d, &QDialog::reject);
+      form->addWidget(buttons);
+      ok = d.exec() == QDialog::Accepted;
+      if (ok) {
+        *secret = edit->text().toUtf8();
+        *remember = keep->isEnabled() && keep->isChecked();
+      }
+      edit->clear();
     };
     if (QThread::currentThread() == self->thread()) ask();
     else QMetaObject::invokeMethod(self, ask, Qt::BlockingQueuedConnection);
@@ -247,7 +305,9 @@ bool HostsPage::saveHost(const HostConfig& host) {
 }
 
 bool HostsPage::removeHost(const QString& id) {
+  const auto old = m_repo ? m_repo->get(id) : std::nullopt;
   if (!m_repo || !m_repo->remove(id)) return false;
+  if (old && old->auth == ssh_auth::password) keychain::deletePassword(*old, 3000);  // a remembered password goes too
   appendLog(tr("Removed host %1.").arg(id));
   reload();
   return true;
@@ -394,13 +454,45 @@ void HostsPage::provision(const QStringList& ids) {
 }
 
 void HostsPage::preflight(const QStringList& ids) {
+  if (m_busy || !m_repo) return;
   QList<HostConfig> hosts;
-  if (m_repo)
-    for (const QString& id : ids)
-      if (auto h = m_repo->get(id)) hosts << *h;
-  QString report;
-  Provisioner::preflight(hosts, &report);
-  appendLog(report);
+  for (const QString& id : ids)
+    if (auto h = m_repo->get(id)) hosts << *h;
+  if (hosts.size() < 2) {
+    appendLog(tr("Preflight measures the links between hosts: select at least two."));
+    Q_EMIT preflightFinished(false, tr("select at least two hosts"));
+    return;
+  }
+  setBusy(true);
+  m_cancel = false;
+  m_progress->setRange(0, 0);  // busy: the ranks report at the end
+  m_progressLabel->setText(tr("preflight"));
+  PreflightOptions o;
+  o.knownHostsFile = m_knownHosts;
+  o.callbacks = callbacks();
+  o.cancel = &m_cancel;
+  o.sizes = m_preflightSizes;
+  QPointer<HostsPage> self(this);
+  o.progress = [self](const QString& line) {
+    QMetaObject::invokeMethod(self, [self, line] { if (self) self->appendLog(line); }, Qt::QueuedConnection);
+  };
+  if (m_worker) {
+    m_worker->wait();
+    delete m_worker;
+  }
+  m_worker = QThread::create([self, hosts, o] {
+    const PreflightResult r = Provisioner::preflight(hosts, o);
+    QMetaObject::invokeMethod(self, [self, r] {
+      if (!self) return;
+      self->m_progress->setRange(0, 100);
+      self->m_progress->setValue(r.ok ? 100 : 0);
+      self->m_preflightReport->setPlainText(r.ok ? r.report : tr("Preflight failed: %1").arg(r.error));
+      self->appendLog(r.ok ? tr("Preflight done (%1 ranks).").arg(r.worldSize) : tr("Preflight failed: %1").arg(r.error));
+      self->setBusy(false);
+      Q_EMIT self->preflightFinished(r.ok, r.ok ? r.report : r.error);
+    }, Qt::QueuedConnection);
+  });
+  m_worker->start();
 }
 
 }  // namespace fathom::ui
