@@ -9,6 +9,7 @@
 
 #include <QComboBox>
 #include <QDirIterator>
+#include <QProcess>
 #include <QSettings>
 #include <QLineEdit>
 #include <QListWidget>
@@ -214,6 +215,53 @@ class TestHostsPage : public QObject {
     QCOMPARE(keychain::readPassword(h, &stored).status, keychain::Status::notFound);
     for (const QString& dir : {m_tmp.path(), QStandardPaths::writableLocation(QStandardPaths::AppConfigLocation)})
       QVERIFY(filesContaining(dir, password).isEmpty());
+  }
+
+  // Preflight from the page: the real engine's bench comm across two hosts (two sshd on loopback).
+  void preflightShowsTheBandwidthTable() {
+    QString engine;
+    for (const QString& c : {qEnvironmentVariable("FATHOM_ENGINE_BIN"), QStringLiteral(FATHOM_SOURCE_DIR "/build/bin/fathom-engine")}) {
+      if (c.isEmpty() || !QFileInfo(c).isExecutable()) continue;
+      QProcess p;
+      p.start(c, {QStringLiteral("bench"), QStringLiteral("comm"), QStringLiteral("--help")});
+      if (p.waitForFinished(20000) && p.exitCode() == 0) {
+        engine = c;
+        break;
+      }
+    }
+    if (engine.isEmpty()) QSKIP("no fathom-engine with `bench comm` ($FATHOM_ENGINE_BIN); build the fathom-engine target");
+    ssh_test::TestSshd second(QStringLiteral("127.0.0.1"), m_key->publicKey);
+    QString err;
+    QVERIFY2(second.start(&err), qPrintable(err));
+    Workspace ws;
+    QVERIFY2(ws.open(m_tmp.filePath(QStringLiteral("ws-pre")), &err), qPrintable(err));
+    HostsPage page(&ws, nullptr);
+    page.setKnownHostsFile(m_tmp.filePath(QStringLiteral("kh-pre")));
+    page.setHostKeyPrompt([](const HostKeyInfo&) { return true; });
+    page.setPreflightSizes(QStringLiteral("4K..64K"));
+    int i = 0;
+    for (int port : {m_sshd->port(), second.port()}) {
+      HostConfig h;
+      h.id = QStringLiteral("pre%1").arg(i++);
+      h.address = QStringLiteral("127.0.0.1");
+      h.port = port;
+      h.user = QStringLiteral("root");
+      h.auth = ssh_auth::key;
+      h.identityFile = m_key->privateKey;
+      h.enginePath = engine;
+      QVERIFY(page.saveHost(h));
+    }
+    QSignalSpy done(&page, &HostsPage::preflightFinished);
+    page.preflight({QStringLiteral("pre0")});  // one host: nothing to measure
+    QCOMPARE(done.size(), 1);
+    QVERIFY(!done.last().at(0).toBool());
+    page.preflight({QStringLiteral("pre0"), QStringLiteral("pre1")});
+    QTRY_VERIFY_WITH_TIMEOUT(done.size() == 2, 120000);
+    QVERIFY2(done.last().at(0).toBool(), qPrintable(done.last().at(1).toString()));
+    const QString table = page.preflightReport()->toPlainText();
+    QVERIFY2(table.contains(QStringLiteral("all_reduce")) && table.contains(QStringLiteral("busbw")), qPrintable(table));
+    QVERIFY(table.contains(QStringLiteral("2 ranks on 2 hosts")));
+    QTRY_VERIFY(!page.isBusy());
   }
 
   void changedKeyIsRefusedWithAWarning() {
