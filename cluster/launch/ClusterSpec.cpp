@@ -46,6 +46,8 @@ HostConfig hostFromJson(const QJsonObject& o) {
 
 QJsonObject ClusterSpec::toJson() const {
   QJsonArray hs, st;
+  QJsonObject hostDevicesJson;
+  for (auto it = hostDevices.cbegin(); it != hostDevices.cend(); ++it) hostDevicesJson.insert(it.key(), QJsonArray::fromStringList(*it));
   for (const HostConfig& h : hosts) hs.append(hostToJson(h));
   for (const RemoteHostState& s : state) {
     QJsonArray ranks;
@@ -64,6 +66,7 @@ QJsonObject ClusterSpec::toJson() const {
                      {QStringLiteral("hosts"), hs},
                      {QStringLiteral("procs_per_host"), procsPerHost},
                      {QStringLiteral("devices"), QJsonArray::fromStringList(devices)},
+                     {QStringLiteral("host_devices"), hostDevicesJson},
                      {QStringLiteral("provision_engine"), provisionEngine},
                      {QStringLiteral("upload_data"), uploadData},
                      {QStringLiteral("known_hosts_file"), knownHostsFile},
@@ -77,6 +80,12 @@ ClusterSpec ClusterSpec::fromJson(const QJsonObject& o) {
   for (const QJsonValue& v : o.value(QStringLiteral("hosts")).toArray()) c.hosts.append(hostFromJson(v.toObject()));
   c.procsPerHost = o.value(QStringLiteral("procs_per_host")).toInt(1);
   for (const QJsonValue& v : o.value(QStringLiteral("devices")).toArray()) c.devices << v.toString();
+  const QJsonObject hd = o.value(QStringLiteral("host_devices")).toObject();
+  for (auto it = hd.begin(); it != hd.end(); ++it) {
+    QStringList d;
+    for (const QJsonValue& v : it.value().toArray()) d << v.toString();
+    c.hostDevices.insert(it.key(), d);
+  }
   c.provisionEngine = o.value(QStringLiteral("provision_engine")).toBool();
   c.uploadData = o.value(QStringLiteral("upload_data")).toBool();
   c.knownHostsFile = o.value(QStringLiteral("known_hosts_file")).toString();

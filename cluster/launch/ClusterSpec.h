@@ -3,6 +3,7 @@
 // later workbench re-attaches to the remote ranks; the run_ranks table keeps the host of each rank.
 #pragma once
 
+#include <QHash>
 #include <QJsonObject>
 #include <QList>
 #include <QString>
@@ -35,6 +36,10 @@ struct ClusterSpec {
   // Per host (the same on each): "cpu" or "cuda:0", "cuda:1", ... (one process per listed GPU
   // when procsPerHost is 0); empty = the config decides.
   QStringList devices;
+  // Per host id: the devices chosen there ("cuda:0", "cuda:2"), overriding `devices` on that host
+  // (the Launch dialog's per-host GPU choice, from the probe). Every host must then list the same
+  // number of GPUs: one process per GPU, ranks numbered host by host.
+  QHash<QString, QStringList> hostDevices;
   bool provisionEngine = false;  // upload the engine first (skipped where identical)
   bool uploadData = false;       // upload local data files the config names when missing remotely
   QString knownHostsFile;        // "" = ~/.ssh/known_hosts
@@ -44,10 +49,17 @@ struct ClusterSpec {
   int masterPort = 0;
   QList<RemoteHostState> state;  // index = host index
 
+  QStringList devicesOf(int hostIndex) const {
+    if (hostIndex >= 0 && hostIndex < hosts.size()) {
+      const auto it = hostDevices.constFind(hosts.at(hostIndex).id);
+      if (it != hostDevices.cend() && !it->isEmpty()) return *it;
+    }
+    return devices;
+  }
   int processesPerHost() const {
     if (procsPerHost > 0) return procsPerHost;
     int gpus = 0;
-    for (const QString& d : devices)
+    for (const QString& d : devicesOf(0))
       if (d.startsWith(QLatin1String("cuda"))) ++gpus;
     return gpus > 0 ? gpus : 1;
   }

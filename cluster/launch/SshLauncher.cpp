@@ -59,6 +59,13 @@ LaunchSpec remoteSpec(const LaunchSpec& spec, const ClusterSpec& cluster, const 
   return s;
 }
 
+int cudaCount(const QStringList& devices) {
+  int n = 0;
+  for (const QString& d : devices)
+    if (d.startsWith(QLatin1String("cuda"))) ++n;
+  return n;
+}
+
 }  // namespace
 
 // ---- command lines ------------------------------------------------------------------------------
@@ -67,7 +74,8 @@ QStringList SshLauncher::rankCommand(const LaunchSpec& spec, const ClusterSpec& 
                                      const QString& remoteRunDir, const QString& remoteConfig, const QString& remoteWorkDir) {
   const int perHost = cluster.processesPerHost();
   const int rank = hostIndex * perHost + localRank;
-  const LaunchSpec s = remoteSpec(spec, cluster, remoteRunDir, remoteConfig);
+  LaunchSpec s = remoteSpec(spec, cluster, remoteRunDir, remoteConfig);
+  s.devices = cluster.devicesOf(hostIndex);  // this host's GPUs when chosen per host
   QStringList argv{QStringLiteral("env")};
   for (const QString& e : spec.environment) {
     const QString name = e.section(QLatin1Char('='), 0, 0);
@@ -134,9 +142,7 @@ QString SshLauncher::slurmScript(const LaunchSpec& spec, const ClusterSpec& clus
   LaunchSpec s = spec;
   if (s.command.isEmpty() && QFileInfo(spec.configPath).isFile()) s.command = LocalLauncher::engineCommand(spec);
   if (s.command.isEmpty()) s.command = QStringLiteral("train");
-  int gpus = 0;
-  for (const QString& d : cluster.devices)
-    if (d.startsWith(QLatin1String("cuda"))) ++gpus;
+  const int gpus = cudaCount(cluster.devicesOf(0));
   const QString runDir = spec.runDir.isEmpty() ? QStringLiteral("runs/") + spec.runId : spec.runDir;
   QStringList engineArgv{cluster.hosts.isEmpty() ? QStringLiteral("fathom-engine") : cluster.hosts.first().effectiveEnginePath(),
                          s.command, spec.configPath};
@@ -775,6 +781,17 @@ bool SshLauncher::start(const LaunchSpec& spec, const ClusterSpec& cluster, QStr
     if (h.address.isEmpty()) return fail(QStringLiteral("host %1 has no address").arg(h.displayName()));
     if (ids.contains(h.id)) return fail(QStringLiteral("host %1 is listed twice").arg(h.displayName()));
     ids.insert(h.id);
+  }
+  if (!cluster.hostDevices.isEmpty()) {
+    // One process per chosen GPU: every host needs the same number (ranks are numbered host by host).
+    const int first = cudaCount(cluster.devicesOf(0));
+    for (int h = 1; h < cluster.hosts.size(); ++h)
+      if (cudaCount(cluster.devicesOf(h)) != first)
+        return fail(QStringLiteral("choose the same number of GPUs on every host (%1 has %2, %3 has %4)")
+                        .arg(cluster.hosts.first().displayName())
+                        .arg(first)
+                        .arg(cluster.hosts.at(h).displayName())
+                        .arg(cudaCount(cluster.devicesOf(h))));
   }
   if (cluster.processesPerHost() < 1 || cluster.processesPerHost() > 64)
     return fail(QStringLiteral("%1 processes per host is out of range (1..64)").arg(cluster.processesPerHost()));

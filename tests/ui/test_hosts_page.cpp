@@ -18,9 +18,11 @@
 #include <QLabel>
 #include <QMessageBox>
 #include <QTableWidget>
+#include <QTreeWidget>
 
 #include "cluster/hosts/Keychain.h"
 #include "cluster/jobs/JobQueue.h"
+#include "cluster/launch/SshLauncher.h"
 #include "cluster/workspace/HostRepository.h"
 #include "cluster/workspace/Workspace.h"
 #include "../cluster/test_ssh_fixture.h"
@@ -262,6 +264,68 @@ class TestHostsPage : public QObject {
     QVERIFY2(table.contains(QStringLiteral("all_reduce")) && table.contains(QStringLiteral("busbw")), qPrintable(table));
     QVERIFY(table.contains(QStringLiteral("2 ranks on 2 hosts")));
     QTRY_VERIFY(!page.isBusy());
+  }
+
+  // The Launch dialog's per-host GPU choice (from the probe): one process per ticked GPU, the same
+  // number on every host, each host's own GPU ids in its ranks' command lines.
+  void clusterTargetChoosesGpusPerHost() {
+    Workspace ws;
+    QString err;
+    QVERIFY2(ws.open(m_tmp.filePath(QStringLiteral("ws-gpu")), &err), qPrintable(err));
+    HostRepository repo(ws);
+    for (int i = 0; i < 2; ++i) {
+      HostConfig h;
+      h.id = QStringLiteral("gpu%1").arg(i);
+      h.address = QStringLiteral("10.0.0.%1").arg(10 + i);
+      h.user = QStringLiteral("root");
+      h.groups = {QStringLiteral("gpus")};
+      h.probe.ok = true;
+      h.probe.probedAt = QDateTime::currentDateTime();
+      for (int g = 0; g < 4; ++g) h.probe.gpus << GpuInfo{g, QStringLiteral("NVIDIA H200"), 143771, QStringLiteral("570.1")};
+      QVERIFY2(repo.upsert(h), qPrintable(repo.lastError()));
+    }
+    ClusterTargetWidget w(&ws);
+    w.groupCombo()->setCurrentIndex(w.groupCombo()->findData(QStringLiteral("gpus")));
+    QCOMPARE(w.gpuTree()->topLevelItemCount(), 2);
+    QCOMPARE(w.gpuTree()->topLevelItem(0)->childCount(), 4);
+    QVERIFY(w.problem().isEmpty());
+    QCOMPARE(w.processesPerHost()->value(), 4);
+    QVERIFY(!w.processesPerHost()->isEnabled());
+    // gpu0: GPUs 1 and 3; gpu1: GPUs 0 and 2.
+    for (int g : {0, 2}) w.gpuTree()->topLevelItem(0)->child(g)->setCheckState(0, Qt::Unchecked);
+    QVERIFY(!w.problem().isEmpty());  // 2 and 4
+    QVERIFY2(w.problem().contains(QStringLiteral("same number")), qPrintable(w.problem()));
+    for (int g : {1, 3}) w.gpuTree()->topLevelItem(1)->child(g)->setCheckState(0, Qt::Unchecked);
+    QVERIFY2(w.problem().isEmpty(), qPrintable(w.problem()));
+    QCOMPARE(w.processesPerHost()->value(), 2);
+    const ClusterSpec c = w.cluster({QStringLiteral("cpu")});
+    QCOMPARE(c.processesPerHost(), 2);
+    QCOMPARE(c.worldSize(), 4);
+    QCOMPARE(c.devicesOf(0), (QStringList{QStringLiteral("cuda:1"), QStringLiteral("cuda:3")}));
+    QCOMPARE(c.devicesOf(1), (QStringList{QStringLiteral("cuda:0"), QStringLiteral("cuda:2")}));
+    // Each host's ranks get that host's GPU ids; cluster.json keeps the choice.
+    const QString cfg = m_tmp.filePath(QStringLiteral("gpu.yaml"));
+    QFile f(cfg);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("extends: debug-tiny\n");
+    f.close();
+    LaunchSpec s;
+    s.runId = QStringLiteral("gpu-run");
+    s.configPath = cfg;
+    const QStringList preview = SshLauncher::commandPreview(s, c);
+    QCOMPARE(preview.size(), 4);
+    QVERIFY2(preview[0].startsWith(QStringLiteral("gpu0:")) && preview[0].contains(QStringLiteral("distributed.gpu_ids=[1,3]")), qPrintable(preview[0]));
+    QVERIFY2(preview[3].startsWith(QStringLiteral("gpu1:")) && preview[3].contains(QStringLiteral("distributed.gpu_ids=[0,2]")), qPrintable(preview[3]));
+    QVERIFY(preview[3].contains(QStringLiteral("RANK=3")) && preview[3].contains(QStringLiteral("LOCAL_RANK=1")));
+    QVERIFY(c.toJson().value(QStringLiteral("host_devices")).toObject().contains(QStringLiteral("gpu1")));
+    QCOMPARE(ClusterSpec::fromJson(c.toJson()).devicesOf(1), c.devicesOf(1));
+    // Unequal choices are refused by the launcher too.
+    ClusterSpec bad = c;
+    bad.hostDevices[QStringLiteral("gpu1")] = {QStringLiteral("cuda:0")};
+    SshLauncher launcher;
+    s.runDir = m_tmp.filePath(QStringLiteral("gpu-run"));
+    QVERIFY(!launcher.start(s, bad, &err));
+    QVERIFY2(err.contains(QStringLiteral("same number of GPUs")), qPrintable(err));
   }
 
   void changedKeyIsRefusedWithAWarning() {
