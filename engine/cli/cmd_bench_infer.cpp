@@ -21,6 +21,7 @@
 #include "engine/infer/generator.h"
 #include "engine/infer/load.h"
 #include "engine/infer/perplexity.h"
+#include "engine/infer/sampler.h"
 
 namespace {
 
@@ -104,7 +105,10 @@ int run_bench_infer(int argc, char** argv) {
                                      ? torch::Device(torch::kCUDA, 0)
                                      : torch::Device(torch::kCPU);
     const auto dtype = precision == "bf16" ? torch::kBFloat16 : precision == "fp16" ? torch::kFloat16 : torch::kFloat32;
-    if (device.is_cpu()) torch::set_num_threads(1);
+    // One intra-op thread: on the CPU OpenBLAS threads do the GEMMs; on a GPU the host work per
+    // token (sampling) is small, and OpenMP teams spinning in the scheduler thread and the
+    // caller both stole the cores that launch the kernels (~45 ms per decode step on an H200).
+    torch::set_num_threads(1);
     std::string device_label = device.str();
     if (device.is_cuda()) {
 #if defined(FATHOM_HAVE_CUDA)
@@ -140,12 +144,38 @@ int run_bench_infer(int argc, char** argv) {
         fathom::infer::generate(m.net, m.tokenizer, prompt(), w);
       }
       const auto r = fathom::infer::generate(m.net, m.tokenizer, prompt(), sp);
+      // The model alone (KV-cached forward + argmax on the device, no sampler or detokeniser): how
+      // much of a decode step is the network and how much the per-token host work.
+      double model_only_tps = 0, sampler_ms = 0;
+      {
+        torch::NoGradGuard ng;
+        const auto p0 = prompt();
+        auto cache = m.net->new_cache(1, prompt_tokens + new_tokens + 1);
+        auto logits = m.net->forward_cached(torch::tensor(p0, torch::kInt64).unsqueeze(0).to(device), cache).select(1, prompt_tokens - 1);
+        auto next = logits.argmax(-1).view({1, 1});
+        (void)next.item<int64_t>();
+        const auto t0 = Clock::now();
+        for (int64_t i = 0; i < new_tokens; ++i) {
+          logits = m.net->forward_cached(next, cache).select(1, 0);
+          next = logits.argmax(-1).view({1, 1});
+        }
+        (void)next.item<int64_t>();  // one sync at the end: kernels queue without waiting for the host
+        model_only_tps = static_cast<double>(new_tokens) / std::chrono::duration<double>(Clock::now() - t0).count();
+        fathom::infer::Sampler sampler(sp);
+        const auto cpu_logits = logits.view({-1}).to(torch::kCPU);
+        std::vector<int64_t> hist(p0.begin(), p0.end());
+        const auto s0 = Clock::now();
+        for (int i = 0; i < 20; ++i) sampler.sample(cpu_logits, hist);
+        sampler_ms = 1000 * std::chrono::duration<double>(Clock::now() - s0).count() / 20;
+      }
       const double bpt = bytes_per_token(m.net, static_cast<double>(prompt_tokens) + static_cast<double>(new_tokens) / 2);
       const double gbps = bpt * r.decode_tokens_per_s / 1e9;
       nlohmann::json row{{"quantize", mode},
                          {"summary", qsummary},
                          {"batch1_decode_tokens_per_s", r.decode_tokens_per_s},
                          {"time_to_first_token_s", r.time_to_first_token_s},
+                         {"model_only_decode_tokens_per_s", model_only_tps},
+                         {"sampler_ms_per_token", sampler_ms},
                          {"bytes_per_token", bpt},
                          {"bandwidth_gbps", gbps}};
       if (peak_gbps > 0) row["bandwidth_utilisation"] = gbps / peak_gbps;
@@ -153,6 +183,8 @@ int run_bench_infer(int argc, char** argv) {
                 << std::setprecision(3) << r.time_to_first_token_s << " s (" << prompt_tokens << "-token prompt), " << std::setprecision(1)
                 << gbps << " GB/s read" << (peak_gbps > 0 ? " = " + std::to_string(static_cast<int>(100 * gbps / peak_gbps)) + "% of peak" : "")
                 << "\n";
+      std::cerr << "[" << mode << "] the model alone: " << std::setprecision(1) << model_only_tps << " tokens/s; sampler "
+                << std::setprecision(2) << sampler_ms << " ms/token\n";
       nlohmann::json conc = nlohmann::json::array();
       for (const auto& cs : split(concurrency)) {
         const int64_t c = std::stoll(cs);
@@ -167,14 +199,22 @@ int run_bench_infer(int argc, char** argv) {
         for (const auto& p : prompts) hs.push_back(batcher.submit(p, sp));
         int64_t produced = 0;
         double ttft_sum = 0;
+        std::string first_error;
         for (auto& h : hs) {
           const auto res = batcher.wait(h);
+          if (const auto e = batcher.error(h); !e.empty() && first_error.empty()) first_error = e;
           produced += static_cast<int64_t>(res.tokens.size());
           ttft_sum += res.time_to_first_token_s;
         }
         const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
         const double tps = static_cast<double>(produced) / secs;
-        conc.push_back({{"concurrency", c}, {"tokens_per_s", tps}, {"seconds", secs}, {"mean_time_to_first_token_s", ttft_sum / static_cast<double>(c)}});
+        const auto st = batcher.stats();
+        conc.push_back({{"concurrency", c}, {"tokens_per_s", tps}, {"seconds", secs}, {"tokens", produced},
+                        {"decode_steps", st.decode_steps}, {"mean_time_to_first_token_s", ttft_sum / static_cast<double>(c)}});
+        if (!first_error.empty()) {
+          conc.back()["error"] = first_error;
+          std::cerr << "[" << mode << "] " << c << " concurrent: a request failed: " << first_error << "\n";
+        }
         std::cerr << "[" << mode << "] " << c << " concurrent: " << std::setprecision(1) << tps << " tokens/s (" << produced << " tokens in "
                   << std::setprecision(2) << secs << " s)\n";
       }

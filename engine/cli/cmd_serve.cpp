@@ -74,7 +74,10 @@ int cmd_serve(int argc, char** argv) {
                                      ? torch::Device(torch::kCUDA, 0)
                                      : torch::Device(torch::kCPU);
     const auto dtype = precision == "bf16" ? torch::kBFloat16 : precision == "fp16" ? torch::kFloat16 : torch::kFloat32;
-    if (device.is_cpu()) torch::set_num_threads(1);
+    // One intra-op thread: on the CPU OpenBLAS threads do the GEMMs; on a GPU the host work per
+    // token (sampling) is small, and OpenMP teams spinning in the scheduler thread and the
+    // caller both stole the cores that launch the kernels (~45 ms per decode step on an H200).
+    torch::set_num_threads(1);
     std::cerr << "loading " << model_path << "\n";
     auto m = fathom::infer::load_for_inference(model_path, device, dtype, base);
     if (m.tokenizer.vocab_size() == 0) throw std::runtime_error("no tokenizer found for " + model_path);
