@@ -100,7 +100,10 @@ class SoloWorld : public World {
   }
   std::shared_ptr<Pending> broadcast_async(torch::Tensor, int) override { return std::make_shared<DonePending>(); }
   void barrier() override {}
-  std::vector<OpStats> take_stats() override { return {}; }
+  std::vector<OpStats> take_stats(double* busy_s) override {
+    if (busy_s) *busy_s = 0;
+    return {};
+  }
   double take_wait_s() override { return 0; }
   void set_exact_timing(bool) override {}
   void set_fatal_handler(std::function<void(const std::string&, const std::string&, const std::string&)>) override {}
@@ -220,12 +223,35 @@ class C10dWorld : public World {
     if (opt_.device.is_cuda()) t.cpu();  // host waits for the device
   }
 
-  std::vector<OpStats> take_stats() override {
+  std::vector<OpStats> take_stats(double* busy_s) override {
     std::lock_guard<std::mutex> g(mu_);
     std::vector<OpStats> out;
-    for (auto& [k, s] : stats_) out.push_back(s);
+    std::vector<std::pair<double, double>> all;
+    for (auto& [k, s] : stats_) {
+      auto& iv = intervals_[k];
+      s.time_s = union_length(iv);
+      all.insert(all.end(), iv.begin(), iv.end());
+      out.push_back(s);
+    }
+    if (busy_s) *busy_s = union_length(all);
     stats_.clear();
+    intervals_.clear();
     return out;
+  }
+  static double union_length(std::vector<std::pair<double, double>>& iv) {
+    std::sort(iv.begin(), iv.end());
+    double total = 0, start = 0, end = -1;
+    for (const auto& [a, b] : iv) {
+      if (a > end) {
+        if (end > start) total += end - start;
+        start = a;
+        end = b;
+      } else {
+        end = std::max(end, b);
+      }
+    }
+    if (end > start) total += end - start;
+    return total;
   }
   double take_wait_s() override {
     std::lock_guard<std::mutex> g(mu_);
@@ -278,7 +304,8 @@ class C10dWorld : public World {
     }
     ++s.count;
     s.bytes += p.bytes;
-    s.time_s += op_time;
+    const double a = secs(p.t0.time_since_epoch());
+    intervals_[key].emplace_back(a, a + op_time);
   }
 
  private:
@@ -542,6 +569,7 @@ class C10dWorld : public World {
   std::map<uint64_t, Inflight> inflight_;
   std::map<uint64_t, std::string> algo_of_;
   std::map<std::string, OpStats> stats_;
+  std::map<std::string, std::vector<std::pair<double, double>>> intervals_;
   double wait_s_ = 0;
   std::function<void(const std::string&, const std::string&, const std::string&)> fatal_;
 };

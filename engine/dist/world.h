@@ -46,7 +46,9 @@ struct OpStats {
   std::string algorithm;  // "gloo", "nccl", or how it was emulated ("gloo:all_reduce+slice")
   int64_t count = 0;
   int64_t bytes = 0;
-  double time_s = 0;      // sum over the calls of issue → completion
+  // Wall time during which at least one call of this op was in flight (issue → completion; the
+  // union of the calls' intervals, so queued and overlapping calls are not counted twice).
+  double time_s = 0;
   // algbw = bytes / time; busbw = algbw × 2(n−1)/n (all_reduce) or (n−1)/n (reduce_scatter,
   // all_gather); broadcast and barrier: algbw.
   double algbw_gbps(int world) const;
@@ -94,9 +96,10 @@ class World {
   std::vector<double> all_reduce_sum(std::vector<double> v);
   std::vector<int64_t> broadcast_ints(std::vector<int64_t> v, int root = 0);
 
-  // Collective totals since the last call, one entry per op that ran; and the host time spent
-  // blocked in wait() since the last call (the communication the step could not hide).
-  virtual std::vector<OpStats> take_stats() = 0;
+  // Collective totals since the last call, one entry per op that ran; busy_s (optional): the wall
+  // time any collective was in flight. take_wait_s: the host time spent blocked in wait() since
+  // the last call (the communication the step could not hide).
+  virtual std::vector<OpStats> take_stats(double* busy_s = nullptr) = 0;
   virtual double take_wait_s() = 0;
   // Measure each collective to its end on the device (synchronises CUDA; for benchmarks and the
   // logged steps). Gloo ops are always measured to their end.

@@ -991,9 +991,8 @@ int run_training(const TrainInvocation& inv) {
           // (overlapped with backward or not), the sync latency after backward, and the share of
           // wall time this rank spent blocked waiting on communication.
           proto::SystemData sys;
-          double comm_total = 0;
-          for (const auto& op : comm->take_stats()) {
-            comm_total += op.time_s;
+          double comm_total = 0;  // wall time with a collective in flight
+          for (const auto& op : comm->take_stats(&comm_total)) {
             proto::CollectiveSample c;
             c.op = op.op;
             c.algorithm = op.algorithm;

@@ -12,6 +12,7 @@
 #include "cluster/jobs/RunSession.h"
 #include "ui/Theme.h"
 #include "ui/charts/ExpertLoadMap.h"
+#include "ui/pages/monitor/RankHeatMap.h"
 
 namespace fathom::ui {
 
@@ -44,6 +45,12 @@ const Spec kSpecs[] = {
     {"gpu_temp", "GPU temperature", "°C", 1, R"(^gpu(\d+)\.temperature_c$)", false, false},
     {"gpu_power", "GPU power", "W", 1, R"(^gpu(\d+)\.power_w$)", false, false},
     {"comm_busbw", "Collective bus bandwidth", "GB/s", 1, R"(^comm\.(.+)\.busbw_gbps$)", false, false},
+    // Data parallelism, one series per rank: stragglers (step time), the communication each step
+    // did (overlapped or not), what backward could not hide, and the share spent waiting.
+    {"rank_step_time", "Step time per rank", "s", 1, R"(^step_time_s$)", true, false},
+    {"comm_time", "Communication per step (per rank)", "s", 1, R"(^$)", true, false},
+    {"comm_sync", "Gradient sync latency after backward", "s", 1, R"(^comm\.sync_s$)", true, false},
+    {"comm_wait", "Time waiting on communication", "%", 100, R"(^comm\.wait_frac$)", true, false},
     {"cpu", "CPU utilisation", "%", 1, R"(^cpu\.util_pct$)", false, false},
     {"ram", "Host memory used", "GiB", 1 / kGiB, R"(^ram\.used$)", false, false},
     {"loss_scale", "Loss scale (fp16)", "", 1, R"(^loss_scale$)", true, false},
@@ -57,7 +64,7 @@ const Spec kSpecs[] = {
 // Keys that are read but not charted (totals are constant; the rest is too detailed for the grid).
 bool ignoredKey(const QString& key) {
   static const QRegularExpression re(QStringLiteral(
-      R"(^(?:step_time_s|ram\.total|gpu\d+\.(?:mem_total|mem_allocated|sm_active_pct|clock_sm_mhz|clock_mem_mhz|energy_j)|comm\..+\.(?:algbw_gbps|time_ms|bytes))$)"));
+      R"(^(?:ram\.total|gpu\d+\.(?:mem_total|mem_allocated|sm_active_pct|clock_sm_mhz|clock_mem_mhz|energy_j)|comm\..+\.(?:algbw_gbps|time_ms|bytes))$)"));
   return re.match(key).hasMatch();
 }
 
@@ -83,12 +90,17 @@ RunDashboard::RunDashboard(QWidget* parent) : QWidget(parent) {
   auto* split = new QSplitter(Qt::Vertical, this);
   m_expertLoad = new ExpertLoadMap(split);
   m_expertLoad->hide();
+  // Data-parallel runs: rank × step coloured by step time (shown once two ranks report).
+  m_rankMap = new RankHeatMap(split);
+  m_rankMap->hide();
   m_grid = new ChartGrid(split);
   split->addWidget(m_expertLoad);
+  split->addWidget(m_rankMap);
   split->addWidget(m_grid);
   split->setStretchFactor(0, 1);
-  split->setStretchFactor(1, 3);
-  split->setSizes({260, 700});
+  split->setStretchFactor(1, 1);
+  split->setStretchFactor(2, 3);
+  split->setSizes({260, 180, 700});
   layout->addWidget(split);
   buildPanels();
   connect(Theme::instance(), &Theme::changed, this, [this] { reload(); });
@@ -111,6 +123,8 @@ void RunDashboard::resetRouting() {
   m_stackHave = 0;
   m_expertLoad->clear();
   m_expertLoad->hide();
+  m_rankMap->clear();
+  m_rankMap->hide();
   for (ChartPanel* p : m_grid->panels()) {
     p->clearSeries();
     p->setMarkers({});
@@ -148,6 +162,7 @@ void RunDashboard::reload() {
   // Rank 0 first so that the step -> tokens map exists before other ranks' points arrive.
   QList<int> ranks = m_session->ranks();
   std::sort(ranks.begin(), ranks.end());
+  for (int r : ranks) m_ranks.insert(r);  // series are named per rank from the first point on
   const QStringList keys = m_session->keys();
   for (int rank : ranks) {
     QVector<cluster::MetricPoint> all;
@@ -186,6 +201,13 @@ RunDashboard::Route RunDashboard::routeFor(const QString& key, int rank) {
   }
   Theme* theme = Theme::instance();
   const bool multiRank = m_ranks.size() > 1 || rank > 0;
+  // Values every rank reports identically (the global mean loss, the schedule, the global norm
+  // and throughput): rank 0's series only, so the charts do not repeat one line per rank.
+  static const QRegularExpression global(QStringLiteral(R"(^(?:loss|val_loss|lr|grad_norm|tokens_per_s|mfu|loss_scale)$)"));
+  if (rank != 0 && global.match(key).hasMatch()) {
+    m_routes.insert(cacheKey, r);
+    return r;
+  }
   for (const Spec& s : kSpecs) {
     static QHash<const Spec*, QRegularExpression> compiled;
     auto cit = compiled.find(&s);
@@ -276,6 +298,21 @@ void RunDashboard::appendPoints(const QVector<cluster::MetricPoint>& points) {
       continue;
     }
     const Route r = routeFor(p.key, p.rank);
+    if (p.key == QLatin1String("step_time_s")) {
+      m_rankMap->setStepTime(p.rank, p.step, p.value);
+      if (m_rankMap->isHidden() && m_ranks.size() > 1) m_rankMap->show();
+    }
+    if (p.key == QLatin1String("comm_s") && m_ranks.size() > 1) {
+      // Beside rank 0's step-time split: every rank's communication time in a panel of its own.
+      ChartPanel* panel = m_grid->panel(QStringLiteral("comm_time"));
+      const QString name = QStringLiteral("comm_s · r%1").arg(p.rank);
+      int series = panel->seriesIndex(name);
+      if (series < 0) {
+        series = panel->addSeries(name, Theme::instance()->seriesColor(p.rank));
+        m_grid->relayout();
+      }
+      panel->append(series, xOf(p), p.value);
+    }
     if (!r.panel) continue;
     const double x = xOf(p);
     if (r.stackSlot >= 0) {

@@ -1,7 +1,8 @@
 // The per-run chart grid: which panels exist (loss, lr, grad norm, throughput, MFU, step-time
 // split, per-GPU utilisation / memory / fragmentation / temperature / power, host CPU and RAM,
-// collective bandwidth, MoE aux loss / load imbalance / dropped tokens), which metric keys feed
-// which series, event markers, and the MoE expert-load heat map above the grid. Fed from a
+// collective bandwidth, per-rank step and communication time, MoE aux loss / load imbalance /
+// dropped tokens), which metric keys feed which series, event markers, and the heat maps above
+// the grid (MoE expert load; rank × step coloured by step time for data-parallel runs). Fed from a
 // RunSession: a catch-up load, then its batched metricsAppended/eventsAppended signals.
 #pragma once
 
@@ -21,6 +22,7 @@ class RunSession;
 namespace fathom::ui {
 
 class ExpertLoadMap;
+class RankHeatMap;
 
 class RunDashboard : public QWidget {
   Q_OBJECT
@@ -38,6 +40,8 @@ class RunDashboard : public QWidget {
   ChartPanel* panel(const QString& id) const { return m_grid->panel(id); }
   // MoE runs: per-expert load of every MoE layer (hidden for runs without moe.load.* metrics).
   ExpertLoadMap* expertLoad() const { return m_expertLoad; }
+  // Data-parallel runs: rank × step coloured by step time (hidden for single-rank runs).
+  RankHeatMap* rankHeatMap() const { return m_rankMap; }
 
   // Routing (public for tests): feeds points / events as the session signals would.
   void appendPoints(const QVector<cluster::MetricPoint>& points);
@@ -61,6 +65,7 @@ class RunDashboard : public QWidget {
 
   ChartGrid* m_grid;
   ExpertLoadMap* m_expertLoad;
+  RankHeatMap* m_rankMap;
   QPointer<cluster::RunSession> m_session;
   QList<QMetaObject::Connection> m_connections;
   XAxisKind m_xKind = XAxisKind::Step;
