@@ -17,13 +17,15 @@
 #include <sstream>
 #include <thread>
 
-#ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO
-#endif
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+// The c10d backend headers are empty unless USE_C10D_<NAME> is defined (LibTorch's CMake config
+// does not always pass it on); Gloo's needs the gloo headers (Debian: libgloo-dev).
 #if __has_include(<gloo/config.h>)
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #define FATHOM_HAVE_GLOO 1
 #endif
