@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -394,6 +396,15 @@ QStringList LocalLauncher::rankEnvironment(const LaunchSpec& spec, int rank, int
   if (masterPort > 0) env << QStringLiteral("MASTER_PORT=%1").arg(masterPort);
   env << QStringLiteral("RANK=%1").arg(rank) << QStringLiteral("WORLD_SIZE=%1").arg(spec.nprocs)
       << QStringLiteral("LOCAL_RANK=%1").arg(rank) << QStringLiteral("LOCAL_WORLD_SIZE=%1").arg(spec.nprocs);
+  // N CPU processes share the cores: each one's BLAS gets its part (unless the spec says otherwise).
+  bool cpu = spec.devices.isEmpty();
+  for (const QString& d : spec.devices) cpu = cpu || isCpu(d);
+  bool userSet = false;
+  for (const QString& e : spec.environment) userSet = userSet || e.startsWith(QLatin1String("OPENBLAS_NUM_THREADS="));
+  if (cpu && !userSet) {
+    const long cores = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+    env << QStringLiteral("OPENBLAS_NUM_THREADS=%1").arg(std::max(1L, cores / spec.nprocs));
+  }
   return env;
 }
 
