@@ -352,6 +352,12 @@ int PrometheusExporter::start(std::string* error) {
   if (state_->http) return -1;
   auto http = std::make_unique<httplib::Server>();
   http->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  // httplib's default socket options add SO_REUSEPORT, with which a second run configured with the
+  // same port would bind it too and scrapes would alternate between the two runs: not here.
+  http->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   http->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
   });

@@ -278,55 +278,52 @@ TEST(PrometheusExporter, RecordsBecomeConventionalMetrics) {
   o.run_id = "r1";
   o.world_size = 2;
   PrometheusExporter ex(o);
-  for (int rank : {0, 1}) {
-    proto::SystemData s0;
-    proto::GpuSample g;
+  proto::GpuSample g;
+  g.util_pct = 87.5;
+  g.sm_active_pct = 60;
+  g.mem_used = int64_t{80} << 30;
+  g.mem_total = int64_t{141} << 30;
+  g.mem_allocated = int64_t{60} << 30;
+  g.mem_reserved = int64_t{64} << 30;
+  g.fragmentation_pct = 6.25;
+  g.power_w = 650;
+  g.temperature_c = 55;
+  g.clock_sm_mhz = 1980;
+  auto system = [&](int rank, double energy_j, bool comm) {
+    proto::SystemData s;
     g.index = rank;
-    g.util_pct = 87.5;
-    g.sm_active_pct = 60;
-    g.mem_used = int64_t{80} << 30;
-    g.mem_total = int64_t{141} << 30;
-    g.mem_allocated = int64_t{60} << 30;
-    g.mem_reserved = int64_t{64} << 30;
-    g.fragmentation_pct = 6.25;
-    g.energy_j = 1000.0;
-    g.power_w = 650;
-    g.temperature_c = 55;
-    g.clock_sm_mhz = 1980;
-    s0.gpus.push_back(g);
-    ex.observe(stamped(proto::make_record(s0), rank, 1000));
+    g.energy_j = energy_j;
+    s.gpus.push_back(g);
+    if (comm) {
+      proto::CollectiveSample c;
+      c.op = "all_reduce";
+      c.count = 4;
+      c.bytes = 1 << 20;
+      c.time_ms = 2;
+      c.busbw_gbps = 300;
+      s.collectives.push_back(c);
+    }
+    return proto::make_record(s);
+  };
+  auto metric = [](int64_t step, int64_t tokens) {
     proto::MetricData m;
-    m.step = 10;
-    m.tokens = 20000;
+    m.step = step;
+    m.tokens = tokens;
     m.loss = 2.5;
     m.tokens_per_s = 1.5e5;
     m.mfu = 0.41;
     m.step_time_s = 0.2;
     m.fwd_s = 0.05;
     m.extra["comm.sync_s"] = 0.004;
-    ex.observe(stamped(proto::make_record(m), rank, 2000));
-    proto::SystemData s1;
-    g.energy_j = 1000.0 + 50.0;  // 50 J over 10000 tokens of this rank
-    s1.gpus.push_back(g);
-    proto::CollectiveSample c;
-    c.op = "all_reduce";
-    c.count = 4;
-    c.bytes = 1 << 20;
-    c.time_ms = 2;
-    c.busbw_gbps = 300;
-    s1.collectives.push_back(c);
-    ex.observe(stamped(proto::make_record(s1), rank, 3000));
-  }
-  proto::MetricData m;  // newest: 40000 tokens in all -> 20000 per rank since the first energy reading
-  m.step = 20;
-  m.tokens = 40000;
-  ex.observe(stamped(proto::make_record(m), 0, 3500));
-  proto::SystemData s2;
-  proto::GpuSample g;
-  g.index = 0;
-  g.energy_j = 1100.0;
-  s2.gpus.push_back(g);
-  ex.observe(stamped(proto::make_record(s2), 0, 4000));
+    return proto::make_record(m);
+  };
+  // Both ranks' first energy readings (at 0 tokens), 20000 tokens (all ranks), 50 J more each.
+  for (int rank : {0, 1}) ex.observe(stamped(system(rank, 1000.0, false), rank, 1000));
+  for (int rank : {0, 1}) ex.observe(stamped(metric(10, 20000), rank, 2000));
+  for (int rank : {0, 1}) ex.observe(stamped(system(rank, 1050.0, true), rank, 3000));
+  // Rank 0 goes on: 40000 tokens, 100 J since its first reading.
+  ex.observe(stamped(metric(20, 40000), 0, 3500));
+  ex.observe(stamped(system(0, 1100.0, false), 0, 4000));
   ex.observe(stamped(proto::make_record(proto::EventData{"checkpoint_saved", {{"step", 20}, {"seconds", 0.7}, {"bytes", 123456789}}}), 0, 5000));
   ex.observe(stamped(proto::make_record(proto::ErrorData{"checkpoint_failed", "disk full", ""}), 1, 5000));
 
@@ -346,7 +343,7 @@ TEST(PrometheusExporter, RecordsBecomeConventionalMetrics) {
   EXPECT_EQ(value_of(e, "fathom_gpu_memory_reserved_bytes", {{"gpu", "0"}}), double(int64_t{64} << 30));
   EXPECT_DOUBLE_EQ(value_of(e, "fathom_comm_bus_bandwidth_bytes_per_second", {{"rank", "1"}, {"op", "all_reduce"}}), 3e11);
   EXPECT_EQ(value_of(e, "fathom_comm_transferred_bytes_total", {{"rank", "0"}, {"op", "all_reduce"}}), 1 << 20);
-  // Rank 1: 50 J over (20000 - 0) / 2 tokens; rank 0 at its last reading: 100 J over (40000 - 0) / 2.
+  // Rank 1: 50 J over 20000 / 2 tokens; rank 0 at its last reading: 100 J over 40000 / 2.
   EXPECT_DOUBLE_EQ(value_of(e, "fathom_train_energy_per_token_joules", r1), 50.0 / 10000);
   EXPECT_DOUBLE_EQ(value_of(e, "fathom_train_energy_per_token_joules", r0), 100.0 / 20000);
   EXPECT_EQ(value_of(e, "fathom_train_checkpoint_duration_seconds_count", r0), 1);
