@@ -3,13 +3,16 @@
 // reporting rank-tagged metric and system records): the session keeps every rank's series; the
 // loss chart shows the global loss once (rank 0), not once per rank; step time, communication
 // time, sync latency, wait share and bus bandwidth have one series per rank; the rank heat map
-// holds each rank's step time per step. A single-rank run shows no heat map.
+// holds each rank's step time per step. A single-rank run shows no heat map. And a real 2-rank
+// CPU run started as the Launch dialog starts it (LocalLauncher, Gloo) completes on both ranks and
+// shows up the same way.
 #include <QTemporaryDir>
 #include <QtTest>
 
 #include <qcustomplot.h>
 
 #include "cluster/jobs/RunSession.h"
+#include "cluster/launch/LocalLauncher.h"
 #include "ui/charts/ChartGrid.h"
 #include "ui/charts/ChartPanel.h"
 #include "ui/pages/monitor/RankHeatMap.h"
@@ -83,6 +86,57 @@ class TestMonitorDist : public QObject {
     // Live points append: a late rank-1 step lands in its row.
     dash.appendPoints({cluster::MetricPoint{13, 0, 10.0, QStringLiteral("step_time_s"), 0.5, 1, 1000}});
     QCOMPARE(map->cell(1, 13), 0.5);
+  }
+
+  void realTwoRankRunLaunchedLikeTheLaunchDialog() {
+    QString why;
+    const QString engine = cluster::LocalLauncher::findEngineBinary(QString(), &why);
+    if (engine.isEmpty()) QSKIP(qPrintable(QStringLiteral("no fathom-engine binary: ") + why));
+    QTemporaryDir dir;
+    const QString cfg = dir.filePath(QStringLiteral("run.yaml"));
+    QFile f(cfg);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(QStringLiteral("extends: debug-tiny\n"
+                           "run: {name: dp, seed: 3, device: cpu, threads: 1, workspace: %1/ws}\n"
+                           "data: {train: [%2/corpus], seq_len: 32, shards_dir: %1/data, validation_fraction: 0.25}\n"
+                           "tokenizer: {kind: bpe, vocab_size: 384, path: ''}\n"
+                           "model: {d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 0, max_seq_len: 64, vocab_size: 0}\n"
+                           "train: {micro_batch_size: 4, max_steps: 8, log_interval: 1, eval_interval: 0, sample_interval: 0}\n"
+                           "checkpoint: {save_every_steps: 0, save_interval: 0}\n"
+                           "distributed: {timeout_s: 60}\n")
+                .arg(dir.path(), QStringLiteral(FATHOM_FIXTURES_DIR))
+                .toUtf8());
+    f.close();
+    cluster::LaunchSpec spec;
+    spec.runId = QStringLiteral("dp-2");
+    spec.configPath = cfg;
+    spec.runDir = dir.filePath(QStringLiteral("runs/dp-2"));
+    spec.nprocs = 2;
+    spec.devices = {QStringLiteral("cpu")};
+    spec.engineBinary = engine;
+    cluster::LocalLauncher launcher;
+    const QStringList preview = launcher.commandPreview(spec);
+    QCOMPARE(preview.size(), 2);
+    QVERIFY(preview[1].contains(QStringLiteral("distributed.backend=gloo")));
+    QVERIFY(preview[1].contains(QStringLiteral("RANK=1")));
+    const cluster::LaunchResult r = launcher.start(spec);
+    QVERIFY2(r.ok, qPrintable(r.error));
+    cluster::RunSession session(spec.runId, spec.runDir);
+    session.start();
+    QTRY_VERIFY_WITH_TIMEOUT(session.hasExitRecord(), 120000);
+    session.flush();
+    QCOMPARE(session.status(), QStringLiteral("completed"));
+    QCOMPARE(session.ranks(), (QList<int>{0, 1}));
+    QCOMPARE(session.series(QStringLiteral("loss"), 1).size(), 8);
+    QCOMPARE(session.series(QStringLiteral("loss"), 0).back().value, session.series(QStringLiteral("loss"), 1).back().value);
+    RunDashboard dash;
+    dash.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&dash));
+    dash.setSession(&session);
+    QCOMPARE(dash.panel(QStringLiteral("loss"))->seriesCount(), 1);
+    QCOMPARE(dash.rankHeatMap()->rankCount(), 2);
+    QVERIFY(dash.rankHeatMap()->isVisible());
+    QVERIFY(dash.panel(QStringLiteral("comm_busbw"))->seriesIndex(QStringLiteral("all_reduce · r1")) >= 0);
   }
 
   void singleRankRunHasNoHeatMap() {
