@@ -105,6 +105,15 @@ void SshSession::setConnectTimeoutMs(int ms) {
   m_impl->timeoutMs = ms > 0 ? ms : 10000;
 }
 
+void SshSession::setOperationTimeoutMs(int ms) {
+  std::lock_guard<std::recursive_mutex> g(m_mutex);
+  if (!m_impl->session) return;
+  ms = std::max(100, ms);
+  long secs = ms / 1000, usecs = (ms % 1000) * 1000L;
+  ssh_options_set(m_impl->session, SSH_OPTIONS_TIMEOUT, &secs);
+  ssh_options_set(m_impl->session, SSH_OPTIONS_TIMEOUT_USEC, &usecs);
+}
+
 bool SshSession::isConnected() const {
   std::lock_guard<std::recursive_mutex> g(m_mutex);
   return m_impl->session && ssh_is_connected(m_impl->session);

@@ -84,6 +84,9 @@ class SshSession {
   QString knownHostsFile() const;
   void setCallbacks(SshCallbacks callbacks);
   void setConnectTimeoutMs(int ms);
+  // How long one blocking step of a connected session (opening a channel, a write) may wait for
+  // the server; the connect timeout until set. Short values make a dead link show up quickly.
+  void setOperationTimeoutMs(int ms);
 
   // Connects and authenticates as host.effectiveUser() to host.address:host.port, through
   // host.jumpHost when set. False with lastError() saying what failed, on which host, and what to do.

@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 #include <mutex>
 #include <thread>
 
@@ -175,7 +174,10 @@ class RemoteJob {
   struct Host {
     std::unique_ptr<SshSession> session;
     std::unique_ptr<SshChannel> stream;
-    std::map<int, std::unique_ptr<SshChannel>> errStreams;  // rank -> tail -F of its stderr file
+    // Every rank's stderr file of this host through one channel (sshd allows few sessions per
+    // connection: 10 by default), each line prefixed with its rank.
+    std::unique_ptr<SshChannel> errStream;
+    QByteArray errPartial;
     QByteArray partial;
     qint64 lastOkMs = 0, lastTryMs = 0;
     QString lostError;
@@ -235,9 +237,18 @@ class RemoteJob {
       *error = s->lastError();
       return false;
     }
+    if (m_monitoring) s->setOperationTimeoutMs(pollTimeoutMs());
     host.session = std::move(s);
     host.lastOkMs = now();
     return true;
+  }
+  // While the ranks run: a host whose link went away does not answer at all (TCP keeps trying), so
+  // every step waits at most this long and a lost host is noticed well within the grace period.
+  int pollTimeoutMs() const { return std::clamp(m_graceMs / 4, 1000, 5000); }
+  void startMonitoring() {
+    m_monitoring = true;
+    for (auto& host : m_hosts)
+      if (host.session) host.session->setOperationTimeoutMs(pollTimeoutMs());
   }
 
   SshExecResult execOn(int h, const QString& cmd, int timeoutMs = 30000) {
@@ -258,7 +269,8 @@ class RemoteJob {
   void appendLines(int h, const QByteArray& chunk);
   void appendStderr(int h, int rank, const QByteArray& chunk);
   void closeStreams(Host& host) {
-    host.errStreams.clear();
+    host.errStream.reset();
+    host.errPartial.clear();
     host.stream.reset();
   }
   void detectSocketInterfaces();
@@ -285,6 +297,7 @@ class RemoteJob {
   bool m_dirtyState = false;
   qint64 m_termSentMs = 0, m_killSentMs = 0;
   QString m_failure;  // first failure, naming host and rank
+  bool m_monitoring = false;  // the ranks run: short SSH timeouts (pollTimeoutMs())
 };
 
 void RemoteJob::saveState(bool force) {
@@ -446,15 +459,19 @@ void RemoteJob::openStream(int h) {
                           .arg(shellQuote(st.remoteRunDir))
                           .arg(st.eventsOffset + 1);
   host.stream = host.session->openExec(cmd);
-  // Each rank's stderr, live, into the local run directory's stderr file of that rank.
+  // Each rank's stderr, live, line by line into the local run directory's stderr file of that
+  // rank: "<rank> <line>" per line over one channel. When the channel closes, cat returns and
+  // `kill 0` ends the command's process group (sshd made it a session of its own): tails and loops.
+  QStringList tails;
   for (const RemoteRank& r : st.ranks) {
     if (m_rankState.value(r.rank).startsWith(QLatin1String("exit"))) continue;  // caught up in finishUp()
-    const QString errCmd = QStringLiteral("cd %1 && { tail -c +%2 -F %3 2>/dev/null & t=$!; cat >/dev/null; kill $t; }")
-                               .arg(shellQuote(st.remoteRunDir))
-                               .arg(r.stderrOffset + 1)
-                               .arg(shellQuote(run_files::stderrFileForRank(r.rank)));
-    if (auto ch = host.session->openExec(errCmd)) host.errStreams[r.rank] = std::move(ch);
+    tails << QStringLiteral("{ tail -c +%1 -F %2 2>/dev/null | while IFS= read -r l; do printf '%3 %s\\n' \"$l\"; done; } &")
+                 .arg(r.stderrOffset + 1)
+                 .arg(shellQuote(run_files::stderrFileForRank(r.rank)))
+                 .arg(r.rank);
   }
+  if (!tails.isEmpty())
+    host.errStream = host.session->openExec(QStringLiteral("cd %1 && { %2 cat >/dev/null; kill 0; }").arg(shellQuote(st.remoteRunDir), tails.join(QLatin1Char(' '))));
 }
 
 void RemoteJob::appendStderr(int h, int rank, const QByteArray& chunk) {
@@ -508,14 +525,23 @@ void RemoteJob::pumpStreams(int waitMs) {
     }
     waitMs = 0;  // wait on the first host only
     if (!out.isEmpty()) appendLines(h, out);
-    for (auto it = host.errStreams.begin(); it != host.errStreams.end();) {
+    if (host.errStream) {
       QByteArray eo, ee;
-      if (!it->second->read(&eo, &ee, 0)) {
-        it = host.errStreams.erase(it);  // the status poll notices a lost host
-        continue;
+      if (!host.errStream->read(&eo, &ee, 0)) {
+        host.errStream.reset();  // the status poll notices a lost host
+      } else if (!eo.isEmpty()) {
+        host.errPartial += eo;
+        const int nl = host.errPartial.lastIndexOf('\n');
+        if (nl >= 0) {
+          QMap<int, QByteArray> perRank;
+          for (const QByteArray& line : host.errPartial.left(nl).split('\n')) {
+            const int sp = line.indexOf(' ');
+            if (sp > 0) perRank[line.left(sp).toInt()] += line.mid(sp + 1) + '\n';
+          }
+          host.errPartial.remove(0, nl + 1);
+          for (auto it = perRank.cbegin(); it != perRank.cend(); ++it) appendStderr(h, it.key(), it.value());
+        }
       }
-      appendStderr(h, it->first, eo);
-      ++it;
     }
   }
 }
@@ -585,9 +611,8 @@ void RemoteJob::pollStatus() {
                                "then echo \"%1 alive\"; else echo \"%1 gone\"; fi")
                     .arg(r.rank)
                     .arg(shellQuote(exitFile(r.rank)), shellQuote(pidFile(r.rank)));
-    // A short timeout: a host whose link went away does not answer at all (TCP keeps trying).
-    const int pollTimeout = std::clamp(m_graceMs / 4, 1000, 5000);
-    const SshExecResult res = execOn(h, QStringLiteral("cd %1 || exit 3; ").arg(shellQuote(st.remoteRunDir)) + checks.join(QStringLiteral("; ")), pollTimeout);
+    const SshExecResult res =
+        execOn(h, QStringLiteral("cd %1 || exit 3; ").arg(shellQuote(st.remoteRunDir)) + checks.join(QStringLiteral("; ")), pollTimeoutMs());
     if (!res.ok) {
       host.lostError = res.error;
       closeStreams(host);
@@ -673,6 +698,7 @@ void RemoteJob::finishUp() {
 void RemoteJob::run() {
   m_hosts.resize(static_cast<size_t>(m_cluster.hosts.size()));
   if (m_reattach) {
+    m_monitoring = true;
     // What was mirrored already: skip it when the stream repeats it.
     QFile f(QDir(m_runDir).filePath(run_files::eventsFile()));
     if (f.open(QIODevice::ReadOnly)) {
@@ -705,6 +731,7 @@ void RemoteJob::run() {
       emitFinished(false, error);
       return;
     }
+    startMonitoring();
     for (int h = 0; h < static_cast<int>(m_hosts.size()); ++h) openStream(h);
   }
 

@@ -315,7 +315,7 @@ class TestSshLaunch : public QObject {
     QVERIFY2(done, "the job did not end after its host was cut off");
     qInfo("host cut off: the job failed after %lld ms (grace %d ms)", took, graceMs);
     QVERIFY2(took >= graceMs - 500, qPrintable(QStringLiteral("failed after %1 ms, before the grace period").arg(took)));
-    QVERIFY2(took <= graceMs + 8000, qPrintable(QStringLiteral("failed only after %1 ms").arg(took)));
+    QVERIFY2(took <= graceMs + 5000, qPrintable(QStringLiteral("failed only after %1 ms").arg(took)));
     const RunRecord run = *ws.runs().get(id);
     QCOMPARE(run.status, QStringLiteral("failed"));
     QVERIFY2(run.error.contains(QStringLiteral("host node1")) && run.error.contains(QStringLiteral("rank 1")), qPrintable(run.error));
