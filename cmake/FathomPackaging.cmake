@@ -5,6 +5,9 @@
 # Depends come from dpkg-shlibdeps over the installed binaries (plus the engine for the workbench).
 # tests/packaging's packaging_deb builds both, unpacks them into a temporary root and runs them.
 include(GNUInstallDirs)
+# `install`/`package` (and cpack's preinstall step) install what is built instead of building
+# `all` first, the whole test suite included: build fathom-engine (and fathom) before packing.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 set(FATHOM_APP_ID io.github.fathom.Fathom)
 install(TARGETS fathom-engine RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT engine)

@@ -7,12 +7,12 @@ set -euo pipefail
 build=$1
 cd "$build"
 rm -rf packages
-# Only the packaged programs need to be current; an empty CPACK_CMAKE_GENERATOR keeps cpack from
-# building `all` first (the whole test suite) through the preinstall target.
+# Only the packaged programs need to be current (cmake/FathomPackaging.cmake keeps cpack from
+# building `all`, the whole test suite, first).
 targets=(fathom-engine)
 grep -q '^FATHOM_GUI:BOOL=ON' CMakeCache.txt && targets+=(fathom)
 cmake --build . --target "${targets[@]}" > cpack-build.log 2>&1 || { tail -50 cpack-build.log; exit 1; }
-cpack -G DEB -D CPACK_CMAKE_GENERATOR= > cpack.log 2>&1 || { cat cpack.log; exit 1; }
+cpack -G DEB > cpack.log 2>&1 || { cat cpack.log; exit 1; }
 shopt -s nullglob
 debs=(packages/*.deb)
 [ ${#debs[@]} -gt 0 ] || { echo "cpack made no .deb"; cat cpack.log; exit 1; }

@@ -73,6 +73,42 @@ elif what == "slurm":
                 "scontrol show hostnames", "--kill-on-bad-exit=1"):
         check(key in text, f"missing {key}")
         check(key in launcher, f"SshLauncher's export no longer has {key}: update packaging/slurm")
+elif what == "grafana":
+    import json
+    import subprocess
+    import tempfile
+    path = f"{src}/packaging/grafana/fathom.json"
+    dash = json.loads(read("packaging/grafana/fathom.json"))
+    # The committed JSON is what make_dashboard.py writes.
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = f"{tmp}/make_dashboard.py"
+        with open(gen, "w") as f:
+            f.write(read("packaging/grafana/make_dashboard.py"))
+        subprocess.run([sys.executable, gen], check=True, stdout=subprocess.DEVNULL)
+        with open(f"{tmp}/fathom.json") as f:
+            check(json.load(f) == dash, "fathom.json differs from make_dashboard.py's output: run it")
+    variables = {v["name"] for v in dash["templating"]["list"]}
+    ids = [p["id"] for p in dash["panels"]]
+    check(len(ids) == len(set(ids)), "panel ids repeat")
+    rows = [p for p in dash["panels"] if p["type"] == "row"]
+    check([r["title"].split(",")[0].split(" $")[0] for r in rows] == ["Training", "GPU", "Communication", "Serving", "Checkpoints"],
+          f"rows: {[r['title'] for r in rows]}")
+    for r in rows:
+        if "repeat" in r:
+            check(r["repeat"] in variables, f"row {r['title']} repeats over unknown ${r['repeat']}")
+    check(any(r.get("repeat") == "gpu" for r in rows) and any(r.get("repeat") == "rank" for r in rows),
+          "no per-GPU or per-rank repeated row")
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        check(g["x"] + g["w"] <= 24, f"panel {p['title']} is wider than the grid")
+        if p["type"] == "row":
+            continue
+        check(p.get("datasource", {}).get("uid") == "${datasource}", f"panel {p['title']} has no datasource variable")
+        refs = [t["refId"] for t in p["targets"]]
+        check(len(refs) == len(set(refs)) and refs, f"panel {p['title']}: refIds")
+        for t in p["targets"]:
+            for v in re.findall(r"\$(?!__)(\w+)", t["expr"]):
+                check(v in variables, f"panel {p['title']} uses undefined ${v}")
 else:
     sys.exit(f"unknown check {what}")
 

@@ -37,6 +37,9 @@ case "$what" in
     else missing "node + kubernetes-models, js-yaml (npm)"; fi
     if have yamllint; then run yamllint yamllint -s -d "$yamllint_cfg" "$src/packaging/k8s"; else missing yamllint; fi
     echo "-- not run: kubectl apply --dry-run=server (no cluster)" ;;
+  grafana)
+    run structure python3 "$here/check_files.py" grafana "$src"
+    echo "-- not run: Grafana itself (the queries are checked by test_prometheus against real scrapes)" ;;
   slurm)
     run structure python3 "$here/check_files.py" slurm "$src"
     run "bash -n" bash -n "$src/packaging/slurm/fathom-train.sbatch"
