@@ -109,6 +109,19 @@ elif what == "grafana":
         for t in p["targets"]:
             for v in re.findall(r"\$(?!__)(\w+)", t["expr"]):
                 check(v in variables, f"panel {p['title']} uses undefined ${v}")
+elif what == "docs":
+    # Every metric family the train exporter can write is in docs/deployment.md's table
+    # (brace groups `a_{b,c}_d` and a trailing `*` as written there).
+    families = re.findall(r'\{"(fathom_\w+)", "(?:gauge|counter|histogram)"', read("engine/telemetry/prometheus.cpp"))
+    check(len(families) > 30, "no families found in engine/telemetry/prometheus.cpp")
+    doc = read("docs/deployment.md")
+    names = set()
+    for token in re.findall(r"`(fathom_[\w{},*]+)`", doc):
+        m = re.match(r"(.*)\{([\w,]+)\}(.*)", token)
+        names.update(m.group(1) + alt + m.group(3) for alt in m.group(2).split(",")) if m else names.add(token)
+    for f in families:
+        check(f in names or any(n.endswith("*") and f.startswith(n[:-1]) for n in names),
+              f"{f} is exported but not in docs/deployment.md")
 else:
     sys.exit(f"unknown check {what}")
 

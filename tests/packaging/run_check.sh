@@ -40,6 +40,8 @@ case "$what" in
   grafana)
     run structure python3 "$here/check_files.py" grafana "$src"
     echo "-- not run: Grafana itself (the queries are checked by test_prometheus against real scrapes)" ;;
+  docs)
+    run "metric table" python3 "$here/check_files.py" docs "$src" ;;
   slurm)
     run structure python3 "$here/check_files.py" slurm "$src"
     run "bash -n" bash -n "$src/packaging/slurm/fathom-train.sbatch"
