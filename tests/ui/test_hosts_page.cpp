@@ -30,6 +30,10 @@
 #include "ui/pages/hosts/HostDialog.h"
 #include "ui/pages/hosts/HostsPage.h"
 #include "ui/pages/launch/LaunchDialog.h"
+#include "ui/pages/monitor/RankHeatMap.h"
+#include "ui/pages/monitor/RunDashboard.h"
+#include "ui/charts/ChartPanel.h"
+#include "cluster/jobs/RunSession.h"
 
 using namespace fathom;
 using namespace fathom::cluster;
@@ -326,6 +330,35 @@ class TestHostsPage : public QObject {
     s.runDir = m_tmp.filePath(QStringLiteral("gpu-run"));
     QVERIFY(!launcher.start(s, bad, &err));
     QVERIFY2(err.contains(QStringLiteral("same number of GPUs")), qPrintable(err));
+  }
+
+  // The Monitor labels the ranks of a cluster run with their hosts (from cluster.json).
+  void monitorNamesTheHostOfEachRank() {
+    QTemporaryDir dir;
+    QVERIFY(QFile::copy(QStringLiteral(FATHOM_SOURCE_DIR "/tests/ui/fixtures/dist_three_ranks.jsonl"), dir.filePath(QStringLiteral("events.jsonl"))));
+    ClusterSpec c;
+    for (const char* id : {"nodeA", "nodeB", "nodeC"}) {
+      HostConfig h;
+      h.id = QString::fromLatin1(id);
+      h.address = QStringLiteral("10.0.0.1");
+      c.hosts << h;
+    }
+    c.procsPerHost = 1;
+    QVERIFY(c.save(dir.path()));
+    cluster::RunSession session(QStringLiteral("dist-3ranks"), dir.path());
+    session.start();
+    QTRY_VERIFY_WITH_TIMEOUT(session.hasExitRecord(), 5000);
+    session.flush();
+    RunDashboard dash;
+    dash.resize(1200, 900);
+    dash.show();
+    dash.setSession(&session);
+    QCOMPARE(dash.rankHeatMap()->rankLabel(1), QStringLiteral("1 · nodeB"));
+    ChartPanel* p = dash.panel(QStringLiteral("rank_step_time"));
+    QVERIFY(p && p->seriesCount() >= 3);
+    QStringList names;
+    for (int i = 0; i < p->seriesCount(); ++i) names << p->seriesName(i);
+    QVERIFY2(names.join(QLatin1Char(' ')).contains(QStringLiteral("r2@nodeC")), qPrintable(names.join(QLatin1Char(' '))));
   }
 
   void changedKeyIsRefusedWithAWarning() {

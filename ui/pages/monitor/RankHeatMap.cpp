@@ -65,9 +65,9 @@ RankHeatMap::RankHeatMap(QWidget* parent) : QWidget(parent) {
     double fastest = INFINITY;
     for (double s : m_cells.value(cols[col])) fastest = std::min(fastest, s);
     QToolTip::showText(e->globalPosition().toPoint(),
-                       std::isnan(v) ? tr("rank %1, step %2: —").arg(rank).arg(cols[col])
+                       std::isnan(v) ? tr("rank %1, step %2: —").arg(rankLabel(rank)).arg(cols[col])
                                      : tr("rank %1, step %2: %3 s (%4× the fastest rank)")
-                                           .arg(rank)
+                                           .arg(rankLabel(rank))
                                            .arg(cols[col])
                                            .arg(v, 0, 'f', 3)
                                            .arg(v / fastest, 0, 'f', 2),
@@ -164,7 +164,7 @@ void RankHeatMap::replotNow() {
   m_plot->xAxis->setTicker(xTicks);
   auto yTicks = QSharedPointer<QCPAxisTickerText>::create();
   const int rEvery = std::max(1, m_ranks / 16);
-  for (int r = 0; r < m_ranks; r += rEvery) yTicks->addTick(r, QString::number(r));
+  for (int r = 0; r < m_ranks; r += rEvery) yTicks->addTick(r, rankLabel(r));
   m_plot->yAxis->setTicker(yTicks);
   m_plot->xAxis->setRange(-0.5, nx - 0.5);
   m_plot->yAxis->setRange(-0.5, m_ranks - 0.5);
@@ -173,9 +173,19 @@ void RankHeatMap::replotNow() {
                                      .arg(m_ranks)
                                      .arg(cols.front())
                                      .arg(cols.back())
-                                     .arg(slow)
+                                     .arg(rankLabel(slow))
                                : tr("Step time per rank — %1 ranks").arg(m_ranks));
   m_plot->replot();
+}
+
+void RankHeatMap::setRankHosts(const QMap<int, QString>& hosts) {
+  m_hosts = hosts;
+  if (!m_cells.isEmpty()) m_replot->start();
+}
+
+QString RankHeatMap::rankLabel(int rank) const {
+  const QString host = m_hosts.value(rank);
+  return host.isEmpty() ? QString::number(rank) : QStringLiteral("%1 · %2").arg(rank).arg(host);
 }
 
 }  // namespace fathom::ui

@@ -23,6 +23,9 @@ class RankHeatMap : public QWidget {
   explicit RankHeatMap(QWidget* parent = nullptr);
 
   void setStepTime(int rank, qint64 step, double seconds);
+  // Multi-node runs (issue 9): rank -> host name, shown beside the rank ("1 · node1").
+  void setRankHosts(const QMap<int, QString>& hosts);
+  QString rankLabel(int rank) const;
   void clear();
   bool isEmpty() const { return m_cells.isEmpty(); }
 
@@ -45,6 +48,7 @@ class RankHeatMap : public QWidget {
   QTimer* m_replot;
   QMap<qint64, QMap<int, double>> m_cells;  // step -> rank -> seconds
   int m_ranks = 0;
+  QMap<int, QString> m_hosts;
 };
 
 }  // namespace fathom::ui

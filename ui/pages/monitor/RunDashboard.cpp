@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "cluster/jobs/RunSession.h"
+#include "cluster/launch/ClusterSpec.h"
 #include "ui/Theme.h"
 #include "ui/charts/ExpertLoadMap.h"
 #include "ui/pages/monitor/RankHeatMap.h"
@@ -153,8 +154,19 @@ void RunDashboard::setXAxisKind(XAxisKind kind) {
   reload();
 }
 
+QString RunDashboard::rankName(int rank) const {
+  const QString host = m_rankHosts.value(rank);
+  return host.isEmpty() ? QStringLiteral("r%1").arg(rank) : QStringLiteral("r%1@%2").arg(rank).arg(host);
+}
+
 void RunDashboard::reload() {
   resetRouting();
+  // SSH cluster runs (issue 9): each rank's host from <runDir>/cluster.json (ranks host by host).
+  m_rankHosts.clear();
+  cluster::ClusterSpec spec;
+  if (m_session && cluster::ClusterSpec::load(m_session->runDir(), &spec))
+    for (int r = 0; r < spec.worldSize(); ++r) m_rankHosts.insert(r, spec.hosts.value(spec.hostOfRank(r)).displayName());
+  m_rankMap->setRankHosts(m_rankHosts);
   if (!m_session) {
     m_grid->relayout();
     return;
@@ -241,7 +253,7 @@ RunDashboard::Route RunDashboard::routeFor(const QString& key, int rank) {
       bool isNum = false;
       const int devIndex = dev.toInt(&isNum);
       name = id == QLatin1String("comm_busbw") ? dev : QStringLiteral("gpu%1").arg(dev);
-      if (multiRank) name += QStringLiteral(" · r%1").arg(rank);
+      if (multiRank) name += QStringLiteral(" · ") + rankName(rank);
       colorIndex = isNum ? devIndex + (multiRank ? rank : 0) : panel->seriesCount();
       if (id == QLatin1String("gpu_mem")) {
         const bool reserved = key.endsWith(QLatin1String("mem_reserved"));
@@ -250,7 +262,7 @@ RunDashboard::Route RunDashboard::routeFor(const QString& key, int rank) {
       }
     } else {
       name = key;
-      if (multiRank) name += QStringLiteral(" · r%1").arg(rank);
+      if (multiRank) name += QStringLiteral(" · ") + rankName(rank);
       if (key == QLatin1String("val_loss")) {
         colorIndex = 1;
         scatter = true;
@@ -274,7 +286,7 @@ RunDashboard::Route RunDashboard::routeFor(const QString& key, int rank) {
       panel->setXAxisKind(m_xKind);
       m_grid->addPanel(panel);
     }
-    const QString name = multiRank ? QStringLiteral("r%1").arg(rank) : key;
+    const QString name = multiRank ? rankName(rank) : key;
     r.panel = panel;
     r.series = panel->seriesIndex(name);
     if (r.series < 0) r.series = panel->addSeries(name, theme->seriesColor(multiRank ? rank : 0));

@@ -72,6 +72,8 @@ class RunDashboard : public QWidget {
   QHash<QPair<QString, int>, Route> m_routes;
   QMap<qint64, qint64> m_tokensAtStep;  // rank 0: step -> tokens (markers on the tokens axis)
   QSet<int> m_ranks;
+  QMap<int, QString> m_rankHosts;  // rank -> host of an SSH cluster run (cluster.json)
+  QString rankName(int rank) const;  // "r1", or "r1@node1" on a cluster
   QVector<cluster::EventItem> m_events;
   // Step-time split accumulator (rank 0): values of one step until all parts arrived.
   qint64 m_stackStep = -1;
