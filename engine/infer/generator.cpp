@@ -37,7 +37,10 @@ Sequence::Sequence(const tok::Tokenizer& tokenizer, std::vector<int64_t> prompt,
 Sequence::Step Sequence::advance(const torch::Tensor& logits) {
   Step out;
   if (done_) return out;
-  const Choice c = sampler_.sample(logits, history_);
+  // Checkpoints often pad the embedding past the tokenizer (Qwen: 151,936 rows for 151,669 tokens):
+  // those rows are not tokens and are never sampled.
+  const auto V = static_cast<int64_t>(tokenizer_.vocab_size());
+  const Choice c = sampler_.sample(V > 0 && logits.size(0) > V ? logits.narrow(0, 0, V) : logits, history_);
   if (first_token_ == Clock::time_point{}) first_token_ = Clock::now();
   const auto eos = tokenizer_.eos_id();
   const bool is_eos = (eos && !params_.ignore_eos && c.token == static_cast<int64_t>(*eos)) ||

@@ -185,3 +185,41 @@ TEST(Generate, PromptLongerThanTheContextIsRefused) {
   std::vector<int64_t> prompt(64, 7);
   EXPECT_THROW(generate(net, tokenizer, prompt, SamplingParams{}), std::invalid_argument);
 }
+
+// A checkpoint whose embedding is padded past the tokenizer (Qwen's 151,936 rows for 151,669
+// tokens) never emits a padding row, even when that row scores highest.
+TEST(Generate, PaddedVocabularyRowsAreNeverSampled) {
+  auto tokenizer = tiny_tokenizer();
+  const auto V = static_cast<int64_t>(tokenizer.vocab_size());
+  fathom::model::ModelArgs a;
+  a.vocab_size = V + 24;
+  a.d_model = 32;
+  a.n_layers = 2;
+  a.n_heads = 4;
+  a.n_kv_heads = 2;
+  a.d_ff = 64;
+  a.max_seq_len = 64;
+  a.tie_embeddings = false;
+  torch::manual_seed(0);
+  fathom::model::Transformer net(a);
+  net->eval();
+  std::vector<int64_t> prompt{5, 17, 42};
+  {
+    torch::NoGradGuard ng;
+    auto logits = net->forward(torch::tensor(prompt, torch::kInt64).unsqueeze(0)).select(1, 2).squeeze(0);
+    const auto best = logits.narrow(0, 0, V).argmax().item<int64_t>();
+    auto w = net->lm_head->weight;
+    const double sign = logits[best].item<double>() >= 0 ? 10.0 : -10.0;
+    for (int64_t r = V; r < V + 24; ++r) w[r].copy_(w[best] * sign);
+    ASSERT_GE(net->forward(torch::tensor(prompt, torch::kInt64).unsqueeze(0)).select(1, 2).squeeze(0).argmax().item<int64_t>(), V);
+  }
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_tokens = 10;
+  const auto r = generate(net, tokenizer, prompt, p);
+  ASSERT_FALSE(r.tokens.empty());
+  for (auto t : r.tokens) EXPECT_LT(t, V);
+  p.temperature = 1.0;
+  p.seed = 3;
+  for (auto t : generate(net, tokenizer, prompt, p).tokens) EXPECT_LT(t, V);
+}
