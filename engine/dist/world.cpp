@@ -458,16 +458,24 @@ class C10dWorld : public World {
   void watchdog_loop() {
     int64_t beat = 0;
     uint64_t published = 0;
+    // Peers' heartbeats as last seen (value, when it last changed): read only while a collective
+    // has been waiting a while, so a quiet run costs one store write per half second.
+    std::vector<std::pair<std::string, Clock::time_point>> seen(size_);
+    std::optional<Clock::time_point> store_down_since;
+    auto last_peer_check = Clock::now();
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
       cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_; });
       if (stop_) break;
-      std::optional<std::pair<uint64_t, Inflight>> stuck;
+      std::optional<std::pair<uint64_t, Inflight>> stuck, waiting;
       for (auto& [seq, f] : inflight_) {
-        if (secs(Clock::now() - f.t0) > opt_.timeout_s && !f.work->isCompleted()) {
+        if (f.work->isCompleted()) continue;
+        const double age = secs(Clock::now() - f.t0);
+        if (age > opt_.timeout_s) {
           stuck.emplace(seq, f);
           break;
         }
+        if (age > kPeerCheckAfterS && !waiting) waiting.emplace(seq, f);
       }
       const uint64_t issued = seq_.load();
       lock.unlock();
@@ -477,13 +485,60 @@ class C10dWorld : public World {
           watch_store_->set("seq/" + std::to_string(rank_), bytes_of(std::to_string(issued)));
           published = issued;
         }
+        store_down_since.reset();
       } catch (const std::exception&) {
-        // The store lives in rank 0: when it is gone, the collectives fail too and say so.
+        // The store lives in rank 0: gone with it. Gloo collectives fail by themselves and say
+        // so; an NCCL collective would wait for its timeout, hence the check below.
+        if (!store_down_since) store_down_since = Clock::now();
       }
       if (stuck) report_stuck(stuck->first, stuck->second);
+      if (waiting && secs(Clock::now() - last_peer_check) >= 1.0) {
+        last_peer_check = Clock::now();
+        if (store_down_since && secs(Clock::now() - *store_down_since) > 5.0)
+          report_gone(waiting->first, waiting->second, {0}, "its rendezvous store is unreachable");
+        std::vector<int> gone;
+        for (int r = 0; r < size_ && !store_down_since; ++r) {
+          if (r == rank_) continue;
+          std::string v;
+          try {
+            const std::string key = "hb/" + std::to_string(r);
+            if (watch_store_->check({key})) v = string_of(watch_store_->get(key));
+          } catch (const std::exception&) {
+            break;
+          }
+          if (seen[r].second == Clock::time_point{} || v != seen[r].first) seen[r] = {v, Clock::now()};
+          else if (secs(Clock::now() - seen[r].second) > kPeerSilentS) gone.push_back(r);
+        }
+        if (!gone.empty())
+          report_gone(waiting->first, waiting->second, gone,
+                      "no heartbeat for " + std::to_string(static_cast<int>(kPeerSilentS)) + " s");
+      } else if (!waiting) {
+        for (auto& s : seen) s.second = Clock::time_point{};  // nothing waits: forget the old readings
+      }
       lock.lock();
     }
   }
+
+  // A collective waits on peers that are gone (NCCL would otherwise wait for its timeout).
+  [[noreturn]] void report_gone(uint64_t seq, const Inflight& f, const std::vector<int>& gone, const std::string& why) {
+    std::ostringstream msg;
+    msg << "rank " << rank_ << ": " << f.op << " #" << seq << " (" << human_bytes(f.bytes) << ") is waiting on rank"
+        << (gone.size() == 1 ? " " : "s ") << join_ranks(gone) << ", which " << (gone.size() == 1 ? "is" : "are")
+        << " gone (exited, crashed or was killed; " << why << ")";
+    const std::string hint = "the rank named here died first: its stderr says why";
+    std::function<void(const std::string&, const std::string&, const std::string&)> fatal;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      fatal = fatal_;
+    }
+    std::cerr << "error: " << msg.str() << "\n  hint: " << hint << std::endl;
+    if (fatal) fatal("rank_failed", msg.str(), hint);
+    if (rank_ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));  // keep the store up for the others
+    std::_Exit(1);
+  }
+
+  static constexpr double kPeerCheckAfterS = 5.0;
+  static constexpr double kPeerSilentS = 10.0;
 
   [[noreturn]] void report_stuck(uint64_t seq, const Inflight& f) {
     std::ostringstream msg;

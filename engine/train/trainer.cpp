@@ -370,7 +370,7 @@ int run_training(const TrainInvocation& inv) {
     }
     comm->set_fatal_handler([&emitter](const std::string& code, const std::string& message, const std::string& hint) {
       emitter.emit(proto::ErrorData{code, message, hint});
-      emitter.emit(proto::ExitData{"failed", 3, message});
+      emitter.emit(proto::ExitData{"failed", code == "collective_timeout" ? 3 : 1, message});
       emitter.close();
     });
     const int zero_stage = comm->size() > 1 ? static_cast<int>(cfg.optimizer.zero.stage) : 0;

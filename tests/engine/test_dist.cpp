@@ -301,6 +301,40 @@ TEST(Dist, WatchdogNamesTheStuckCollectiveAndTheRankBehind) {
   EXPECT_TRUE(record);
 }
 
+// A rank that stops responding without closing its connections (SIGSTOP here; a dead GPU rank
+// under NCCL looks the same): the others notice its heartbeat stopped and name it long before
+// distributed.timeout_s.
+TEST(Dist, SilentRankIsNamedBeforeTheTimeout) {
+  const auto dir = make_temp_dir("dist-silent");
+  const auto cfg = config(dir, 100000, 0, "");
+  prepare(dir, cfg);
+  if (HasFatalFailure()) return;
+  const std::string run = dir + "/run";
+  const int port = free_port();
+  std::vector<std::string> env = kSmallBuckets;
+  env.push_back("FATHOM_INJECT_HANG_RANK=1");
+  env.push_back("FATHOM_INJECT_HANG_AT_STEP=3");
+  std::vector<Child> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(spawn_rank({"train", cfg, "--run-dir", run, "--no-stdout", "--set", micro(2), "--set", "distributed.timeout_s=120"},
+                               r, 2, port, run, env));
+  bool hung = false;
+  for (int i = 0; i < 3000 && !hung; ++i) {
+    hung = read_text(run + ".rank1.err").find("injected hang") != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(hung) << all_stderr(run, 2);
+  kill(ranks[1].pid, SIGSTOP);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(ranks[0].wait(60), 1);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  kill(ranks[1].pid, SIGKILL);
+  ranks[1].wait();
+  EXPECT_LT(took, 40.0);
+  const auto err = read_text(run + ".rank0.err");
+  EXPECT_NE(err.find("is waiting on rank 1, which is gone"), std::string::npos) << err;
+}
+
 TEST(Dist, BenchCommReportsBusBandwidth) {
   const auto dir = make_temp_dir("dist-bench");
   auto codes = run_ranks({"bench", "comm", "--sizes", "4K..256K", "--iters", "3", "--json"}, 2, dir + "/bench");
