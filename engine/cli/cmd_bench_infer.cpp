@@ -81,7 +81,7 @@ int run_bench_infer(int argc, char** argv) {
                "fathom-engine bench infer"};
   std::string model_path, device_name = "auto", precision = "bf16", quantize = "none", concurrency = "1,8,32,64", eval_text, eval_shard;
   int64_t prompt_tokens = 128, new_tokens = 128, eval_tokens = 16384;
-  double peak_gbps = 0;
+  double peak_gbps = 0, warmup_s = 3;
   bool json_out = false;
   app.add_option("model", model_path, "checkpoint, run, Hugging Face or adapter directory")->required();
   app.add_option("--device", device_name, "auto | cpu | cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -94,6 +94,7 @@ int run_bench_infer(int argc, char** argv) {
   app.add_option("--eval-shard", eval_shard, "a prepared validation shard (<data dir>/val.bin) for perplexity: the run's own held-out split");
   app.add_option("--eval-tokens", eval_tokens, "tokens of it to evaluate (default 16384)");
   app.add_option("--peak-gbps", peak_gbps, "memory bandwidth to compare with, GB/s (default: 4800 on an H200, else none)");
+  app.add_option("--warmup", warmup_s, "seconds of untimed decoding first (default 3)");
   app.add_flag("--json", json_out, "print one JSON object");
   try {
     app.parse(argc, argv);
@@ -137,16 +138,18 @@ int run_bench_infer(int argc, char** argv) {
       sp.temperature = 0;
       sp.ignore_eos = true;
       sp.max_tokens = new_tokens;
-      // Warm-up (allocator, kernels), then batch-1 decoding.
+      // Warm-up (allocator, kernels, and clocks: on the H200 machine the first seconds of decoding
+      // ran several times slower, in transformers too), then batch-1 decoding.
       {
         auto w = sp;
-        w.max_tokens = 8;
-        fathom::infer::generate(m.net, m.tokenizer, prompt(), w);
+        w.max_tokens = std::min<int64_t>(new_tokens, 64);
+        const auto t0 = Clock::now();
+        while (std::chrono::duration<double>(Clock::now() - t0).count() < warmup_s) fathom::infer::generate(m.net, m.tokenizer, prompt(), w);
       }
       const auto r = fathom::infer::generate(m.net, m.tokenizer, prompt(), sp);
       // The model alone (KV-cached forward + argmax on the device, no sampler or detokeniser): how
       // much of a decode step is the network and how much the per-token host work.
-      double model_only_tps = 0, sampler_ms = 0;
+      double model_only_tps = 0, batched_only_tps = 0, sampler_ms = 0;
       {
         torch::NoGradGuard ng;
         const auto p0 = prompt();
@@ -161,6 +164,23 @@ int run_bench_infer(int argc, char** argv) {
         }
         (void)next.item<int64_t>();  // one sync at the end: kernels queue without waiting for the host
         model_only_tps = static_cast<double>(new_tokens) / std::chrono::duration<double>(Clock::now() - t0).count();
+        // The same through the continuous batcher's decode path (per-row positions and masks).
+        {
+          auto bc = m.net->new_cache(1, prompt_tokens + new_tokens + 1);
+          fathom::model::KvCache view;
+          view.capacity = bc.capacity;
+          for (auto& [a, b] : bc.layers) view.layers.emplace_back(a.narrow(0, 0, 1), b.narrow(0, 0, 1));
+          auto lg = m.net->forward_cached(torch::tensor(p0, torch::kInt64).unsqueeze(0).to(device), view).select(1, prompt_tokens - 1);
+          auto nx = lg.argmax(-1).view({1, 1});
+          (void)nx.item<int64_t>();
+          const auto t1 = Clock::now();
+          for (int64_t i = 0; i < new_tokens; ++i) {
+            const auto step = fathom::model::DecodeStep::make({prompt_tokens + i}, device);
+            nx = m.net->forward_decode(nx, bc, step).argmax(-1).view({1, 1});
+          }
+          (void)nx.item<int64_t>();
+          batched_only_tps = static_cast<double>(new_tokens) / std::chrono::duration<double>(Clock::now() - t1).count();
+        }
         fathom::infer::Sampler sampler(sp);
         const auto cpu_logits = logits.view({-1}).to(torch::kCPU);
         std::vector<int64_t> hist(p0.begin(), p0.end());
@@ -175,6 +195,7 @@ int run_bench_infer(int argc, char** argv) {
                          {"batch1_decode_tokens_per_s", r.decode_tokens_per_s},
                          {"time_to_first_token_s", r.time_to_first_token_s},
                          {"model_only_decode_tokens_per_s", model_only_tps},
+                         {"model_only_batched_path_tokens_per_s", batched_only_tps},
                          {"sampler_ms_per_token", sampler_ms},
                          {"bytes_per_token", bpt},
                          {"bandwidth_gbps", gbps}};
@@ -183,7 +204,8 @@ int run_bench_infer(int argc, char** argv) {
                 << std::setprecision(3) << r.time_to_first_token_s << " s (" << prompt_tokens << "-token prompt), " << std::setprecision(1)
                 << gbps << " GB/s read" << (peak_gbps > 0 ? " = " + std::to_string(static_cast<int>(100 * gbps / peak_gbps)) + "% of peak" : "")
                 << "\n";
-      std::cerr << "[" << mode << "] the model alone: " << std::setprecision(1) << model_only_tps << " tokens/s; sampler "
+      std::cerr << "[" << mode << "] the model alone: " << std::setprecision(1) << model_only_tps << " tokens/s (batched decode path "
+                << batched_only_tps << "); sampler "
                 << std::setprecision(2) << sampler_ms << " ms/token\n";
       nlohmann::json conc = nlohmann::json::array();
       for (const auto& cs : split(concurrency)) {

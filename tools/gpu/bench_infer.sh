@@ -32,11 +32,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 tok=$FATHOM_DATA_DIR/tokenizers/qwen3/tokenizer.json
 python3 "$here/tools/gpu/hf_generate_bench.py" --tokenizer "$tok" --make-only > "$out/hf-make.log" 2>&1 || { tail -20 "$out/hf-make.log"; exit 1; }
 echo "== transformers generate (llama-1b bf16)"
-CUDA_VISIBLE_DEVICES=0 timeout 240 python3 "$here/tools/gpu/hf_generate_bench.py" --tokenizer "$tok" > "$out/hf.json" 2> "$out/hf.log"
+[ -n "${SKIP_HF:-}" ] || CUDA_VISIBLE_DEVICES=0 timeout 240 python3 "$here/tools/gpu/hf_generate_bench.py" --tokenizer "$tok" > "$out/hf.json" 2> "$out/hf.log"
 echo "HF: $(tail -1 "$out/hf.json")"; [ -s "$out/hf.json" ] || tail -20 "$out/hf.log"; rm -f "$out/hf-make.log"
 echo "== fathom bench infer (llama-1b bf16)"
 CUDA_VISIBLE_DEVICES=0 timeout 300 $eng bench infer /tmp/llama1b-hf --device cuda --precision bf16 \
-  --quantize none,int8,dynamic_int8 --concurrency 1,8,32,64 --prompt-tokens 128 --new-tokens 128 --json > "$out/fathom.json" 2> "$out/fathom.log"
+  --quantize ${MODES:-none,int8,dynamic_int8} --concurrency 1,8,32,64 --prompt-tokens 128 --new-tokens 128 --json > "$out/fathom.json" 2> "$out/fathom.log"
 grep -E "^\[" "$out/fathom.log"; [ -s "$out/fathom.json" ] || tail -20 "$out/fathom.log"; echo "HF: $(tail -1 "$out/hf.json")"
 if [ -z "${SKIP_PPL:-}" ]; then
   echo "== perplexity cost of quantisation (demo preset trained 400 steps on the GPU)"
