@@ -268,6 +268,12 @@ class TestHostsPage : public QObject {
     QVERIFY2(table.contains(QStringLiteral("all_reduce")) && table.contains(QStringLiteral("busbw")), qPrintable(table));
     QVERIFY(table.contains(QStringLiteral("2 ranks on 2 hosts")));
     QTRY_VERIFY(!page.isBusy());
+    if (const QByteArray shots = qgetenv("FATHOM_SCREENSHOT_DIR"); !shots.isEmpty()) {
+      page.resize(1100, 600);
+      page.show();
+      QVERIFY(QTest::qWaitForWindowExposed(&page));
+      page.grab().save(QDir(QString::fromUtf8(shots)).filePath(QStringLiteral("hosts-preflight.png")));
+    }
   }
 
   // The Launch dialog's per-host GPU choice (from the probe): one process per ticked GPU, the same
