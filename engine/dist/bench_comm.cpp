@@ -77,7 +77,7 @@ int run_bench_comm(const BenchCommOptions& o) {
   nlohmann::json results = nlohmann::json::array();
   if (world->is_root() && !o.json) {
     std::printf("# fathom-engine bench comm: %d ranks, %s, %s, %s\n", W, backend.c_str(), device.str().c_str(), o.dtype.c_str());
-    std::printf("%-16s %10s %12s %12s %12s\n", "op", "size", "time_us", "algbw_GB/s", "busbw_GB/s");
+    std::printf("%-16s %10s %12s %12s %12s  %s\n", "op", "size", "time_us", "algbw_GB/s", "busbw_GB/s", "algorithm");
     std::fflush(stdout);
   }
   for (const auto& op : o.ops) {
@@ -112,7 +112,8 @@ int run_bench_comm(const BenchCommOptions& o) {
         results.push_back({{"op", op}, {"bytes", bytes}, {"time_us", t * 1e6}, {"algbw_gbps", algbw}, {"busbw_gbps", busbw},
                            {"algorithm", algorithm}});
         if (!o.json) {
-          std::printf("%-16s %10s %12.1f %12.3f %12.3f\n", op.c_str(), human(bytes).c_str(), t * 1e6, algbw, busbw);
+          std::printf("%-16s %10s %12.1f %12.3f %12.3f  %s\n", op.c_str(), human(bytes).c_str(), t * 1e6, algbw, busbw,
+                      algorithm.c_str());
           std::fflush(stdout);
         }
       }

@@ -523,8 +523,8 @@ class C10dWorld : public World {
   [[noreturn]] void report_gone(uint64_t seq, const Inflight& f, const std::vector<int>& gone, const std::string& why) {
     std::ostringstream msg;
     msg << "rank " << rank_ << ": " << f.op << " #" << seq << " (" << human_bytes(f.bytes) << ") is waiting on rank"
-        << (gone.size() == 1 ? " " : "s ") << join_ranks(gone) << ", which " << (gone.size() == 1 ? "is" : "are")
-        << " gone (exited, crashed or was killed; " << why << ")";
+        << (gone.size() == 1 ? " " : "s ") << join_ranks(gone) << ", which stopped responding (" << why
+        << ": exited, crashed, was killed or hangs)";
     const std::string hint = "the rank named here died first: its stderr says why";
     std::function<void(const std::string&, const std::string&, const std::string&)> fatal;
     {
