@@ -280,6 +280,8 @@ class TestSshLaunch : public QObject {
     // stderr is already in the local run directory.
     QTRY_VERIFY_WITH_TIMEOUT(readFile(runDir + QStringLiteral("/stderr.rank1.log")).contains("fake engine rank 1 started"), 20000);
     QTRY_VERIFY_WITH_TIMEOUT(readFile(runDir + QStringLiteral("/stderr.log")).contains("fake engine rank 0 started"), 20000);
+    // ... and in the run's log view (the session's Logs lines, rank-prefixed).
+    QTRY_VERIFY_WITH_TIMEOUT(q.session(id) && q.session(id)->logs().join(QLatin1Char('\n')).contains(QStringLiteral("fake engine rank 1 started")), 20000);
     QCOMPARE(finished.size(), 0);
     QCOMPARE(status(ws, id), QStringLiteral("running"));
     QVERIFY2(q.stop(id), qPrintable(q.lastError()));
