@@ -257,6 +257,10 @@ int run_training(const TrainInvocation& inv) {
   // ---- config -------------------------------------------------------------------------
   config::LoadOptions load_options;
   load_options.overrides = inv.overrides;
+  // torchrun's environment names this process's place (it wins over the file and --set), and the
+  // config is validated with it (rank < world_size, ZeRO with more than one rank, ...).
+  for (const auto& [var, key] : {std::pair<const char*, const char*>{"WORLD_SIZE", "distributed.world_size"}, {"RANK", "distributed.rank"}})
+    if (const char* v = std::getenv(var); v && *v) load_options.overrides.push_back(std::string(key) + "=" + v);
   auto loaded = config::load_config_file(inv.config_path, load_options);
   if (!inv.bench)
     for (const auto& w : loaded.warnings) std::cerr << "warning: " << w.message() << "\n";
