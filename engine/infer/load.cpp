@@ -86,6 +86,12 @@ LoadedModel load_for_inference(const std::string& path, const torch::Device& dev
   m.net->to(dtype);
   m.net->to_device(device);
   m.net->eval();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  // Decoding changes the key length every step (and continuous batching the batch size too):
+  // cuDNN's attention builds an execution plan per new shape (tens of ms each), which made the
+  // first pass over each length 5-7x slower on the H200. Flash / memory-efficient kernels need none.
+  if (device.is_cuda()) at::globalContext().setSDPUseCuDNN(false);
+#endif
   return m;
 }
 

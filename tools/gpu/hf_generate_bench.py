@@ -31,6 +31,8 @@ if not os.path.exists(os.path.join(args.out, "config.json")):
 if args.make_only:
     raise SystemExit(0)
 
+# As fathom-engine's inference does: no cuDNN attention (it plans per new key length / batch shape).
+torch.backends.cuda.enable_cudnn_sdp(False)
 model = LlamaForCausalLM.from_pretrained(args.out, torch_dtype=torch.bfloat16).cuda().eval()
 g = torch.Generator().manual_seed(1234)
 def prompts(b):
