@@ -467,9 +467,10 @@ class C10dWorld : public World {
     while (!stop_) {
       cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_; });
       if (stop_) break;
-      std::optional<std::pair<uint64_t, Inflight>> stuck, waiting;
+      std::optional<std::pair<uint64_t, Inflight>> stuck, waiting, pending;
       for (auto& [seq, f] : inflight_) {
         if (f.work->isCompleted()) continue;
+        if (!pending) pending.emplace(seq, f);
         const double age = secs(Clock::now() - f.t0);
         if (age > opt_.timeout_s) {
           stuck.emplace(seq, f);
@@ -492,6 +493,16 @@ class C10dWorld : public World {
         if (!store_down_since) store_down_since = Clock::now();
       }
       if (stuck) report_stuck(stuck->first, stuck->second);
+      if (pending && !store_down_since) {
+        // A rank that found a peer gone says so in the store: a collective here that waits on the
+        // same peer (or on the rank that found it, which is leaving) will not finish.
+        std::string gone;
+        try {
+          if (watch_store_->check({"gone"})) gone = string_of(watch_store_->get("gone"));
+        } catch (const std::exception&) {
+        }
+        if (!gone.empty()) report_known_gone(pending->first, pending->second, gone);
+      }
       if (waiting && secs(Clock::now() - last_peer_check) >= 1.0) {
         last_peer_check = Clock::now();
         if (store_down_since && secs(Clock::now() - *store_down_since) > 5.0)
@@ -534,6 +545,21 @@ class C10dWorld : public World {
     std::cerr << "error: " << msg.str() << "\n  hint: " << hint << std::endl;
     if (fatal) fatal("rank_failed", msg.str(), hint);
     if (rank_ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));  // keep the store up for the others
+    std::_Exit(1);
+  }
+
+  [[noreturn]] void report_known_gone(uint64_t seq, const Inflight& f, const std::string& gone) {
+    const std::string msg = "rank " + std::to_string(rank_) + ": " + f.op + " #" + std::to_string(seq) + " (" + human_bytes(f.bytes) +
+                            ") cannot finish: " + gone;
+    const std::string hint = "the rank named here died first: its stderr says why";
+    std::function<void(const std::string&, const std::string&, const std::string&)> fatal;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      fatal = fatal_;
+    }
+    std::cerr << "error: " << msg << "\n  hint: " << hint << std::endl;
+    if (fatal) fatal("rank_failed", msg, hint);
+    if (rank_ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
     std::_Exit(1);
   }
 
@@ -586,11 +612,16 @@ class C10dWorld : public World {
     std::ostringstream msg;
     msg << "rank " << rank_ << ": " << p.op << " #" << p.seq << " failed";
     try {
+      // Another rank may have found out already (our error can be the echo of its exit).
+      if (store_->check({"gone"})) {
+        msg << ": " << string_of(store_->get("gone")) << " [" << first_line(what) << "]";
+        return msg.str();
+      }
       auto read = [&] {
         std::vector<std::string> v(size_);
         for (int r = 0; r < size_; ++r) {
           const std::string key = "hb/" + std::to_string(r);
-          if (r != rank_ && watch_store_->check({key})) v[r] = string_of(watch_store_->get(key));
+          if (r != rank_ && store_->check({key})) v[r] = string_of(store_->get(key));
         }
         return v;
       };
@@ -600,11 +631,15 @@ class C10dWorld : public World {
       std::vector<int> gone;
       for (int r = 0; r < size_; ++r)
         if (r != rank_ && before[r] == after[r]) gone.push_back(r);
-      if (!gone.empty())
-        msg << ": rank" << (gone.size() == 1 ? " " : "s ") << join_ranks(gone) << (gone.size() == 1 ? " is" : " are")
-            << " gone (exited, crashed or was killed)";
-      else
+      if (!gone.empty()) {
+        std::ostringstream g;
+        g << "rank" << (gone.size() == 1 ? " " : "s ") << join_ranks(gone) << (gone.size() == 1 ? " is" : " are")
+          << " gone (exited, crashed or was killed; seen by rank " << rank_ << ")";
+        msg << ": " << g.str();
+        if (!store_->check({"gone"})) store_->set("gone", bytes_of(g.str()));  // tell the others (watchdogs poll it)
+      } else {
         msg << ": every peer is still alive; the connection itself failed";
+      }
     } catch (const std::exception&) {
       msg << ": rank 0 is gone (exited, crashed or was killed; its rendezvous store at " << where_ << " is unreachable)";
     }
