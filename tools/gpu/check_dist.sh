@@ -29,7 +29,9 @@ try:
         if os.path.exists(os.path.join(p, "include", "nccl.h")): print(os.path.join(p, "include")); raise SystemExit
 except ImportError:
     pass
-hits = glob.glob("/usr/lib/python3*/**/nccl.h", recursive=True) + glob.glob("/usr/local/lib/python3*/**/nccl.h", recursive=True)
+import sys
+hits = [h for p in sys.path if p for h in glob.glob(os.path.join(p, "nvidia", "nccl*", "include", "nccl.h"))]
+hits += glob.glob("/usr/lib/python3*/**/nccl.h", recursive=True) + glob.glob("/usr/local/lib/python3*/**/nccl.h", recursive=True)
 print(os.path.dirname(hits[0]) if hits else "")
 EOF
 )
