@@ -45,7 +45,8 @@ set(CPACK_COMPONENT_ENGINE_DESCRIPTION
     "Headless LLM training and inference engine (LibTorch)\n fathom-engine trains, fine-tunes (LoRA) and serves transformer language models;\n it reports progress as JSON lines and serves an OpenAI-compatible HTTP API\n and Prometheus metrics.")
 set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_NAME fathom)
 set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_SECTION science)
-set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_DEPENDS "fathom-engine (= ${PROJECT_VERSION}-1)")
+# Qt loads its platform plugin (xcb, wayland, offscreen) at run time: no shared-library dependency shows it.
+set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_DEPENDS "fathom-engine (= ${PROJECT_VERSION}-1), qt6-qpa-plugins")
 set(CPACK_COMPONENT_UNSPECIFIED_DESCRIPTION
     "Desktop workbench for training large language models\n Design run configs, launch the engine locally or on SSH hosts, watch live\n charts, manage checkpoints, fine-tune with LoRA and try models in a playground.")
 include(CPack)
