@@ -113,10 +113,14 @@ HostProbeResult probeHost(SshSession& session, const HostConfig& host, int timeo
 }
 
 QString parseSocketInterface(const QByteArray& ipOutput, const QString& ownAddress) {
-  QString byAddress, byRoute;
+  QString byAddress, byRoute, own = ownAddress;
   bool inRoute = false;
   for (const QString& raw : QString::fromUtf8(ipOutput).split(QLatin1Char('\n'), Qt::SkipEmptyParts)) {
     const QString line = raw.simplified();
+    if (line.startsWith(QLatin1String("@@own "))) {  // the host's own name, resolved there
+      own = line.mid(6);
+      continue;
+    }
     if (line == QLatin1String("@@route")) {
       inRoute = true;
       continue;
@@ -124,7 +128,7 @@ QString parseSocketInterface(const QByteArray& ipOutput, const QString& ownAddre
     const QStringList f = line.split(QLatin1Char(' '));
     if (!inRoute) {
       // "2: eth0 inet 10.0.0.5/24 brd ... scope global eth0"
-      if (f.size() >= 4 && f.at(2) == QLatin1String("inet") && f.at(3).section(QLatin1Char('/'), 0, 0) == ownAddress) byAddress = f.at(1);
+      if (f.size() >= 4 && f.at(2) == QLatin1String("inet") && f.at(3).section(QLatin1Char('/'), 0, 0) == own) byAddress = f.at(1);
     } else {
       // "10.0.0.10 dev eth0 src 10.0.0.11 uid 0"
       const int dev = static_cast<int>(f.indexOf(QStringLiteral("dev")));
@@ -137,9 +141,13 @@ QString parseSocketInterface(const QByteArray& ipOutput, const QString& ownAddre
 }
 
 QString findSocketInterface(SshSession& session, const QString& ownAddress, const QString& peerAddress, int timeoutMs) {
-  const SshExecResult r =
-      session.exec(QStringLiteral("ip -o -4 addr show 2>/dev/null; echo @@route; ip -o route get %1 2>/dev/null").arg(shellQuote(peerAddress)),
-                   timeoutMs);
+  // Names (not addresses) are resolved on the host itself, as its processes would resolve them.
+  const SshExecResult r = session.exec(
+      QStringLiteral("own=$(getent ahostsv4 %1 2>/dev/null | awk 'NR==1{print $1}'); [ -n \"$own\" ] && echo \"@@own $own\"; "
+                     "peer=$(getent ahostsv4 %2 2>/dev/null | awk 'NR==1{print $1}'); [ -n \"$peer\" ] || peer=%2; "
+                     "ip -o -4 addr show 2>/dev/null; echo @@route; ip -o route get \"$peer\" 2>/dev/null")
+          .arg(shellQuote(ownAddress), shellQuote(peerAddress)),
+      timeoutMs);
   return r.ok ? parseSocketInterface(r.out, ownAddress) : QString();
 }
 

@@ -21,7 +21,8 @@ HostProbeResult probeHost(SshSession& session, const HostConfig& host, int timeo
 
 // The interface Gloo/NCCL sockets should use on a host (GLOO_SOCKET_IFNAME): the one carrying
 // `ownAddress`, else the one the route to `peerAddress` leaves by (never loopback); "" when neither
-// is found. Parses `ip -o -4 addr show` and `ip -o route get` run on the host.
+// is found. Parses `ip -o -4 addr show` and `ip -o route get` run on the host; host names are
+// resolved there (getent ahostsv4).
 QString findSocketInterface(SshSession& session, const QString& ownAddress, const QString& peerAddress, int timeoutMs = 15000);
 QString parseSocketInterface(const QByteArray& ipOutput, const QString& ownAddress);
 // A TCP port in 29500..49499 that nothing on the host listens on (its /proc/net/tcp{,6}); 0 when

@@ -652,6 +652,17 @@ void RemoteJob::finishUp() {
     before = total;
   }
   for (auto& host : m_hosts) closeStreams(host);
+  // Whatever the streams had not delivered yet (tail -F polls once a second where inotify is
+  // missing, so the last records can lag the exit files): read on from the mirrored offset.
+  for (int h = 0; h < static_cast<int>(m_hosts.size()); ++h) {
+    if (!m_hosts[h].session) continue;
+    const SshExecResult rest = execOn(h, QStringLiteral("cd %1 && tail -c +%2 events.jsonl 2>/dev/null | head -c 67108864")
+                                             .arg(shellQuote(m_cluster.state.at(h).remoteRunDir))
+                                             .arg(m_cluster.state.at(h).eventsOffset + 1),
+                                      15000);
+    m_hosts[h].partial.clear();  // the offset counts complete lines only: the partial one comes again
+    if (rest.ok && !rest.out.isEmpty()) appendLines(h, rest.out);
+  }
   // Each rank's stderr (the last lines) and how it ended, in the local run directory.
   QString statusText;
   QString tails;

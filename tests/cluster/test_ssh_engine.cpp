@@ -151,7 +151,8 @@ class TestSshEngine : public QObject {
     const RunRecord run = *ws.runs().get(id);
     QVERIFY2(run.status == QStringLiteral("completed"),
              qPrintable(run.status + QStringLiteral(": ") + run.error + QStringLiteral("\n") +
-                        run_files::tailOfFile(run.runDir + QStringLiteral("/stderr.log"), 30)));
+                        run_files::tailOfFile(run.runDir + QStringLiteral("/stderr.log"), 30) + QStringLiteral("\n--- events ---\n") +
+                        run_files::tailOfFile(run.runDir + QStringLiteral("/events.jsonl"), 6)));
     QCOMPARE(run.nprocs, 2);
     QCOMPARE(run.lastStep, 8);
 

@@ -5,6 +5,7 @@
 #include <QStandardPaths>
 #include <QTest>
 
+#include "cluster/hosts/HostProbe.h"
 #include "cluster/hosts/ShellQuote.h"
 #include "cluster/hosts/SshSession.h"
 #include "test_ssh_fixture.h"
@@ -45,6 +46,22 @@ class TestSshSession : public QObject {
     m_sshd = std::make_unique<TestSshd>(QStringLiteral("127.0.0.1"), m_key->publicKey);
     QString err;
     QVERIFY2(m_sshd->start(&err), qPrintable(err));
+  }
+
+  // GLOO_SOCKET_IFNAME: the interface carrying the host's own address (its name resolved there
+  // first), else the route to the peer's, never loopback; veth names lose their "@ifN".
+  void socketInterfaceFromIpOutput() {
+    const QByteArray out =
+        "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+        "2: eth0@if12    inet 10.0.0.11/24 brd 10.0.0.255 scope global eth0\\       valid_lft forever\n"
+        "3: ib0    inet 192.168.7.11/24 brd 192.168.7.255 scope global ib0\n"
+        "@@route\n"
+        "10.0.0.10 dev eth0 src 10.0.0.11 uid 0 \\    cache\n";
+    QCOMPARE(parseSocketInterface(out, QStringLiteral("10.0.0.11")), QStringLiteral("eth0"));
+    QCOMPARE(parseSocketInterface(out, QStringLiteral("192.168.7.11")), QStringLiteral("ib0"));
+    QCOMPARE(parseSocketInterface(out, QStringLiteral("gpu1")), QStringLiteral("eth0"));  // by the route
+    QCOMPARE(parseSocketInterface("@@own 192.168.7.11\n" + out, QStringLiteral("gpu1")), QStringLiteral("ib0"));
+    QCOMPARE(parseSocketInterface("@@route\nlocal 10.0.0.11 dev lo table local src 10.0.0.11\n", QStringLiteral("x")), QString());
   }
 
   void shellQuoteIsInert() {
