@@ -177,7 +177,10 @@ void Batcher::prefill(const Handle& h) {
   if (h->adapter >= 0) rows = std::make_unique<model::AdapterRows>(torch::tensor({int64_t{h->adapter}}, torch::kInt64).to(device_));
   auto logits = net_->forward_cached(torch::tensor(prompt, torch::kInt64).unsqueeze(0).to(device_), view).select(1, P - 1).squeeze(0);
   rows.reset();
-  const auto step = h->seq.advance(logits);
+  const int64_t V = h->seq.vocab_limit();
+  const auto step = h->seq.greedy_only()
+                        ? h->seq.advance_greedy((V > 0 && logits.size(0) > V ? logits.narrow(0, 0, V) : logits).argmax().item<int64_t>())
+                        : h->seq.advance(logits);
   if (step.has_event) h->push(step.event);
   std::lock_guard<std::mutex> g(mu_);
   ++counters_.prefills;
@@ -207,10 +210,23 @@ void Batcher::decode_step() {
   if (any_adapter) rows = std::make_unique<model::AdapterRows>(torch::tensor(adapters, torch::kInt64).to(device_));
   auto logits = net_->forward_decode(torch::tensor(inputs, torch::kInt64).view({B, 1}).to(device_), cache_, step);
   rows.reset();
-  logits = logits.to(torch::kCPU);  // one transfer for the whole batch; sampling is per row
+  // Greedy rows: one argmax over the batch on the device, B ids to the host. The other rows are
+  // sampled on the host from their own logits (penalties, filters, logprobs).
+  const int64_t V = running_.front()->seq.vocab_limit();
+  std::vector<int64_t> sampled_rows;
+  for (int64_t b = 0; b < B; ++b)
+    if (!running_[static_cast<size_t>(b)]->seq.greedy_only()) sampled_rows.push_back(b);
+  torch::Tensor argmax, host_rows;
+  if (static_cast<int64_t>(sampled_rows.size()) < B)
+    argmax = (V > 0 && logits.size(1) > V ? logits.narrow(1, 0, V) : logits).argmax(1).to(torch::kCPU);
+  if (!sampled_rows.empty())
+    host_rows = logits.index_select(0, torch::tensor(sampled_rows, torch::kInt64).to(logits.device())).to(torch::kCPU);
   int64_t produced = 0;
+  size_t next_sampled = 0;
   for (int64_t b = 0; b < B; ++b) {
-    const auto s = running_[static_cast<size_t>(b)]->seq.advance(logits[b]);
+    auto& seq = running_[static_cast<size_t>(b)]->seq;
+    const bool host = next_sampled < sampled_rows.size() && sampled_rows[next_sampled] == b;
+    const auto s = host ? seq.advance(host_rows[static_cast<int64_t>(next_sampled++)]) : seq.advance_greedy(argmax[b].item<int64_t>());
     if (s.has_event) {
       running_[static_cast<size_t>(b)]->push(s.event);
       ++produced;

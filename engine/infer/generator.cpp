@@ -34,13 +34,31 @@ Sequence::Sequence(const tok::Tokenizer& tokenizer, std::vector<int64_t> prompt,
   if (budget_ <= 0) done_ = true;
 }
 
+int64_t Sequence::vocab_limit() const { return static_cast<int64_t>(tokenizer_.vocab_size()); }
+
+bool Sequence::greedy_only() const {
+  return params_.temperature == 0.0 && params_.logprobs == 0 && params_.repetition_penalty == 1.0 && params_.presence_penalty == 0.0 &&
+         params_.frequency_penalty == 0.0;
+}
+
+Sequence::Step Sequence::advance_greedy(int64_t token) {
+  if (done_) return {};
+  Choice c;
+  c.token = token;
+  c.logprob = 0.0;  // as the sampler reports a greedy choice (probability 1 after the filter)
+  return accept(c);
+}
+
 Sequence::Step Sequence::advance(const torch::Tensor& logits) {
-  Step out;
-  if (done_) return out;
+  if (done_) return {};
   // Checkpoints often pad the embedding past the tokenizer (Qwen: 151,936 rows for 151,669 tokens):
   // those rows are not tokens and are never sampled.
-  const auto V = static_cast<int64_t>(tokenizer_.vocab_size());
-  const Choice c = sampler_.sample(V > 0 && logits.size(0) > V ? logits.narrow(0, 0, V) : logits, history_);
+  const auto V = vocab_limit();
+  return accept(sampler_.sample(V > 0 && logits.size(0) > V ? logits.narrow(0, 0, V) : logits, history_));
+}
+
+Sequence::Step Sequence::accept(const Choice& c) {
+  Step out;
   if (first_token_ == Clock::time_point{}) first_token_ = Clock::now();
   const auto eos = tokenizer_.eos_id();
   const bool is_eos = (eos && !params_.ignore_eos && c.token == static_cast<int64_t>(*eos)) ||
@@ -117,8 +135,11 @@ GenerateResult generate(model::Transformer& net, const tok::Tokenizer& tokenizer
   auto cache = net->new_cache(1, seq.reserved_tokens());
   auto logits = net->forward_cached(torch::tensor(prompt_ids, torch::kInt64).unsqueeze(0).to(device), cache).select(1, P - 1).squeeze(0);
   std::string cancel;
+  const bool greedy = seq.greedy_only();
+  const int64_t V = seq.vocab_limit();
   while (!seq.done()) {
-    const auto step = seq.advance(logits);
+    const auto step = greedy ? seq.advance_greedy((V > 0 && logits.size(0) > V ? logits.narrow(0, 0, V) : logits).argmax().item<int64_t>())
+                             : seq.advance(logits);
     if (step.has_event && on_token && !on_token(step.event)) {
       cancel = "cancelled";
       break;

@@ -47,11 +47,17 @@ class Sequence {
   // stop token or string, max_tokens, context). A finished sequence's held-back tail comes with
   // finish().
   Step advance(const torch::Tensor& logits);
+  // Greedy without penalties or logprobs needs only the argmax, which the caller may take on the
+  // device for a whole batch at once (the sampler copies the whole vocabulary to the host: ~1 ms a
+  // row for 152K tokens). advance_greedy(argmax) == advance(logits) for such a sequence.
+  bool greedy_only() const;
+  Step advance_greedy(int64_t token);
   // Ends the sequence (reason "cancelled" when it was not done) and returns its held-back tail,
   // if any. Call once.
   Step finish(const std::string& reason_if_not_done = "cancelled");
 
   bool done() const { return done_; }
+  int64_t vocab_limit() const;  // logits past this are padding rows, never sampled
   const std::vector<int64_t>& prompt() const { return prompt_; }
   // KV positions the sequence may use in all: prompt + max generated tokens.
   int64_t reserved_tokens() const { return static_cast<int64_t>(prompt_.size()) + budget_; }
@@ -61,6 +67,7 @@ class Sequence {
   const GenerateResult& result() const { return result_; }
 
  private:
+  Step accept(const Choice& c);
   const tok::Tokenizer& tokenizer_;
   std::vector<int64_t> prompt_, history_;
   SamplingParams params_;
