@@ -981,7 +981,8 @@ int run_training(const TrainInvocation& inv) {
         m.lr = lr;
         m.grad_norm = grad_norm;
         m.tokens_per_s = interval_tokens / std::max(dt, 1e-9);
-        m.mfu = peak > 0 ? m.tokens_per_s * flops_per_token / peak : 0.0;
+        // tokens_per_s counts every rank's tokens: the FLOPs available are every rank's GPU.
+        m.mfu = peak > 0 ? m.tokens_per_s * flops_per_token / (peak * comm->size()) : 0.0;
         const double steps_in_interval = std::max(1.0, static_cast<double>(interval_tokens) / tokens_per_step);
         // On CUDA the split comes from the last (synchronised) step alone; on CPU it is the mean.
         const double split_steps = device.is_cuda() ? 1.0 : steps_in_interval;
@@ -1080,7 +1081,7 @@ int run_training(const TrainInvocation& inv) {
              {"device", device.str()},
              {"precision", cfg.train.precision},
              {"params", model::matmul_parameter_count(args)}};
-      r["mfu"] = peak > 0 ? r["tokens_per_s"].get<double>() * flops_per_token / peak : 0.0;
+      r["mfu"] = peak > 0 ? r["tokens_per_s"].get<double>() * flops_per_token / (peak * comm->size()) : 0.0;
       if (auto m = telemetry::cuda_memory_stats(device.is_cuda() ? device.index() : 0)) r["peak_allocated_bytes"] = m->peak_allocated;
       else r["peak_rss_bytes"] = peak_rss_bytes();
       if (comm->size() > 1) {
