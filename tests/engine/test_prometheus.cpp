@@ -365,6 +365,27 @@ TEST(PrometheusExporter, RecordsBecomeConventionalMetrics) {
   fs::remove_all(dir);
 }
 
+// A run directory shared by several hosts: each host's exporter shows only its own ranks.
+TEST(PrometheusExporter, ExportsOnlyThisHostsRanks) {
+  fathom::telemetry::PrometheusOptions o;
+  o.host = "node-b";
+  o.rank_first = 2;
+  o.rank_end = 4;
+  PrometheusExporter ex(o);
+  for (int rank = 0; rank < 6; ++rank) {
+    proto::MetricData m;
+    m.step = 5;
+    m.loss = 1.0 + rank;
+    ex.observe(stamped(proto::make_record(m), rank, 1000));
+  }
+  Exposition e;
+  ASSERT_NO_THROW(e = parse_exposition(ex.render()));
+  std::set<std::string> ranks;
+  for (const auto& s : e["fathom_train_loss"].samples) ranks.insert(s.labels.at("rank"));
+  EXPECT_EQ(ranks, (std::set<std::string>{"2", "3"}));
+  EXPECT_EQ(value_of(e, "fathom_train_loss", {{"host", "node-b"}, {"rank", "3"}}), 4.0);
+}
+
 // The records of a real H200 run (tests/ui/fixtures), appended to an events file the exporter
 // follows: only what came after it started is exported, and the GPU series appear.
 TEST(PrometheusExporter, FollowsTheEventsFileOfARealGpuRun) {
