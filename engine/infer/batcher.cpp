@@ -57,8 +57,10 @@ Batcher::Handle Batcher::submit(std::vector<int64_t> prompt, const SamplingParam
                                 std::to_string(opt_.max_kv_tokens) + " — lower max_tokens");
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (static_cast<int64_t>(waiting_.size()) >= opt_.max_queue)
-      throw QueueFull("the server is busy: " + std::to_string(waiting_.size()) + " requests are queued (the limit); retry later");
+    // Requests not admitted yet fill the free batch slots first; max_queue counts those beyond.
+    const int64_t free_slots = std::max<int64_t>(0, opt_.max_batch - static_cast<int64_t>(running_.size()));
+    if (static_cast<int64_t>(waiting_.size()) >= opt_.max_queue + free_slots)
+      throw QueueFull("the server is busy: " + std::to_string(waiting_.size()) + " requests are waiting (the limit); retry later");
     waiting_.push_back(h);
   }
   cv_.notify_all();

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -435,6 +436,20 @@ OpenAiServer::OpenAiServer(infer::LoadedModel model, ServerOptions options) : im
                       "application/json");
   });
   I->http.set_payload_max_length(16 << 20);
+  // A streaming request holds its connection thread while the batcher produces its tokens: the pool
+  // must hold the whole batch, the queue behind it (whose overflow answers 503) and a few more for
+  // /health and /metrics — httplib's default (8 threads) would cap the batch at 8.
+  {
+    const auto threads = static_cast<size_t>(std::min<int64_t>(I->opt.batching.max_batch + I->opt.batching.max_queue + 8, 1024));
+    I->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  }
+  // httplib's default socket options add SO_REUSEPORT: a second serve on the same port would bind
+  // too and the kernel would split the requests between the two. SO_REUSEADDR alone: a port in use
+  // is an error.
+  I->http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
 }
 
 OpenAiServer::~OpenAiServer() {

@@ -302,40 +302,47 @@ TEST(ServeE2E, FullQueueAnswers503) {
   const auto dir = make_temp_dir("serve-queue");
   auto s = start(dir, {"--max-batch", "1", "--max-queue", "1"});
   ASSERT_TRUE(s) << read_text(dir + "/serve.err") << read_text(dir + "/stderr.txt");
-  // One long streaming request occupies the batch; one waits; the third must be refused.
-  std::atomic<bool> first_started{false};
-  std::thread t1([&] {
-    httplib::Client ci("127.0.0.1", s->port);
-    ci.set_read_timeout(120, 0);
-    stream_post(ci, "/v1/completions", R"({"prompt": "The", "max_tokens": 60, "temperature": 0, "stream": true, "ignore_eos": true})",
-                [&](const char*, size_t) {
-                  first_started = true;
-                  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a slow reader keeps the slot busy
-                  return true;
-                });
-  });
-  for (int i = 0; i < 500 && !first_started; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_TRUE(first_started);
-  std::thread t2([&] {
-    httplib::Client ci("127.0.0.1", s->port);
-    ci.set_read_timeout(120, 0);
-    post(ci, "/v1/completions", R"({"prompt": "The", "max_tokens": 2})");
-  });
-  // Wait until the second is queued (the gauge says so), then the third gets 503.
-  httplib::Client c("127.0.0.1", s->port);
-  bool queued = false;
-  for (int i = 0; i < 200 && !queued; ++i) {
-    queued = c.Get("/metrics")->body.find("fathom_requests_queued 1\n") != std::string::npos;
-    if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // 8 clients at once against room for 2 (one running, one queued): the rest must get a
+  // deliberate 503 with Retry-After, nobody anything else.
+  const int n = 8;  // (httplib 0.11 listens with a backlog of 5: far more simultaneous connects is issue #12)
+  std::vector<int> status(n, 0);
+  std::vector<std::string> retry(n), code(n);
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back([&, i] {
+      httplib::Client ci("127.0.0.1", s->port);
+      ci.set_read_timeout(120, 0);
+      ++ready;
+      while (ready < n) std::this_thread::yield();  // fire together
+      auto r = ci.Post("/v1/completions", R"({"prompt": "The", "max_tokens": 60, "temperature": 0, "ignore_eos": true})", "application/json");
+      if (!r) {
+        code[i] = httplib::to_string(r.error());
+        return;
+      }
+      status[i] = r->status;
+      retry[i] = r->get_header_value("Retry-After");
+      auto j = json::parse(r->body, nullptr, false);
+      if (j.contains("error")) code[i] = j["error"].value("code", "");
+    });
+  for (auto& t : threads) t.join();
+  int ok = 0, busy = 0;
+  for (int i = 0; i < n; ++i) {
+    EXPECT_TRUE(status[i] == 200 || status[i] == 503) << "client " << i << " got " << status[i] << " " << code[i];
+    if (status[i] == 200) ++ok;
+    if (status[i] == 503) {
+      ++busy;
+      EXPECT_EQ(retry[i], "1");
+      EXPECT_EQ(code[i], "server_busy");
+    }
   }
-  ASSERT_TRUE(queued) << c.Get("/metrics")->body;
+  EXPECT_GE(ok, 2);
+  EXPECT_GE(busy, 1) << "8 simultaneous requests never overflowed a queue of 1";
+  // And the server is fine afterwards.
+  httplib::Client c("127.0.0.1", s->port);
   auto r = c.Post("/v1/completions", R"({"prompt": "The", "max_tokens": 2})", "application/json");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 503) << r->body;
-  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
-  EXPECT_EQ(json::parse(r->body)["error"]["code"], "server_busy");
-  t1.join();
-  t2.join();
+  EXPECT_EQ(r->status, 200);
 }
 
 // The official OpenAI Node client (npm `openai`, installed by packaging/setup.sh into
