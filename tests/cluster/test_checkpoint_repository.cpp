@@ -237,7 +237,8 @@ class CheckpointRepositoryTest : public QObject {
     Workspace ws;
     QString err;
     QVERIFY2(ws.open(tmp.path(), &err), qPrintable(err));
-    QCOMPARE(ws.schemaVersion(), 3);
+    QCOMPARE(ws.schemaVersion(), latestSchemaVersion());  // migrated all the way up (3 added checkpoint columns, 4 hosts)
+    QVERIFY(latestSchemaVersion() >= 3);
     const auto c = ws.checkpoints().get(QStringLiteral("old"), QStringLiteral("/x/step-5"));
     QVERIFY(c);
     QCOMPARE(c->bytes, 42);
