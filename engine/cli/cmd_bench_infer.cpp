@@ -102,14 +102,9 @@ int run_bench_infer(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    const torch::Device device = device_name == "cuda" || (device_name == "auto" && torch::cuda::is_available())
-                                     ? torch::Device(torch::kCUDA, 0)
-                                     : torch::Device(torch::kCPU);
-    const auto dtype = precision == "bf16" ? torch::kBFloat16 : precision == "fp16" ? torch::kFloat16 : torch::kFloat32;
-    // One intra-op thread: on the CPU OpenBLAS threads do the GEMMs; on a GPU the host work per
-    // token (sampling) is small, and OpenMP teams spinning in the scheduler thread and the
-    // caller both stole the cores that launch the kernels (~45 ms per decode step on an H200).
-    torch::set_num_threads(1);
+    const auto target = fathom::infer::inference_target(device_name, precision);
+    const torch::Device device = target.device;
+    const auto dtype = target.dtype;
     std::string device_label = device.str();
     if (device.is_cuda()) {
 #if defined(FATHOM_HAVE_CUDA)

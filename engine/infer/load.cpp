@@ -95,6 +95,14 @@ LoadedModel load_for_inference(const std::string& path, const torch::Device& dev
   return m;
 }
 
+InferenceTarget inference_target(const std::string& device, const std::string& precision) {
+  InferenceTarget t;
+  t.device = device == "cuda" || (device == "auto" && torch::cuda::is_available()) ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  t.dtype = precision == "bf16" ? torch::kBFloat16 : precision == "fp16" ? torch::kFloat16 : torch::kFloat32;
+  torch::set_num_threads(1);
+  return t;
+}
+
 void install_adapter_bank(LoadedModel& m, const std::vector<std::string>& adapter_dirs) {
   if (adapter_dirs.empty()) return;
   std::vector<model::PeftAdapter> adapters;

@@ -34,6 +34,15 @@ std::string adapter_base(const std::string& adapter_dir);
 LoadedModel load_for_inference(const std::string& path, const torch::Device& device, torch::ScalarType dtype,
                                const std::string& base_override = "");
 
+// `--device auto|cpu|cuda` and `--precision fp32|bf16|fp16` of generate / serve / bench infer, and
+// the process setting inference wants: one intra-op thread (on the CPU OpenBLAS's own threads do
+// the GEMMs; on a GPU the host only samples).
+struct InferenceTarget {
+  torch::Device device{torch::kCPU};
+  torch::ScalarType dtype = torch::kFloat32;
+};
+InferenceTarget inference_target(const std::string& device, const std::string& precision);
+
 // Serving several LoRA adapters over one base without merging them: each adapter directory (a PEFT
 // adapter or a Fathom fine-tune checkpoint) is loaded into the adapter banks of the base's linear
 // layers (model::AdapterRows picks one per request). Adapter g = adapter_dirs[g]. Refuses an

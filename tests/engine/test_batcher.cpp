@@ -14,22 +14,14 @@
 #include "engine/model/lora.h"
 #include "engine/model/transformer.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tiny_tokenizer.h"
 
 using namespace fathom::infer;
+using fathom::testing::tiny_tokenizer;
 namespace fm = fathom::model;
 namespace fs = std::filesystem;
 
 namespace {
-
-fathom::tok::Tokenizer tiny_tokenizer() {
-  fathom::tok::BpeTrainOptions bo;
-  bo.vocab_size = 300;
-  bo.threads = 1;
-  return fathom::tok::train_bpe_from_texts(
-      {"The lessee shall keep the premises in good repair. Überall grüßt der Bär — 東京 café naïve résumé. "
-       "The Congress shall make no law respecting an establishment of religion."},
-      bo);
-}
 
 // Weights wider than the default init so that greedy choices are not near-ties.
 fm::ModelArgs tiny_args(int64_t vocab, bool mla_moe) {

@@ -10,20 +10,12 @@
 #include "engine/infer/sampler.h"
 #include "engine/model/transformer.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "tiny_tokenizer.h"
 
 using namespace fathom::infer;
+using fathom::testing::tiny_tokenizer;
 
 namespace {
-
-fathom::tok::Tokenizer tiny_tokenizer() {
-  fathom::tok::BpeTrainOptions bo;
-  bo.vocab_size = 300;
-  bo.threads = 1;
-  return fathom::tok::train_bpe_from_texts(
-      {"The lessee shall keep the premises in good repair. Überall grüßt der Bär — 東京 café naïve résumé. "
-       "The Congress shall make no law respecting an establishment of religion."},
-      bo);
-}
 
 fathom::model::Transformer tiny_model(int64_t vocab) {
   fathom::model::ModelArgs a;
