@@ -15,6 +15,7 @@
 
 #include "ui/Format.h"
 #include "ui/Theme.h"
+#include "ui/charts/HeatMapPlot.h"
 
 namespace fathom::ui {
 
@@ -27,36 +28,15 @@ ExpertLoadMap::ExpertLoadMap(QWidget* parent) : QWidget(parent) {
   f.setBold(true);
   m_caption->setFont(f);
   layout->addWidget(m_caption);
-  m_plot = new QCustomPlot(this);
-  m_plot->setMinimumHeight(160);
+  const HeatMapPlot hp = makeHeatMapPlot(this, tr("expert"), tr("MoE layer"), tr("share of routed tokens"), 160);
+  m_plot = hp.plot;
+  m_map = hp.map;
+  m_scale = hp.scale;
   layout->addWidget(m_plot, 1);
-  m_map = new QCPColorMap(m_plot->xAxis, m_plot->yAxis);
-  m_scale = new QCPColorScale(m_plot);
-  m_plot->plotLayout()->addElement(0, 1, m_scale);
-  m_scale->setType(QCPAxis::atRight);
-  m_scale->axis()->setLabel(tr("share of routed tokens"));
-  m_map->setColorScale(m_scale);
-  // Plasma (perceptually even, readable in both themes; no white top that would vanish on a light
-  // background as gpThermal's does).
-  QCPColorGradient plasma;
-  plasma.setColorStopAt(0.0, QColor(0x0d, 0x08, 0x87));
-  plasma.setColorStopAt(0.25, QColor(0x7e, 0x03, 0xa8));
-  plasma.setColorStopAt(0.5, QColor(0xcc, 0x47, 0x78));
-  plasma.setColorStopAt(0.75, QColor(0xf8, 0x95, 0x40));
-  plasma.setColorStopAt(1.0, QColor(0xf0, 0xf9, 0x21));
-  m_map->setGradient(plasma);
-  m_map->setInterpolate(false);
-  m_map->setTightBoundary(false);
-  m_plot->xAxis->setLabel(tr("expert"));
-  m_plot->yAxis->setLabel(tr("MoE layer"));
-  auto* margins = new QCPMarginGroup(m_plot);
-  m_plot->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-  m_scale->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
   setToolTip(tr("Per-expert load of every MoE layer at the latest step reported: the share of the layer's routed "
                 "token assignments (top-k) that went to each routed expert (rank 0). Each row sums to 100%; a "
                 "balanced layer is one even colour at 1/experts. Hot cells are overloaded experts, dark ones are "
                 "starved. Hover a cell for its value."));
-  m_plot->setMouseTracking(true);
   connect(m_plot, &QCustomPlot::mouseMove, this, [this](QMouseEvent* e) {
     double x = 0, y = 0;
     m_map->pixelsToCoords(e->pos(), x, y);
@@ -86,19 +66,7 @@ ExpertLoadMap::ExpertLoadMap(QWidget* parent) : QWidget(parent) {
   applyTheme();
 }
 
-void ExpertLoadMap::applyTheme() {
-  Theme* t = Theme::instance();
-  m_plot->setBackground(t->color(QStringLiteral("chart.background")));
-  m_plot->axisRect()->setBackground(t->color(QStringLiteral("chart.background")));
-  for (QCPAxis* a : {m_plot->xAxis, m_plot->yAxis, m_scale->axis()}) {
-    a->setBasePen(QPen(t->color(QStringLiteral("chart.axis"))));
-    a->setTickPen(QPen(t->color(QStringLiteral("chart.axis"))));
-    a->setSubTickPen(Qt::NoPen);
-    a->setTickLabelColor(t->color(QStringLiteral("chart.text")));
-    a->setLabelColor(t->color(QStringLiteral("chart.text")));
-    a->grid()->setVisible(false);
-  }
-}
+void ExpertLoadMap::applyTheme() { applyHeatMapTheme({m_plot, m_map, m_scale}); }
 
 bool ExpertLoadMap::parseKey(const QString& key, int* layer, int* expert) {
   static const QRegularExpression re(QStringLiteral(R"(^moe\.load\.(\d+)\.(\d+)$)"));

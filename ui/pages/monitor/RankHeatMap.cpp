@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "ui/Theme.h"
+#include "ui/charts/HeatMapPlot.h"
 
 namespace fathom::ui {
 
@@ -25,33 +26,14 @@ RankHeatMap::RankHeatMap(QWidget* parent) : QWidget(parent) {
   f.setBold(true);
   m_caption->setFont(f);
   layout->addWidget(m_caption);
-  m_plot = new QCustomPlot(this);
-  m_plot->setMinimumHeight(120);
+  const HeatMapPlot hp = makeHeatMapPlot(this, tr("step"), tr("rank"), tr("step time (s)"), 120);
+  m_plot = hp.plot;
+  m_map = hp.map;
+  m_scale = hp.scale;
   layout->addWidget(m_plot, 1);
-  m_map = new QCPColorMap(m_plot->xAxis, m_plot->yAxis);
-  m_scale = new QCPColorScale(m_plot);
-  m_plot->plotLayout()->addElement(0, 1, m_scale);
-  m_scale->setType(QCPAxis::atRight);
-  m_scale->axis()->setLabel(tr("step time (s)"));
-  m_map->setColorScale(m_scale);
-  QCPColorGradient plasma;  // as the expert-load map: even, readable in both themes
-  plasma.setColorStopAt(0.0, QColor(0x0d, 0x08, 0x87));
-  plasma.setColorStopAt(0.25, QColor(0x7e, 0x03, 0xa8));
-  plasma.setColorStopAt(0.5, QColor(0xcc, 0x47, 0x78));
-  plasma.setColorStopAt(0.75, QColor(0xf8, 0x95, 0x40));
-  plasma.setColorStopAt(1.0, QColor(0xf0, 0xf9, 0x21));
-  m_map->setGradient(plasma);
-  m_map->setInterpolate(false);
-  m_map->setTightBoundary(false);
-  m_plot->xAxis->setLabel(tr("step"));
-  m_plot->yAxis->setLabel(tr("rank"));
-  auto* margins = new QCPMarginGroup(m_plot);
-  m_plot->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-  m_scale->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
   setToolTip(tr("Each rank's own step time at every logged step. All ranks step together, so a column is as slow "
                 "as its slowest rank: a rank that keeps being the hot cell is a straggler the others wait for "
                 "(their wait shows as communication time). Hover a cell for its value."));
-  m_plot->setMouseTracking(true);
   connect(m_plot, &QCustomPlot::mouseMove, this, [this](QMouseEvent* e) {
     double x = 0, y = 0;
     m_map->pixelsToCoords(e->pos(), x, y);
@@ -84,19 +66,7 @@ RankHeatMap::RankHeatMap(QWidget* parent) : QWidget(parent) {
   applyTheme();
 }
 
-void RankHeatMap::applyTheme() {
-  Theme* t = Theme::instance();
-  m_plot->setBackground(t->color(QStringLiteral("chart.background")));
-  m_plot->axisRect()->setBackground(t->color(QStringLiteral("chart.background")));
-  for (QCPAxis* a : {m_plot->xAxis, m_plot->yAxis, m_scale->axis()}) {
-    a->setBasePen(QPen(t->color(QStringLiteral("chart.axis"))));
-    a->setTickPen(QPen(t->color(QStringLiteral("chart.axis"))));
-    a->setSubTickPen(Qt::NoPen);
-    a->setTickLabelColor(t->color(QStringLiteral("chart.text")));
-    a->setLabelColor(t->color(QStringLiteral("chart.text")));
-    a->grid()->setVisible(false);
-  }
-}
+void RankHeatMap::applyTheme() { applyHeatMapTheme({m_plot, m_map, m_scale}); }
 
 void RankHeatMap::setStepTime(int rank, qint64 step, double seconds) {
   if (rank < 0 || !std::isfinite(seconds)) return;
