@@ -51,12 +51,19 @@ int main(int argc, char** argv) {
   }
   const std::string r = std::to_string(rank);
   {
-    std::ofstream out(run_dir + "/argv." + r + ".txt");
-    for (int i = 0; i < argc; ++i) out << argv[i] << "\n";
+    // Each file appears whole (written aside, then renamed): tests read them as soon as they exist.
+    auto write_whole = [&](const std::string& name, const std::string& text) {
+      const std::string path = run_dir + "/" + name, tmp = path + ".part";
+      { std::ofstream(tmp) << text; }
+      std::rename(tmp.c_str(), path.c_str());
+    };
+    std::string args, vars;
+    for (int i = 0; i < argc; ++i) args += std::string(argv[i]) + "\n";
+    for (char** e = environ; *e; ++e) vars += std::string(*e) + "\n";
     char cwd[4096];
-    std::ofstream(run_dir + "/cwd." + r + ".txt") << (getcwd(cwd, sizeof cwd) ? cwd : "?") << "\n";
-    std::ofstream env(run_dir + "/env." + r + ".txt");
-    for (char** e = environ; *e; ++e) env << *e << "\n";
+    write_whole("cwd." + r + ".txt", std::string(getcwd(cwd, sizeof cwd) ? cwd : "?") + "\n");
+    write_whole("env." + r + ".txt", vars);
+    write_whole("argv." + r + ".txt", args);  // last: the others wait for it
   }
   fprintf(stderr, "fake engine rank %d started\n", rank);
   fflush(stderr);

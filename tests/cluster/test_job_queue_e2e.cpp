@@ -111,7 +111,8 @@ class JobQueueE2E : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(s->series(QStringLiteral("loss")).size() >= 3, 120000);
     QVERIFY(!s->hello().isEmpty());
     QTRY_VERIFY_WITH_TIMEOUT(ws.runs().get(a)->lastStep >= 3, 10000);
-    QVERIFY(ws.metrics().series(a, QStringLiteral("loss")).size() >= 3);
+    // The registry is written in batches (a flush timer), after the session has the points.
+    QTRY_VERIFY_WITH_TIMEOUT(ws.metrics().series(a, QStringLiteral("loss")).size() >= 3, 10000);
     QCOMPARE(ws.runs().get(b)->status, QStringLiteral("queued"));
 
     // Stop: checkpoint, then exit 0.
