@@ -36,6 +36,7 @@ int cmd_devices(int argc, char** argv) {
       if (!s.name.empty()) d["name"] = s.name;
       if (s.mem_total) d["memory_total"] = *s.mem_total;
       if (!s.uuid.empty()) d["uuid"] = s.uuid;
+      d["gpm"] = nvml.gpm_status(i);  // "ok" where SM activity can be measured
     }
     out.push_back(d);
   }
@@ -46,7 +47,9 @@ int cmd_devices(int argc, char** argv) {
   for (const auto& d : out) {
     const double gib = d.value("memory_total", int64_t{0}) / double(1ull << 30);
     std::cout << d["kind"].get<std::string>() << ":" << d["index"].get<int>() << "  " << d["name"].get<std::string>()
-              << "  " << std::fixed << std::setprecision(1) << gib << " GiB\n";
+              << "  " << std::fixed << std::setprecision(1) << gib << " GiB"
+              << (d.contains("gpm") ? "  SM activity: " + std::string(d["gpm"] == "ok" ? "measured (GPM)" : d["gpm"].get<std::string>()) : std::string())
+              << "\n";
   }
   if (n == 0 && !nvml.available()) std::cout << "(no CUDA devices: " << nvml.error() << ")\n";
   return 0;

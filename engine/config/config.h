@@ -110,6 +110,7 @@ struct TrainConfig {
   std::string sample_prompt;
   int64_t sample_tokens = 64;
   int64_t max_nan_skips = 5;
+  bool deterministic = false;         // CUDA: deterministic algorithms only
 };
 
 struct ZeroConfig {

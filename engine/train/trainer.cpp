@@ -181,6 +181,7 @@ class SystemSampler {
         g.clock_mem_mhz = n.clock_mem_mhz;
         g.mem_used = n.mem_used;
         g.mem_total = n.mem_total;
+        g.sm_active_pct = nvml.gpm(idx).sm_active_pct;  // averaged since the previous record
       }
       if (auto m = telemetry::cuda_memory_stats(idx)) {
         g.mem_allocated = m->allocated;
@@ -347,6 +348,15 @@ int run_training(const TrainInvocation& inv) {
 
   bool multi_rank = false;
   try {
+    if (cfg.train.deterministic) {
+      // cuBLAS is reproducible only with a fixed workspace (read when its handle is made, so before
+      // the first matmul); the other CUDA kernels with atomics (embedding and attention backward)
+      // switch to their deterministic versions, and ops that have none warn once.
+      setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+      at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+      at::globalContext().setDeterministicCuDNN(true);
+      at::globalContext().setBenchmarkCuDNN(false);
+    }
     const torch::Device device = pick_device(cfg.run.device, cfg.distributed.gpu_ids);
     // On CPU, LibTorch's OpenMP workers spin and steal the cores OpenBLAS's own threads use for
     // the matmuls: measured on 2 cores (demo preset), 1 intra-op thread gave ~2,000 tok/s and 2
