@@ -14,24 +14,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/checkpoint/hf_config.h"
 #include "engine/checkpoint/tensor_io.h"
 #include "engine/config/config.h"
 
 namespace fathom::ckpt {
-
-// Every problem a user can cause: what, which file/field, and what to do.
-class HfError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// The architectures we read and write, as `architectures[0]` / `model_type` spell them.
-struct HfArchitecture {
-  const char* architecture;  // "LlamaForCausalLM"
-  const char* model_type;    // "llama"
-  const char* family;        // Fathom model.family: llama | qwen2 | deepseek
-};
-const std::vector<HfArchitecture>& hf_architectures();
 
 // A Hugging Face model directory, read and checked (no tensor data loaded).
 struct HfModelInfo {
@@ -44,11 +31,6 @@ struct HfModelInfo {
   std::vector<std::string> weight_files;  // absolute paths: model.safetensors or every shard
   std::vector<std::string> notes;         // things ignored on purpose (MTP layers, ...), for logs
 };
-
-// Maps a parsed config.json to a ModelConfig. `where` names the file in errors. Throws HfError for
-// an unsupported architecture or a setting the engine cannot reproduce.
-config::ModelConfig model_config_from_hf(const nlohmann::json& config_json, const std::string& where,
-                                         std::string* architecture = nullptr);
 
 // Reads <dir>/config.json, finds the weight files (checking the index names only files that
 // exist) and tokenizer.json. Throws HfError.

@@ -14,6 +14,7 @@
 
 #include "engine/data/instruct.h"
 #include "engine/infer/generator.h"
+#include "engine/serve/request.h"
 
 namespace fathom::serve {
 
@@ -21,39 +22,9 @@ using json = nlohmann::json;
 
 namespace {
 
-// An OpenAI-style error: {"error": {"message", "type", "param", "code"}}.
-struct ApiError {
-  int status;
-  std::string message, type, param, code;
-};
-
 json error_body(const ApiError& e) {
   return json{{"error", {{"message", e.message}, {"type", e.type}, {"param", e.param.empty() ? json(nullptr) : json(e.param)},
                          {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
-}
-
-ApiError bad(const std::string& message, const std::string& param = "", const std::string& code = "") {
-  return {400, message, "invalid_request_error", param, code};
-}
-
-// Typed optional fields: a field of the wrong type is an error naming it; unknown fields are ignored.
-template <typename T>
-void field(const json& body, const char* key, T& out) {
-  if (!body.contains(key) || body[key].is_null()) return;
-  const auto& v = body[key];
-  if constexpr (std::is_same_v<T, bool>) {
-    if (!v.is_boolean()) throw bad(std::string("'") + key + "' must be a boolean", key);
-    out = v.get<bool>();
-  } else if constexpr (std::is_integral_v<T>) {
-    if (!v.is_number_integer()) throw bad(std::string("'") + key + "' must be an integer", key);
-    out = v.get<T>();
-  } else if constexpr (std::is_floating_point_v<T>) {
-    if (!v.is_number()) throw bad(std::string("'") + key + "' must be a number", key);
-    out = v.get<T>();
-  } else {
-    if (!v.is_string()) throw bad(std::string("'") + key + "' must be a string", key);
-    out = v.get<std::string>();
-  }
 }
 
 // Prometheus histogram with fixed buckets.
@@ -109,73 +80,7 @@ struct OpenAiServer::Impl {
     return h == "Bearer " + opt.api_key;
   }
 
-  infer::SamplingParams sampling(const json& body, bool chat) {
-    infer::SamplingParams p;
-    p.max_tokens = opt.default_max_tokens;
-    field(body, "max_tokens", p.max_tokens);
-    if (chat) field(body, "max_completion_tokens", p.max_tokens);
-    field(body, "temperature", p.temperature);
-    field(body, "top_p", p.top_p);
-    field(body, "top_k", p.top_k);
-    field(body, "min_p", p.min_p);
-    field(body, "presence_penalty", p.presence_penalty);
-    field(body, "frequency_penalty", p.frequency_penalty);
-    field(body, "repetition_penalty", p.repetition_penalty);
-    field(body, "ignore_eos", p.ignore_eos);  // vLLM's extension, for load tests
-    if (body.contains("seed") && !body["seed"].is_null()) {
-      if (!body["seed"].is_number_integer()) throw bad("'seed' must be an integer", "seed");
-      p.seed = body["seed"].get<uint64_t>();
-    }
-    if (body.contains("stop") && !body["stop"].is_null()) {
-      const auto& s = body["stop"];
-      if (s.is_string()) p.stop.push_back(s.get<std::string>());
-      else if (s.is_array()) {
-        for (const auto& x : s) {
-          if (!x.is_string()) throw bad("'stop' must be a string or an array of strings", "stop");
-          p.stop.push_back(x.get<std::string>());
-        }
-      } else {
-        throw bad("'stop' must be a string or an array of strings", "stop");
-      }
-    }
-    if (chat) {
-      bool lp = false;
-      field(body, "logprobs", lp);
-      int top = 0;
-      field(body, "top_logprobs", top);
-      p.logprobs = lp ? std::max(top, 0) : 0;
-    } else {
-      int lp = 0;
-      field(body, "logprobs", lp);
-      p.logprobs = lp;
-    }
-    if (p.max_tokens > 1000000) throw bad("'max_tokens' " + std::to_string(p.max_tokens) + " is absurd", "max_tokens");
-    if (const auto err = p.validate(); !err.empty()) throw bad(err);
-    return p;
-  }
-
-  std::vector<int64_t> chat_prompt(const json& body, infer::SamplingParams& p) {
-    if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
-      throw bad("'messages' must be a non-empty array of {role, content}", "messages");
-    std::vector<data::ChatTurn> turns;
-    for (const auto& m : body["messages"]) {
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-        throw bad("each message needs a string 'role'", "messages");
-      std::string content;
-      if (m.contains("content") && m["content"].is_string()) content = m["content"].get<std::string>();
-      else if (m.contains("content") && m["content"].is_array()) {
-        for (const auto& part : m["content"])  // [{type: text, text: ...}]
-          if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
-            content += part["text"].get<std::string>();
-      } else {
-        throw bad("each message needs 'content' (a string or text parts)", "messages");
-      }
-      std::string role = m["role"].get<std::string>();
-      if (role == "developer") role = "system";
-      if (role != "system" && role != "user" && role != "assistant")
-        throw bad("role '" + role + "' is not system, user or assistant", "messages");
-      turns.push_back({role, content});
-    }
+  std::vector<int64_t> chat_prompt(const std::vector<data::ChatTurn>& turns, infer::SamplingParams& p) {
     auto pieces = data::render_generation_prompt(turns, chat_template, model.tokenizer);
     auto enc = data::encode_example(pieces, model.tokenizer, 1 << 30);
     const auto eot = data::end_of_turn(chat_template);
@@ -184,13 +89,7 @@ struct OpenAiServer::Impl {
     return enc.ids;
   }
 
-  std::vector<int64_t> text_prompt(const json& body) {
-    if (!body.contains("prompt")) throw bad("'prompt' is required", "prompt");
-    const auto& pr = body["prompt"];
-    std::string text;
-    if (pr.is_string()) text = pr.get<std::string>();
-    else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) text = pr[0].get<std::string>();
-    else throw bad("'prompt' must be a string (one prompt per request)", "prompt");
+  std::vector<int64_t> text_prompt(const std::string& text) {
     auto ids = model.tokenizer.encode(text);
     return std::vector<int64_t>(ids.begin(), ids.end());
   }
@@ -228,13 +127,6 @@ struct OpenAiServer::Impl {
   void handle(const httplib::Request& req, httplib::Response& res, const std::string& endpoint) {
     const auto t0 = std::chrono::steady_clock::now();
     if (!authorised(req)) return reply_error(res, {401, "Incorrect API key provided.", "invalid_request_error", "", "invalid_api_key"}, endpoint);
-    json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const std::exception& e) {
-      return reply_error(res, bad(std::string("We could not parse the JSON body of your request: ") + e.what()), endpoint);
-    }
-    if (!body.is_object()) return reply_error(res, bad("the request body must be a JSON object"), endpoint);
     const bool chat = endpoint == "/v1/chat/completions";
     infer::SamplingParams params;
     std::vector<int64_t> ids;
@@ -242,17 +134,12 @@ struct OpenAiServer::Impl {
     bool logprobs = false;
     int adapter = -1;
     try {
-      if (body.contains("model") && !body["model"].is_null() && !body["model"].is_string())
-        throw bad("'model' must be a string", "model");
-      if (body.contains("model") && body["model"].is_string()) adapter = adapter_index(body["model"].get<std::string>());
-      field(body, "stream", stream);
-      if (body.contains("n") && !(body["n"].is_number_integer() && body["n"].get<int>() == 1))
-        throw bad("only n = 1 is supported", "n");
-      params = sampling(body, chat);
-      // chat: "logprobs": true (+ top_logprobs); completions: "logprobs": N.
-      logprobs = body.contains("logprobs") && !body["logprobs"].is_null() &&
-                 (chat ? body["logprobs"].is_boolean() && body["logprobs"].get<bool>() : true);
-      ids = chat ? chat_prompt(body, params) : text_prompt(body);
+      CompletionRequest r = parse_completion_request(req.body, chat, opt.default_max_tokens,
+                                                     [&](const std::string& name) { adapter = adapter_index(name); });
+      stream = r.stream;
+      logprobs = r.logprobs;
+      params = std::move(r.params);
+      ids = chat ? chat_prompt(r.turns, params) : text_prompt(r.prompt);
       check_context(ids);
     } catch (const ApiError& e) {
       return reply_error(res, e, endpoint);
