@@ -161,7 +161,10 @@ std::string range_violation(const KeyInfo& k, double v, const std::string& shown
 }
 
 std::string example_int(const KeyInfo& k) {
-  const int64_t d = std::get<int64_t>(k.default_value);
+  // Int keys default to an int64_t, IntList keys (distributed.gpu_ids) to a list of them.
+  int64_t d = 0;
+  if (const auto* i = std::get_if<int64_t>(&k.default_value)) d = *i;
+  else if (const auto* l = std::get_if<std::vector<int64_t>>(&k.default_value); l && !l->empty()) d = l->front();
   return std::to_string(d != 0 ? d : static_cast<int64_t>(k.min.value_or(1)));
 }
 
@@ -486,6 +489,15 @@ bool Loader::convert_scalar(const KeyInfo& key, KeyType type, const YAML::Node& 
     case KeyType::StringList: {
       std::string s = text;
       if (!post_process_string(key, &s, v, doc)) return false;
+      // The resolved YAML and every JSON the value reaches (protocol, registry) need Unicode text.
+      if (const size_t bad = detail::invalid_utf8_at(s); bad != std::string::npos) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(s[bad]));
+        add_error(doc, mark, key.path, std::string("the value is not valid UTF-8 (byte ") + hex + " at offset " +
+                      std::to_string(bad) + ")",
+                  "save the file as UTF-8 and write the value as text");
+        return false;
+      }
       *out = s;
       return true;
     }

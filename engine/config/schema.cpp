@@ -192,7 +192,11 @@ const std::map<std::string, size_t>& key_index() {
   return index;
 }
 
-std::string json_quote(const std::string& s) { return nlohmann::json(s).dump(); }
+// Never throws: a value that is not UTF-8 (set in code; the loader refuses such text) is written
+// with U+FFFD in place of the bad bytes.
+std::string json_quote(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 }  // namespace
 

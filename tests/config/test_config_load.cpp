@@ -373,3 +373,28 @@ TEST(ConfigLoad, ErrorMessageFormat) {
   ConfigError s{"--set", 0, 0, "train.lr", "unknown key", ""};
   EXPECT_EQ(s.message(), "--set: train.lr: unknown key");
 }
+
+// Found by fuzz/fuzz_config: both used to escape load_config_text as exceptions (a crash of the
+// engine or the Designer) instead of becoming errors.
+TEST(ConfigLoad, InvalidUtf8StringIsAnErrorWithItsPosition) {
+  LoadOptions o;
+  o.check_paths = false;
+  const LoadResult r = load_config_text("run:\n  name: \"bad\xff name\"\n", "<t>", o);
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r.errors);
+  EXPECT_EQ(r.errors[0].key_path, "run.name");
+  EXPECT_EQ(r.errors[0].line, 2);
+  EXPECT_NE(r.errors[0].rule.find("not valid UTF-8 (byte 0xff at offset 3)"), std::string::npos) << r.errors[0].rule;
+  EXPECT_NE(r.resolved_yaml.find("name:"), std::string::npos);  // still emitted, without throwing
+  const LoadResult s = load_config_text("", "<t>", {{"run.name=caf\xc3"}, "", false});
+  ASSERT_EQ(s.errors.size(), 1u) << dump(s.errors);
+  EXPECT_EQ(s.errors[0].file, "--set");
+}
+
+TEST(ConfigLoad, IntListElementThatIsNotANumber) {
+  LoadOptions o;
+  o.check_paths = false;
+  const LoadResult r = load_config_text("distributed:\n  gpu_ids: [0, x]\n", "<t>", o);
+  ASSERT_EQ(r.errors.size(), 1u) << dump(r.errors);
+  EXPECT_EQ(r.errors[0].key_path, "distributed.gpu_ids");
+  EXPECT_NE(r.errors[0].rule.find("'x' is not an integer"), std::string::npos) << r.errors[0].rule;
+}
