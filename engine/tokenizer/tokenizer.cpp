@@ -419,6 +419,13 @@ Tokenizer TokenizerBuilder::build(TokenizerParts parts) {
   for (const auto& t : parts.added) max_id = std::max(max_id, t.id);
   if (parts.vocab.empty()) throw fail("the vocabulary is empty");
   if (max_id >= (1u << 31)) throw fail("token id " + std::to_string(max_id) + " is too large");
+  // Tables are indexed by id: a lone id far past the others (a damaged or hostile file) would
+  // allocate gigabytes. Real vocabularies are dense (added tokens follow the model's closely).
+  const size_t ids = parts.vocab.size() + parts.added.size();
+  if (size_t(max_id) >= 4 * ids + 65536) {
+    throw fail("token id " + std::to_string(max_id) + " is far beyond the " + std::to_string(ids) +
+               " tokens listed (ids must run from 0 to about the vocabulary size); the file is damaged");
+  }
   m.id_bytes.resize(size_t(max_id) + 1);
   m.id_flags.assign(size_t(max_id) + 1, 0);
   m.model_ids.reserve(parts.vocab.size());

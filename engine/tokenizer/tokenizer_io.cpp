@@ -115,6 +115,17 @@ std::string json_type(const json& obj) {
   return (it != obj.end() && it->is_string()) ? it->get<std::string>() : std::string("?");
 }
 
+// A token id from JSON (already checked to be an unsigned number). get<uint32_t>() would wrap ids
+// of 2^32 and above onto small ones; anything past 2^31 is refused here, the builder checks the rest.
+uint32_t token_id_of(const json& v, const std::string& where, const std::string& what) {
+  const uint64_t id = v.get<uint64_t>();
+  if (id >= (uint64_t{1} << 31)) {
+    throw TokenizerError(where + ": " + what + " has id " + std::to_string(id) +
+                         ", too large for a token id (ids count up from 0 to the vocabulary size)");
+  }
+  return static_cast<uint32_t>(id);
+}
+
 void parse_normalizer(const std::string& where, const json& n, TokenizerParts& parts) {
   if (n.is_null()) return;
   const std::string type = json_type(n);
@@ -288,7 +299,7 @@ Tokenizer Tokenizer::load_gpt2(const std::string& encoder_json, const std::strin
       throw TokenizerError(encoder_json + ": the id of token '" + it.key() +
                            "' is not a non-negative integer");
     }
-    const auto id = it.value().get<uint32_t>();
+    const auto id = token_id_of(it.value(), encoder_json, "token '" + it.key() + "'");
     spelled_ids.emplace(it.key(), id);
     if (it.key() == "<|endoftext|>") {
       parts.added.push_back(AddedToken{id, it.key(), true, false, false, false, false});
@@ -375,7 +386,7 @@ Tokenizer Tokenizer::load_hf(const std::string& tokenizer_json) {
     if (!it.value().is_number_unsigned()) {
       throw TokenizerError(where + ": model.vocab id of '" + it.key() + "' is not an integer >= 0");
     }
-    const auto id = it.value().get<uint32_t>();
+    const auto id = token_id_of(it.value(), where, "model.vocab token '" + it.key() + "'");
     spelled_ids.emplace(it.key(), id);
     parts.vocab.emplace_back(id, bytes_or_fail(where, it.key()));
   }
@@ -416,7 +427,7 @@ Tokenizer Tokenizer::load_hf(const std::string& tokenizer_json) {
                              " lacks an integer id or a string content");
       }
       AddedToken a;
-      a.id = t["id"].get<uint32_t>();
+      a.id = token_id_of(t["id"], where, "added token " + snippet(t["content"]));
       a.content = t["content"].get<std::string>();
       a.special = json_bool(t, "special", false);
       a.lstrip = json_bool(t, "lstrip", false);

@@ -290,6 +290,14 @@ TEST(TokenizerJson, UnsupportedComponentsAreNamed) {
   doc = base;
   doc["added_tokens"][0]["id"] = 5;
   expect_error(doc, {"<|endoftext|>", "id 5"});
+  // Found by fuzz/fuzz_tokenizer: one id far past the others allocated tables for every id up to
+  // it (2e9: 64 GB, out of memory), and ids of 2^32 and above wrapped onto small ones.
+  doc = base;
+  doc["added_tokens"][0]["id"] = 2000000000;
+  expect_error(doc, {"token id 2000000000 is far beyond the", "damaged"});
+  doc = base;
+  doc["model"]["vocab"]["Ġzzzz"] = 4294967296ull + 5;
+  expect_error(doc, {"model.vocab token 'Ġzzzz' has id 4294967301", "too large"});
 }
 
 TEST(BpeTrain, FilesEqualTextsAndMaxBytesLimitsInput) {
