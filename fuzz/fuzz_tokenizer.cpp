@@ -1,0 +1,43 @@
+// tokenizer.json (Hugging Face; also our own BPE files): Tokenizer::load_hf on the input, which may
+// only throw TokenizerError; a tokenizer that loads must encode text (the input itself) and give
+// the bytes back: decode(encode(x)) == x unless it normalises (NFC) or has added tokens that strip
+// white space (lstrip/rstrip swallow it, as in Hugging Face), and the streaming decoder must agree.
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/tokenizer/tokenizer.h"
+#include "fuzz/fuzz_util.h"
+
+using fathom::tok::Tokenizer;
+using fathom::tok::TokenizerError;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  fathom::fuzz::MemFile file(data, size, "tokenizer.json");
+  Tokenizer t;
+  try {
+    t = Tokenizer::load_hf(file.path());
+  } catch (const TokenizerError&) {
+    return 0;
+  }
+  bool exact = t.summary().find(", NFC") == std::string::npos;
+  for (const auto& a : t.added_tokens()) exact &= !a.lstrip && !a.rstrip;
+  const std::string_view text(reinterpret_cast<const char*>(data), size < 512 ? size : 512);
+  const std::string samples[] = {std::string(text), "Hello, world! It's 2026 \xc3\xa9t\xc3\xa9 <|endoftext|>  \n\t x", "\xff\xfe\x80"};
+  for (const std::string& s : samples) {
+    const auto ids = t.encode(s);
+    const auto special = t.encode_with_special(s);
+    for (uint32_t id : ids)
+      if (id >= t.vocab_size()) fathom::fuzz::fail("encode gave an id outside the vocabulary");
+    const std::string back = t.decode(ids);
+    if (exact && back != s)
+      fathom::fuzz::fail("decode(encode(x)) != x:", s + " -> " + back);
+    (void)t.decode(special);
+    fathom::tok::Utf8StreamDecoder stream(t);
+    std::string streamed;
+    for (uint32_t id : ids) streamed += stream.push(id);
+    streamed += stream.finish();
+    if (streamed != back) fathom::fuzz::fail("streamed decode differs from decode");
+  }
+  return 0;
+}
