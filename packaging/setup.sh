@@ -18,6 +18,7 @@ packages=(
   libcli11-dev libzstd-dev libssl-dev libgtest-dev googletest
   openssh-server openssh-client iproute2 qtkeychain-qt6-dev xvfb xauth fonts-dejavu-core fortunes procps
   prometheus yamllint docker-compose shellcheck desktop-file-utils appstream python3-yaml
+  clang libclang-rt-14-dev
 )
 
 install_packages() {
@@ -72,6 +73,17 @@ build() {
   cmake --build "$build_dir" -j"$(nproc)"
 }
 
+fuzz_smoke() {
+  # The libFuzzer harnesses (fuzz/): clang, their own build tree, only the parsers (no LibTorch);
+  # each runs its seed corpus and a few thousand mutations (ctest label fuzz). Long runs:
+  # fuzz/run_all.sh. FATHOM_SKIP_FUZZ=1 leaves them out.
+  local fuzz_dir=${FATHOM_FUZZ_BUILD_DIR:-$here/build-fuzz}
+  CC=clang CXX=clang++ cmake -S "$here" -B "$fuzz_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DFATHOM_FUZZ=ON -DFATHOM_GUI=OFF -DFATHOM_TESTS=OFF >/dev/null
+  cmake --build "$fuzz_dir" --target fuzzers -j"$(nproc)"
+  ctest --test-dir "$fuzz_dir" -L fuzz --output-on-failure -j"${FATHOM_TEST_JOBS:-2}"
+}
+
 fetch_deploy_checkers() {
   # Validators of packaging/ that Debian lacks (tests/packaging): Kubernetes schemas, a YAML
   # reader for them, a Dockerfile linter. Their own folder, like the clients above.
@@ -97,7 +109,10 @@ case "$mode" in
   test)
     install_packages; fetch_data; fetch_clients; fetch_deploy_checkers; build
     export FATHOM_DATA_DIR=$cache_dir
-    cd "$build_dir"
-    ctest --output-on-failure -j"${FATHOM_TEST_JOBS:-2}" ${FATHOM_CTEST_ARGS:-} ;;
+    rc=0
+    # shellcheck disable=SC2086  # FATHOM_CTEST_ARGS may hold several arguments
+    ( cd "$build_dir" && ctest --output-on-failure -j"${FATHOM_TEST_JOBS:-2}" ${FATHOM_CTEST_ARGS:-} ) || rc=$?
+    if [ "${FATHOM_SKIP_FUZZ:-0}" != 1 ]; then fuzz_smoke || rc=1; fi
+    exit $rc ;;
   *) echo "usage: $0 [run|test|deps|build]" >&2; exit 2 ;;
 esac
