@@ -1,6 +1,8 @@
 // Single-sequence generation (see generator.h).
 #include "engine/infer/generator.h"
 
+#include "engine/infer/graph_decode.h"
+
 #include <algorithm>
 #include <chrono>
 #include <stdexcept>
@@ -134,6 +136,8 @@ GenerateResult generate(model::Transformer& net, const tok::Tokenizer& tokenizer
   const auto P = static_cast<int64_t>(prompt_ids.size());
   auto cache = net->new_cache(1, seq.reserved_tokens());
   auto logits = net->forward_cached(torch::tensor(prompt_ids, torch::kInt64).unsqueeze(0).to(device), cache).select(1, P - 1).squeeze(0);
+  // On CUDA each decode step is one graph replay (graph_decode.h); elsewhere the eager step.
+  auto graph = GraphDecoder::create(net, cache);
   std::string cancel;
   const bool greedy = seq.greedy_only();
   const int64_t V = seq.vocab_limit();
@@ -144,8 +148,13 @@ GenerateResult generate(model::Transformer& net, const tok::Tokenizer& tokenizer
       cancel = "cancelled";
       break;
     }
-    if (!seq.done())
+    if (seq.done()) break;
+    if (graph) {
+      logits = graph->step(seq.next_input(), cache.length);
+      cache.length += 1;
+    } else {
       logits = net->forward_cached(torch::tensor({seq.next_input()}, torch::kInt64).view({1, 1}).to(device), cache).select(1, 0).squeeze(0);
+    }
   }
   const auto tail = seq.finish(cancel.empty() ? "length" : cancel);
   if (tail.has_event && on_token) on_token(tail.event);

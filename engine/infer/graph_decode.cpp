@@ -1,0 +1,129 @@
+// CUDA-graph decode steps (see graph_decode.h).
+#include "engine/infer/graph_decode.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "engine/model/linear.h"
+
+#if defined(FATHOM_HAVE_CUDA)
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace fathom::infer {
+
+bool cuda_graphs_enabled() {
+  const char* v = std::getenv("FATHOM_CUDA_GRAPHS");
+  return !(v && (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0));
+}
+
+#if defined(FATHOM_HAVE_CUDA)
+
+struct GraphDecoder::Impl {
+  model::Transformer net{nullptr};
+  model::KvCache* cache = nullptr;
+  torch::Tensor token, pos, arange;  // static inputs (1, 1), (1); key positions 0..capacity-1
+  struct Captured {
+    std::unique_ptr<at::cuda::CUDAGraph> graph;
+    torch::Tensor logits;  // (1, V), in the graphs' memory pool
+  };
+  std::map<int64_t, Captured> graphs;  // span → graph
+  decltype(at::cuda::graph_pool_handle()) pool;
+
+  torch::Tensor run(int64_t span) {
+    model::DecodeStep st;
+    st.positions = pos;
+    st.span = span;
+    st.mask = (arange.narrow(0, 0, span).view({1, span}) <= pos.view({1, 1})).view({1, 1, 1, span});
+    return net->forward_decode(token, *cache, st);
+  }
+
+  int64_t bucket(int64_t keys) const {
+    int64_t s = 64;
+    while (s < keys) s *= 2;
+    return std::min(s, cache->capacity);
+  }
+
+  Captured& capture(int64_t span) {
+    // Capture happens on a side stream, after everything queued on the current one (the inputs).
+    auto current = c10::cuda::getCurrentCUDAStream();
+    current.synchronize();
+    auto side = c10::cuda::getStreamFromPool();
+    Captured c;
+    {
+      c10::cuda::CUDAStreamGuard guard(side);
+      // Warm-up: cuBLAS handles and workspaces for this stream, attention back-end choice, the
+      // allocator's blocks. It runs the real step, so its cache writes are the replay's.
+      for (int i = 0; i < 2; ++i) run(span);
+      side.synchronize();
+      c.graph = std::make_unique<at::cuda::CUDAGraph>();
+      c.graph->capture_begin(pool);
+      c.logits = run(span);
+      c.graph->capture_end();
+    }
+    side.synchronize();
+    return graphs.emplace(span, std::move(c)).first->second;
+  }
+};
+
+GraphDecoder::GraphDecoder() : impl_(std::make_unique<Impl>()) {}
+GraphDecoder::~GraphDecoder() = default;
+
+std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer& net, model::KvCache& cache, std::string* why) {
+  auto no = [why](const std::string& reason) {
+    if (why) *why = reason;
+    return std::unique_ptr<GraphDecoder>();
+  };
+  if (!cuda_graphs_enabled()) return no("FATHOM_CUDA_GRAPHS=0");
+  const auto& w = net->model->embed_tokens->weight;
+  if (!w.is_cuda()) return no("the model is not on a CUDA device");
+  if (net->args().moe.n_routed_experts > 0) return no("MoE routing reads expert counts on the host");
+  if (cache.layers.empty() || cache.layers[0].first.size(0) < 1) return no("the KV cache is empty");
+  for (const auto& m : net->modules(/*include_self=*/false))
+    if (auto lin = std::dynamic_pointer_cast<model::LinearImpl>(m); lin && lin->has_adapter_bank())
+      return no("per-request adapter banks pick rows on the host");
+  std::unique_ptr<GraphDecoder> g(new GraphDecoder());
+  auto& I = *g->impl_;
+  I.net = net;
+  I.cache = &cache;
+  const auto ints = torch::TensorOptions().dtype(torch::kInt64).device(w.device());
+  I.token = torch::zeros({1, 1}, ints);
+  I.pos = torch::zeros({1}, ints);
+  I.arange = torch::arange(cache.capacity, ints);
+  I.pool = at::cuda::graph_pool_handle();
+  return g;
+}
+
+torch::Tensor GraphDecoder::step(int64_t token, int64_t pos) {
+  auto& I = *impl_;
+  TORCH_CHECK(pos >= 0 && pos < I.cache->capacity, "KV cache full: position ", pos, " exceeds its capacity ", I.cache->capacity);
+  torch::NoGradGuard ng;
+  const int64_t span = I.bucket(pos + 1);
+  I.token.fill_(token);
+  I.pos.fill_(pos);
+  auto it = I.graphs.find(span);
+  Impl::Captured& c = it != I.graphs.end() ? it->second : I.capture(span);
+  c.graph->replay();
+  return c.logits.select(0, 0);
+}
+
+int GraphDecoder::graphs() const { return static_cast<int>(impl_->graphs.size()); }
+
+#else  // a LibTorch without CUDA
+
+struct GraphDecoder::Impl {};
+GraphDecoder::GraphDecoder() : impl_(std::make_unique<Impl>()) {}
+GraphDecoder::~GraphDecoder() = default;
+std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer&, model::KvCache&, std::string* why) {
+  if (why) *why = "this engine was built without CUDA";
+  return nullptr;
+}
+torch::Tensor GraphDecoder::step(int64_t, int64_t) { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
+int GraphDecoder::graphs() const { return 0; }
+
+#endif
+
+}  // namespace fathom::infer

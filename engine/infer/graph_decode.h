@@ -1,0 +1,48 @@
+// Batch-1 decode steps replayed from CUDA graphs (issue #10).
+//
+// Decoding one token of a small model is launch-bound: ~15 kernels a layer, each a few microseconds
+// of work behind a few microseconds of host launch. A CUDA graph records the whole step once and
+// replays it with one launch. What changes between steps lives on the device: the input token and
+// its position are static tensors that are overwritten before each replay, the KV cache is the
+// static, preallocated one, and the attention mask is computed from the position inside the graph.
+// The keys attended to are a fixed span per graph (a power-of-two bucket ≥ position + 1, masked),
+// so a handful of graphs covers the whole context.
+//
+//   auto g = GraphDecoder::create(net, cache);           // null where graphs do not apply
+//   logits = g ? g->step(token, cache.length) : ...;     // then cache.length += 1
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "engine/model/transformer.h"
+
+namespace fathom::infer {
+
+class GraphDecoder {
+ public:
+  // A decoder for row 0 of `cache`, or null (with the reason in *why) where graphs do not apply:
+  // not a CUDA model, a LibTorch without CUDA, MoE layers (their routing reads expert counts on the
+  // host), adapter banks, or FATHOM_CUDA_GRAPHS=0 in the environment.
+  static std::unique_ptr<GraphDecoder> create(model::Transformer& net, model::KvCache& cache, std::string* why = nullptr);
+  ~GraphDecoder();
+  GraphDecoder(const GraphDecoder&) = delete;
+  GraphDecoder& operator=(const GraphDecoder&) = delete;
+
+  // Feeds `token` at position `pos` (the cache holds positions 0..pos-1) and returns the next-token
+  // logits (V,), a view of the graph's output valid until the next step. The first step of each
+  // span bucket warms up and captures its graph.
+  torch::Tensor step(int64_t token, int64_t pos);
+  int graphs() const;  // captured so far
+
+ private:
+  GraphDecoder();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// False when FATHOM_CUDA_GRAPHS=0 (for A/B measurements and as a safety switch).
+bool cuda_graphs_enabled();
+
+}  // namespace fathom::infer
