@@ -15,6 +15,8 @@
 #include "engine/data/instruct.h"
 #include "engine/infer/generator.h"
 #include "engine/serve/request.h"
+#include "engine/telemetry/cuda_memory.h"
+#include "engine/telemetry/nvml.h"
 
 namespace fathom::serve {
 
@@ -234,6 +236,41 @@ struct OpenAiServer::Impl {
     [b = batcher.get(), h](bool) { b->cancel(h); });
   }
 
+  // The serving GPU, as train's exporter names it (engine/telemetry/prometheus.cpp), plus energy per
+  // generated token from NVML's energy counter since the server started.
+  std::optional<double> energy_at_start;
+  void write_gpu_metrics(std::ostream& o) {
+    const auto dev = model.net->parameters().front().device();
+    if (!dev.is_cuda()) return;
+    auto& nvml = telemetry::Nvml::instance();
+    const int idx = dev.index();
+    const std::string l = "{gpu=\"" + std::to_string(idx) + "\"}";
+    auto gauge = [&](const char* name, const char* type, const char* help, std::optional<double> v) {
+      if (v) o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n" << name << l << " " << *v << "\n";
+    };
+    auto bytes = [](std::optional<int64_t> v) { return v ? std::optional<double>(static_cast<double>(*v)) : std::nullopt; };
+    auto ratio = [](std::optional<double> v) { return v ? std::optional<double>(*v / 100.0) : std::nullopt; };
+    if (nvml.available()) {
+      const auto n = nvml.sample(idx);
+      gauge("fathom_gpu_utilization_ratio", "gauge", "Share of time a kernel ran on the GPU (NVML).", ratio(n.util_pct));
+      gauge("fathom_gpu_sm_active_ratio", "gauge", "Share of SMs active since the previous scrape (NVML GPM).", ratio(nvml.gpm(idx).sm_active_pct));
+      gauge("fathom_gpu_memory_used_bytes", "gauge", "Device memory in use, all processes (NVML).", bytes(n.mem_used));
+      gauge("fathom_gpu_memory_total_bytes", "gauge", "Device memory size.", bytes(n.mem_total));
+      gauge("fathom_gpu_power_watts", "gauge", "GPU power draw.", n.power_w);
+      gauge("fathom_gpu_temperature_celsius", "gauge", "GPU temperature.", n.temperature_c);
+      gauge("fathom_gpu_energy_joules_total", "counter", "GPU energy since the driver loaded (NVML).", n.energy_j);
+      if (n.energy_j && energy_at_start && completion_tokens > 0)
+        gauge("fathom_serve_energy_per_token_joules", "gauge", "GPU energy per generated token since the server started.",
+              (*n.energy_j - *energy_at_start) / static_cast<double>(completion_tokens));
+    }
+    if (auto m = telemetry::cuda_memory_stats(idx)) {
+      gauge("fathom_gpu_memory_allocated_bytes", "gauge", "Memory in live tensors (CUDA caching allocator).", static_cast<double>(m->allocated));
+      gauge("fathom_gpu_memory_reserved_bytes", "gauge", "Memory held by the CUDA caching allocator.", static_cast<double>(m->reserved));
+      gauge("fathom_gpu_memory_fragmentation_ratio", "gauge", "(reserved - allocated) / reserved: cached memory not in use.",
+            m->fragmentation_pct / 100.0);
+    }
+  }
+
   std::string metrics() {
     std::ostringstream o;
     std::lock_guard<std::mutex> g(stats_mu);
@@ -276,6 +313,7 @@ struct OpenAiServer::Impl {
       o << "fathom_batch_size_bucket{le=\"" << le << "\"} " << cum << "\n";
     }
     o << "fathom_batch_size_bucket{le=\"+Inf\"} " << total << "\nfathom_batch_size_sum " << sum << "\nfathom_batch_size_count " << total << "\n";
+    write_gpu_metrics(o);
     latency.write(o, "fathom_request_latency_seconds", "Time from request to last byte.");
     ttft.write(o, "fathom_time_to_first_token_seconds", "Time from request to the first generated token.");
     return o.str();
@@ -287,6 +325,10 @@ OpenAiServer::OpenAiServer(infer::LoadedModel model, ServerOptions options) : im
   impl_->opt = std::move(options);
   impl_->chat_template = data::resolve_chat_template(impl_->opt.chat_template, impl_->model.config.model.family, impl_->model.tokenizer);
   impl_->batcher = std::make_unique<infer::Batcher>(impl_->model.net, impl_->model.tokenizer, impl_->opt.batching);
+  if (const auto dev = impl_->model.net->parameters().front().device(); dev.is_cuda() && telemetry::Nvml::instance().available()) {
+    impl_->energy_at_start = telemetry::Nvml::instance().sample(dev.index()).energy_j;
+    telemetry::Nvml::instance().gpm(dev.index());  // starts the SM-activity interval
+  }
   auto* I = impl_.get();
   I->http.Get("/health", [I](const httplib::Request&, httplib::Response& res) {
     res.set_content(json{{"status", "ok"}, {"model", I->opt.model_id}}.dump(), "application/json");
