@@ -1,5 +1,6 @@
-// tokenizer.json (Hugging Face; also our own BPE files): Tokenizer::load_hf on the input, which may
-// only throw TokenizerError; a tokenizer that loads must encode text (the input itself) and give
+// tokenizer.json (Hugging Face; also our own BPE files): Tokenizer::load_hf on the input, or, when
+// the input holds a "\n#vocab.bpe\n" line, GPT-2's encoder.json (before it) + vocab.bpe (after it)
+// through Tokenizer::load_gpt2. Loading may only throw TokenizerError; a tokenizer that loads must encode text (the input itself) and give
 // the bytes back: decode(encode(x)) == x unless it normalises (NFC) or has added tokens that strip
 // white space (lstrip/rstrip swallow it, as in Hugging Face), and the streaming decoder must agree.
 #include <string>
@@ -13,10 +14,20 @@ using fathom::tok::Tokenizer;
 using fathom::tok::TokenizerError;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  fathom::fuzz::MemFile file(data, size, "tokenizer.json");
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  static constexpr std::string_view kSplit = "\n#vocab.bpe\n";
+  const size_t split = input.find(kSplit);
   Tokenizer t;
   try {
-    t = Tokenizer::load_hf(file.path());
+    if (split == std::string_view::npos) {
+      fathom::fuzz::MemFile file(data, size, "tokenizer.json");
+      t = Tokenizer::load_hf(file.path());
+    } else {
+      fathom::fuzz::MemFile encoder(data, split, "encoder.json");
+      const std::string_view merges = input.substr(split + kSplit.size());
+      fathom::fuzz::MemFile bpe(merges.data(), merges.size(), "vocab.bpe");
+      t = Tokenizer::load_gpt2(encoder.path(), bpe.path());
+    }
   } catch (const TokenizerError&) {
     return 0;
   }
