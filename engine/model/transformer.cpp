@@ -9,6 +9,9 @@
 #include "engine/model/checkpointing.h"
 #include "engine/model/mla.h"
 #include "engine/model/moe.h"
+#include "engine/ops/rmsnorm.h"
+#include "engine/ops/rope.h"
+#include "engine/ops/swiglu.h"
 
 namespace fathom::model {
 
@@ -65,10 +68,10 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  auto xf = x.to(torch::kFloat32);
-  auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
-  return (y * weight.to(torch::kFloat32)).to(x.scalar_type());
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return ops::rmsnorm(x, weight, eps_); }
+
+std::pair<torch::Tensor, torch::Tensor> RMSNormImpl::forward_add(const torch::Tensor& x, const torch::Tensor& r) {
+  return ops::add_rmsnorm(x, r, weight, eps_);
 }
 
 RopeTables rope_tables(int64_t max_seq_len, int64_t head_dim, double theta) {
@@ -93,18 +96,8 @@ SeqLayout SeqLayout::from_segments(const torch::Tensor& segments, const torch::T
   return l;
 }
 
-static torch::Tensor rotate_half(const torch::Tensor& x) {
-  auto half = x.size(-1) / 2;
-  auto x1 = x.narrow(-1, 0, half);
-  auto x2 = x.narrow(-1, half, half);
-  return torch::cat({-x2, x1}, -1);
-}
-
 torch::Tensor rope_apply(const torch::Tensor& x, const RopeTables& rope, int64_t offset) {
-  const auto T = x.size(2);
-  auto cos = rope.cos.narrow(0, offset, T).to(x.scalar_type());  // (T, hd), broadcast over (B, H)
-  auto sin = rope.sin.narrow(0, offset, T).to(x.scalar_type());
-  return x * cos + rotate_half(x) * sin;
+  return ops::rope_apply(x, rope.cos, rope.sin, offset);
 }
 
 torch::Tensor deinterleave(const torch::Tensor& x) {
@@ -118,11 +111,7 @@ torch::Tensor deinterleave(const torch::Tensor& x) {
 }
 
 torch::Tensor rope_apply_at(const torch::Tensor& x, const RopeTables& rope, const torch::Tensor& positions) {
-  const auto B = x.size(0), T = x.size(2), hd = x.size(3);
-  auto flat = positions.reshape({-1});
-  auto cos = rope.cos.index_select(0, flat).view({B, 1, T, hd}).to(x.scalar_type());
-  auto sin = rope.sin.index_select(0, flat).view({B, 1, T, hd}).to(x.scalar_type());
-  return x * cos + rotate_half(x) * sin;
+  return ops::rope_apply_at(x, rope.cos, rope.sin, positions);
 }
 
 static torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
@@ -239,7 +228,7 @@ MlpImpl::MlpImpl(int64_t d_model, int64_t hidden) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down_proj(F::silu(gate_proj(x)) * up_proj(x));
+  return down_proj(ops::swiglu(gate_proj(x), up_proj(x)));
 }
 
 BlockImpl::BlockImpl(const ModelArgs& a, int64_t layer) {
@@ -254,25 +243,25 @@ BlockImpl::BlockImpl(const ModelArgs& a, int64_t layer) {
 std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward(const torch::Tensor& x, const RopeTables& rope,
                                                           const SeqLayout& layout) {
   auto a = input_layernorm(x);
-  auto h = x + (mla ? mla->forward(a, rope, layout) : self_attn->forward(a, rope, layout));
+  // h = x + attention, f = norm(h): one fused pass on CUDA (engine/ops/rmsnorm.h).
+  auto [f, h] = post_attention_layernorm->forward_add(x, mla ? mla->forward(a, rope, layout) : self_attn->forward(a, rope, layout));
   torch::Tensor aux;
-  auto f = post_attention_layernorm(h);
   return {h + (moe ? moe->forward(f, &aux) : mlp(f)), aux};
 }
 
 torch::Tensor BlockImpl::forward_cached(const torch::Tensor& x, const RopeTables& rope,
                                         std::pair<torch::Tensor, torch::Tensor>& slot, int64_t past) {
   auto a = input_layernorm(x);
-  auto h = x + (mla ? mla->forward_cached(a, rope, slot, past) : self_attn->forward_cached(a, rope, slot, past));
-  auto f = post_attention_layernorm(h);
+  auto [f, h] = post_attention_layernorm->forward_add(
+      x, mla ? mla->forward_cached(a, rope, slot, past) : self_attn->forward_cached(a, rope, slot, past));
   return h + (moe ? moe->forward(f) : mlp(f));
 }
 
 torch::Tensor BlockImpl::forward_decode(const torch::Tensor& x, const RopeTables& rope,
                                         std::pair<torch::Tensor, torch::Tensor>& slot, const DecodeStep& step) {
   auto a = input_layernorm(x);
-  auto h = x + (mla ? mla->forward_decode(a, rope, slot, step) : self_attn->forward_decode(a, rope, slot, step));
-  auto f = post_attention_layernorm(h);
+  auto [f, h] = post_attention_layernorm->forward_add(
+      x, mla ? mla->forward_decode(a, rope, slot, step) : self_attn->forward_decode(a, rope, slot, step));
   return h + (moe ? moe->forward(f) : mlp(f));
 }
 

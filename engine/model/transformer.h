@@ -75,6 +75,8 @@ class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps);
   torch::Tensor forward(const torch::Tensor& x);
+  // (norm(x + r), x + r): the residual add fused with the norm on CUDA.
+  std::pair<torch::Tensor, torch::Tensor> forward_add(const torch::Tensor& x, const torch::Tensor& r);
   torch::Tensor weight;
 
  private:

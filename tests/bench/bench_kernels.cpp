@@ -1,0 +1,188 @@
+// Fused kernels (kernels/, through engine/ops) against the LibTorch composites they replace, at the
+// shapes of gpt2-124m (micro batch 16 × 1024, C 768, d_ff 2048, 12 heads of 64) and llama-1b
+// (4 × 2048, C 2048, d_ff 8192, 32/8 heads of 64), bf16 on CUDA. Each case: forward alone (no
+// grad) and forward + backward (autograd.grad: no accumulation into .grad). Timing: CUDA events around `iters`
+// calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
+// per case ({"bench":"kernels",...}). Exits 77 without a CUDA device.
+// Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]
+#include <torch/torch.h>
+
+#include <ATen/cuda/CUDAContext.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "engine/model/transformer.h"
+#include "engine/ops/kernels.h"
+#include "engine/ops/rmsnorm.h"
+#include "engine/ops/rope.h"
+#include "engine/ops/swiglu.h"
+
+namespace ops = fathom::ops;
+
+namespace {
+int g_repeats = 15, g_iters = 10;
+
+// Median over repeats of the mean time of one call, in microseconds.
+double time_us(const std::function<void()>& f) {
+  for (int i = 0; i < 3; ++i) f();
+  cudaDeviceSynchronize();
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<double> samples;
+  for (int r = 0; r < g_repeats; ++r) {
+    cudaEventRecord(a, at::cuda::getCurrentCUDAStream().stream());
+    for (int i = 0; i < g_iters; ++i) f();
+    cudaEventRecord(b, at::cuda::getCurrentCUDAStream().stream());
+    cudaEventSynchronize(b);
+    float ms = 0.f;
+    cudaEventElapsedTime(&ms, a, b);
+    samples.push_back(1000.0 * ms / g_iters);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+struct Shape {
+  std::string model;
+  int64_t B, T, C, d_ff, H, Hkv, hd;
+};
+
+struct Result {
+  std::string model, op, pass, shape;
+  double fused_us, composite_us, bytes;  // bytes: the fused kernel's minimum traffic
+};
+std::vector<Result> g_results;
+
+// Runs `make` (which builds the op's call for the given path) with the kernels on and off.
+void measure(const Shape& s, const std::string& op, const std::string& pass, const std::string& shape, double bytes,
+             const std::function<std::function<void()>(bool fused)>& make) {
+  ops::set_kernels_enabled(true);
+  auto f = make(true);
+  const double fused = time_us(f);
+  ops::set_kernels_enabled(false);
+  auto c = make(false);
+  const double comp = time_us(c);
+  ops::set_kernels_enabled(std::nullopt);
+  g_results.push_back({s.model, op, pass, shape, fused, comp, bytes});
+}
+
+void bench_model(const Shape& s) {
+  const auto bf = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  const int64_t rows = s.B * s.T;
+  const double e = 2.0;  // bytes per bf16 element
+  const std::string sh_rows = std::to_string(rows) + "x" + std::to_string(s.C);
+
+  // ---- residual add + RMSNorm (the block's post-attention norm) ----
+  auto x = torch::randn({s.B, s.T, s.C}, bf), r = torch::randn({s.B, s.T, s.C}, bf), w = torch::rand({s.C}, bf) + 0.5;
+  measure(s, "add_rmsnorm", "fwd", sh_rows, e * rows * s.C * 4, [&](bool) {
+    return [&] {
+      torch::NoGradGuard ng;
+      auto out = ops::add_rmsnorm(x, r, w, 1e-5);
+    };
+  });
+  auto xg = x.detach().clone().requires_grad_(true), rg = r.detach().clone().requires_grad_(true);
+  auto wg = w.detach().clone().requires_grad_(true);
+  auto dy = torch::randn_like(x), dh = torch::randn_like(x);
+  measure(s, "add_rmsnorm", "fwd+bwd", sh_rows, e * rows * s.C * (4 + 4), [&](bool) {
+    return [&] {
+      auto [y, h] = ops::add_rmsnorm(xg, rg, wg, 1e-5);
+      auto grads = torch::autograd::grad({y, h}, {xg, rg, wg}, {dy, dh});
+    };
+  });
+  measure(s, "rmsnorm", "fwd", sh_rows, e * rows * s.C * 2, [&](bool) {
+    return [&] {
+      torch::NoGradGuard ng;
+      auto out = ops::rmsnorm(x, w, 1e-5);
+    };
+  });
+
+  // ---- SwiGLU gate: silu(gate(x)) * up(x) on (B, T, d_ff) ----
+  const std::string sh_ff = std::to_string(rows) + "x" + std::to_string(s.d_ff);
+  auto g = torch::randn({s.B, s.T, s.d_ff}, bf), u = torch::randn({s.B, s.T, s.d_ff}, bf);
+  measure(s, "swiglu", "fwd", sh_ff, e * rows * s.d_ff * 3, [&](bool) {
+    return [&] {
+      torch::NoGradGuard ng;
+      auto out = ops::swiglu(g, u);
+    };
+  });
+  auto gg = g.detach().clone().requires_grad_(true), ug = u.detach().clone().requires_grad_(true);
+  auto dout = torch::randn_like(g);
+  measure(s, "swiglu", "fwd+bwd", sh_ff, e * rows * s.d_ff * (3 + 5), [&](bool) {
+    return [&] {
+      auto out = ops::swiglu(gg, ug);
+      auto grads = torch::autograd::grad({out}, {gg, ug}, {dout});
+    };
+  });
+
+  // ---- rotary embedding on q (B, H, T, hd) and k (B, Hkv, T, hd), transposed views ----
+  auto tables = fathom::model::rope_tables(s.T, s.hd, 10000.0);
+  auto cos = tables.cos.to(torch::kCUDA), sin = tables.sin.to(torch::kCUDA);
+  auto q = torch::randn({s.B, s.T, s.H, s.hd}, bf), kk = torch::randn({s.B, s.T, s.Hkv, s.hd}, bf);
+  const std::string sh_q = std::to_string(s.B) + "x" + std::to_string(s.H) + "+" + std::to_string(s.Hkv) + "x" +
+                           std::to_string(s.T) + "x" + std::to_string(s.hd);
+  const double qk = static_cast<double>(s.B * s.T * (s.H + s.Hkv) * s.hd);
+  measure(s, "rope", "fwd", sh_q, e * qk * 2, [&](bool) {
+    return [&] {
+      torch::NoGradGuard ng;
+      auto a = ops::rope_apply(q.transpose(1, 2), cos, sin, 0);
+      auto b = ops::rope_apply(kk.transpose(1, 2), cos, sin, 0);
+    };
+  });
+  auto qg = q.detach().clone().requires_grad_(true), kg = kk.detach().clone().requires_grad_(true);
+  auto dq = torch::randn({s.B, s.H, s.T, s.hd}, bf), dk = torch::randn({s.B, s.Hkv, s.T, s.hd}, bf);
+  measure(s, "rope", "fwd+bwd", sh_q, e * qk * 4, [&](bool) {
+    return [&] {
+      auto a = ops::rope_apply(qg.transpose(1, 2), cos, sin, 0);
+      auto b = ops::rope_apply(kg.transpose(1, 2), cos, sin, 0);
+      auto grads = torch::autograd::grad({a, b}, {qg, kg}, {dq, dk});
+    };
+  });
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) g_repeats = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) g_iters = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--model") && i + 1 < argc) only = argv[++i];
+    else {
+      std::cerr << "usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]\n";
+      return 2;
+    }
+  }
+  if (!torch::cuda::is_available() || !ops::kernels_built()) {
+    std::cout << "SKIP: no CUDA device (or a build without kernels)\n";
+    return 77;
+  }
+  torch::manual_seed(0);
+  const std::vector<Shape> shapes = {{"gpt2-124m", 16, 1024, 768, 2048, 12, 12, 64}, {"llama-1b", 4, 2048, 2048, 8192, 32, 8, 64}};
+  for (const auto& s : shapes)
+    if (only.empty() || only == s.model) bench_model(s);
+
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("fused kernels vs LibTorch composites, bf16, %s (median of %d x %d calls)\n", prop.name, g_repeats, g_iters);
+  std::printf("%-10s %-12s %-8s %-20s %12s %14s %8s %10s\n", "model", "op", "pass", "shape", "fused us", "composite us",
+              "speedup", "fused GB/s");
+  for (const auto& r : g_results)
+    std::printf("%-10s %-12s %-8s %-20s %12.1f %14.1f %7.2fx %10.0f%s\n", r.model.c_str(), r.op.c_str(), r.pass.c_str(),
+                r.shape.c_str(), r.fused_us, r.composite_us, r.composite_us / r.fused_us, r.bytes / (r.fused_us * 1e3),
+                r.composite_us / r.fused_us < 1.5 ? "  (< 1.5x target)" : "");
+  for (const auto& r : g_results)
+    std::printf("{\"bench\":\"kernels\",\"gpu\":\"%s\",\"model\":\"%s\",\"op\":\"%s\",\"pass\":\"%s\",\"shape\":\"%s\",\"dtype\":\"bf16\","
+                "\"fused_us\":%.2f,\"composite_us\":%.2f,\"speedup\":%.3f,\"fused_gbps\":%.1f}\n",
+                prop.name, r.model.c_str(), r.op.c_str(), r.pass.c_str(), r.shape.c_str(), r.fused_us, r.composite_us,
+                r.composite_us / r.fused_us, r.bytes / (r.fused_us * 1e3));
+  return 0;
+}

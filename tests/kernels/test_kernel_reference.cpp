@@ -1,0 +1,135 @@
+// The naive references in kernels/reference against the LibTorch composites the engine runs on the
+// CPU (engine/ops composite::), forward and autograd backward. The GPU tests (test_kernels) check
+// the CUDA kernels against these references, so this is what ties the kernels to the model's maths;
+// it runs everywhere (label unit), no GPU needed.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "engine/model/transformer.h"
+#include "engine/ops/rmsnorm.h"
+#include "engine/ops/rope.h"
+#include "engine/ops/swiglu.h"
+#include "fathom/kernels/rmsnorm.h"
+#include "fathom/kernels/rope.h"
+#include "fathom/kernels/swiglu.h"
+
+namespace k = fathom::kernels;
+namespace ops = fathom::ops;
+
+namespace {
+std::vector<float> vec(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kFloat32).contiguous();
+  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+torch::Tensor tens(const std::vector<float>& v, at::IntArrayRef sizes) {
+  return torch::from_blob(const_cast<float*>(v.data()), sizes, torch::kFloat32).clone();
+}
+double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
+  auto g = got.detach().to(torch::kFloat64), w = want.detach().to(torch::kFloat64);
+  return ((g - w).abs().max() / (w.abs().max() + 1e-30)).item<double>();
+}
+}  // namespace
+
+TEST(KernelReference, AddRmsNormMatchesComposite) {
+  torch::manual_seed(0);
+  const int64_t rows = 7, C = 40;
+  for (bool with_r : {true, false}) {
+    auto x = torch::randn({rows, C}).requires_grad_(true);
+    auto r = torch::randn({rows, C}).requires_grad_(true);
+    auto w = (torch::rand({C}) + 0.5).requires_grad_(true);
+    auto gy = torch::randn({rows, C}), gh = torch::randn({rows, C});
+    torch::Tensor y, h;
+    if (with_r) {
+      std::tie(y, h) = ops::composite::add_rmsnorm(x, r, w, 1e-5);
+      ((y * gy).sum() + (h * gh).sum()).backward();
+    } else {
+      y = ops::composite::rmsnorm(x, w, 1e-5);
+      (y * gy).sum().backward();
+    }
+    auto xs = vec(x), rs = vec(r), ws = vec(w), gys = vec(gy), ghs = vec(gh);
+    std::vector<float> yr(rows * C), hr(rows * C), rstd(rows), dh(rows * C), dw(C);
+    k::ref::add_rmsnorm_forward(xs.data(), with_r ? rs.data() : nullptr, ws.data(), yr.data(), hr.data(), rstd.data(), rows, C,
+                                1e-5f);
+    EXPECT_LT(max_rel(tens(yr, {rows, C}), y), 1e-6);
+    if (with_r) EXPECT_LT(max_rel(tens(hr, {rows, C}), h), 1e-7);
+    const float* hin = with_r ? hr.data() : xs.data();
+    k::ref::rmsnorm_backward(gys.data(), hin, ws.data(), rstd.data(), with_r ? ghs.data() : nullptr, dh.data(), dw.data(), rows, C);
+    EXPECT_LT(max_rel(tens(dh, {rows, C}), x.grad()), 1e-5) << "with_r " << with_r;
+    if (with_r) EXPECT_LT(max_rel(tens(dh, {rows, C}), r.grad()), 1e-5);
+    EXPECT_LT(max_rel(tens(dw, {C}), w.grad()), 1e-5);
+  }
+}
+
+TEST(KernelReference, SwiGluMatchesComposite) {
+  torch::manual_seed(1);
+  const int64_t n = 1000;
+  auto g = (torch::randn({n}) * 4).requires_grad_(true);
+  auto u = torch::randn({n}).requires_grad_(true);
+  auto gout = torch::randn({n});
+  auto out = ops::composite::swiglu(g, u);
+  (out * gout).sum().backward();
+  auto gs = vec(g), us = vec(u), gos = vec(gout);
+  std::vector<float> o(n), dg(n), du(n);
+  k::ref::swiglu_forward(gs.data(), us.data(), o.data(), n);
+  k::ref::swiglu_backward(gos.data(), gs.data(), us.data(), dg.data(), du.data(), n);
+  EXPECT_LT(max_rel(tens(o, {n}), out), 1e-6);
+  EXPECT_LT(max_rel(tens(dg, {n}), g.grad()), 1e-5);
+  EXPECT_LT(max_rel(tens(du, {n}), u.grad()), 1e-5);
+}
+
+// x is the model's layout: a (B, H, T, hd) transposed view of (B, T, H, hd) memory.
+TEST(KernelReference, RopeMatchesComposite) {
+  torch::manual_seed(2);
+  const int64_t B = 2, H = 3, T = 5, hd = 8, Tmax = 16, offset = 4;
+  auto tables = fathom::model::rope_tables(Tmax, hd, 10000.0);
+  auto positions = torch::randint(0, Tmax, {B, T}, torch::kInt64);
+  for (bool at : {false, true}) {
+    auto base = torch::randn({B, T, H, hd}).requires_grad_(true);
+    auto x = base.transpose(1, 2);
+    auto y = at ? ops::composite::rope_apply_at(x, tables.cos, tables.sin, positions)
+                : ops::composite::rope_apply(x, tables.cos, tables.sin, offset);
+    auto gy = torch::randn({B, H, T, hd});
+    (y * gy).sum().backward();
+
+    auto xs = vec(base);  // (B, T, H, hd) memory
+    auto cs = vec(tables.cos), ss = vec(tables.sin), gys = vec(gy);
+    std::vector<float> yr(B * H * T * hd), dx(B * T * H * hd);
+    auto pos = positions.contiguous();
+    k::RopeArgs a;
+    a.x = xs.data();
+    a.y = yr.data();
+    a.B = B; a.H = H; a.T = T; a.hd = hd;
+    a.x_sb = T * H * hd; a.x_sh = hd; a.x_st = H * hd;     // the transposed view's strides
+    a.y_sb = H * T * hd; a.y_sh = T * hd; a.y_st = hd;     // y contiguous (B, H, T, hd)
+    a.cos = cs.data();
+    a.sin = ss.data();
+    a.positions = at ? pos.data_ptr<int64_t>() : nullptr;
+    a.offset = at ? 0 : offset;
+    k::ref::rope_apply(a);
+    EXPECT_LT(max_rel(tens(yr, {B, H, T, hd}), y), 1e-6) << "at " << at;
+    // Backward: gy contiguous (B, H, T, hd) in, dx written in (B, T, H, hd) memory.
+    k::RopeArgs b = a;
+    b.x = gys.data();
+    b.y = dx.data();
+    b.x_sb = H * T * hd; b.x_sh = T * hd; b.x_st = hd;
+    b.y_sb = T * H * hd; b.y_sh = hd; b.y_st = H * hd;
+    b.backward = true;
+    k::ref::rope_apply(b);
+    EXPECT_LT(max_rel(tens(dx, {B, T, H, hd}), base.grad()), 1e-5) << "at " << at;
+  }
+}
+
+// On the CPU the ops are the composites, and the model's norm is the op.
+TEST(KernelReference, OpsAreTheCompositesOnCpu) {
+  torch::manual_seed(3);
+  auto x = torch::randn({4, 16}), r = torch::randn({4, 16}), w = torch::rand({16});
+  EXPECT_TRUE(torch::equal(fathom::ops::rmsnorm(x, w, 1e-5), ops::composite::rmsnorm(x, w, 1e-5)));
+  auto [y, h] = fathom::ops::add_rmsnorm(x, r, w, 1e-5);
+  EXPECT_TRUE(torch::equal(h, x + r));
+  EXPECT_TRUE(torch::equal(y, ops::composite::rmsnorm(x + r, w, 1e-5)));
+  EXPECT_TRUE(torch::equal(fathom::ops::swiglu(x, r), torch::silu(x) * r));
+  fathom::model::RMSNorm norm(16, 1e-5);
+  EXPECT_TRUE(torch::equal(norm(x), ops::composite::rmsnorm(x, norm->weight, 1e-5)));
+}

@@ -1,0 +1,359 @@
+// GPU tests of kernels/ (label gpu; exit 77 without a CUDA device):
+//  1. each CUDA launcher against its naive reference (kernels/reference) on the same rounded inputs,
+//     for fp32 / fp16 / bf16 and widths that take every code path (packs per thread 1, 2, 4; tails;
+//     strided and unaligned views);
+//  2. each engine op's fused path (engine/ops, autograd Function) against the LibTorch composite it
+//     replaces: outputs and gradients;
+//  3. a small transformer's loss and gradients with the kernels on and off.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <ATen/cuda/CUDAContext.h>
+
+#include <iostream>
+#include <vector>
+
+#include "engine/model/transformer.h"
+#include "engine/ops/kernels.h"
+#include "engine/ops/rmsnorm.h"
+#include "engine/ops/rope.h"
+#include "engine/ops/swiglu.h"
+#include "fathom/kernels/rmsnorm.h"
+#include "fathom/kernels/rope.h"
+#include "fathom/kernels/swiglu.h"
+
+namespace k = fathom::kernels;
+namespace ops = fathom::ops;
+
+namespace {
+const torch::Device kCuda(torch::kCUDA, 0);
+
+struct Kind {
+  torch::ScalarType st;
+  k::DType dt;
+  double tol;  // max |got − want| / max |want|: a few units in the last place of the type
+};
+const std::vector<Kind> kKinds = {
+    {torch::kFloat32, k::DType::f32, 2e-5}, {torch::kFloat16, k::DType::f16, 4e-3}, {torch::kBFloat16, k::DType::bf16, 2e-2}};
+
+cudaStream_t stream() { return at::cuda::getCurrentCUDAStream().stream(); }
+
+std::vector<float> host(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+torch::Tensor tens(const std::vector<float>& v, at::IntArrayRef sizes) {
+  return torch::from_blob(const_cast<float*>(v.data()), sizes, torch::kFloat32).clone();
+}
+double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
+  auto g = got.detach().to(torch::kCPU, torch::kFloat64), w = want.detach().to(torch::kCPU, torch::kFloat64);
+  return ((g - w).abs().max() / (w.abs().max() + 1e-30)).item<double>();
+}
+// Random values already rounded to the type, on the GPU.
+torch::Tensor rnd(at::IntArrayRef sizes, torch::ScalarType st, double scale = 1.0, double shift = 0.0) {
+  return (torch::randn(sizes) * scale + shift).to(kCuda, st);
+}
+}  // namespace
+
+// ---- 1. launchers against the references ------------------------------------------------------
+
+TEST(RmsNormKernel, MatchesReference) {
+  torch::manual_seed(0);
+  struct Case { int64_t rows, C; };
+  // C/pack: 96 packs (gpt2, 1 per thread), 256 (llama-1b), 512 and 1024 (2 and 4 per thread in
+  // 16-bit), 40 (a width that is not a multiple of 32 packs).
+  const std::vector<Case> cases = {{37, 768}, {64, 2048}, {5, 4096}, {3, 8192}, {300, 320}, {1, 2048}};
+  for (const auto& kind : kKinds) {
+    for (const auto& c : cases) {
+      if (!k::rmsnorm_supported(kind.dt, c.C)) {
+        EXPECT_TRUE(kind.dt == k::DType::f32 && c.C > 4096) << "unsupported " << c.C;
+        continue;
+      }
+      SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " rows " + std::to_string(c.rows) + " C " + std::to_string(c.C));
+      auto x = rnd({c.rows, c.C}, kind.st), r = rnd({c.rows, c.C}, kind.st), w = rnd({c.C}, kind.st, 0.2, 1.0);
+      auto dy = rnd({c.rows, c.C}, kind.st), dh_in = rnd({c.rows, c.C}, kind.st);
+      auto y = torch::empty_like(x), h = torch::empty_like(x), dh = torch::empty_like(x), dw = torch::empty_like(w);
+      auto rstd = torch::empty({c.rows}, x.options().dtype(torch::kFloat32));
+      k::add_rmsnorm_forward(kind.dt, x.data_ptr(), r.data_ptr(), w.data_ptr(), y.data_ptr(), h.data_ptr(), rstd.data_ptr<float>(),
+                             c.rows, c.C, 1e-5f, stream());
+      auto ws = torch::empty({static_cast<int64_t>(k::rmsnorm_backward_workspace_bytes(kind.dt, c.rows, c.C) / 4) + 1},
+                             x.options().dtype(torch::kFloat32));
+      k::rmsnorm_backward(kind.dt, dy.data_ptr(), h.data_ptr(), w.data_ptr(), rstd.data_ptr<float>(), dh_in.data_ptr(),
+                          dh.data_ptr(), dw.data_ptr(), ws.data_ptr<float>(), c.rows, c.C, stream());
+      // h is the rounded sum, exactly what the unfused add gives.
+      EXPECT_TRUE(torch::equal(h, x + r));
+      const auto n = c.rows * c.C;
+      std::vector<float> yr(n), rs(c.rows), dhr(n), dwr(c.C);
+      auto xs = host(x), wsv = host(w), dys = host(dy), hs = host(h), dis = host(dh_in);
+      // The reference normalises the kernel's h (checked equal to the rounded sum above).
+      k::ref::add_rmsnorm_forward(hs.data(), nullptr, wsv.data(), yr.data(), nullptr, rs.data(), c.rows, c.C, 1e-5f);
+      // The backward reference runs on the kernel's (rounded) h and its rstd, as the kernel does.
+      auto rstd_h = host(rstd);
+      k::ref::rmsnorm_backward(dys.data(), hs.data(), wsv.data(), rstd_h.data(), dis.data(), dhr.data(), dwr.data(), c.rows, c.C);
+      EXPECT_LT(max_rel(y, tens(yr, {c.rows, c.C})), kind.tol);
+      EXPECT_LT(max_rel(rstd, tens(rs, {c.rows})), 1e-5);
+      EXPECT_LT(max_rel(dh, tens(dhr, {c.rows, c.C})), kind.tol);
+      EXPECT_LT(max_rel(dw, tens(dwr, {c.C})), kind.tol);
+      // Plain RMSNorm (no residual, no dh_in).
+      auto y2 = torch::empty_like(x);
+      k::add_rmsnorm_forward(kind.dt, x.data_ptr(), nullptr, w.data_ptr(), y2.data_ptr(), nullptr, nullptr, c.rows, c.C, 1e-5f, stream());
+      std::vector<float> y2r(n);
+      k::ref::add_rmsnorm_forward(xs.data(), nullptr, wsv.data(), y2r.data(), nullptr, nullptr, c.rows, c.C, 1e-5f);
+      EXPECT_LT(max_rel(y2, tens(y2r, {c.rows, c.C})), kind.tol);
+    }
+  }
+}
+
+TEST(RmsNormKernel, BackwardIsDeterministic) {
+  torch::manual_seed(1);
+  const int64_t rows = 4096, C = 2048;
+  auto h = rnd({rows, C}, torch::kBFloat16), w = rnd({C}, torch::kBFloat16), dy = rnd({rows, C}, torch::kBFloat16);
+  auto rstd = torch::rsqrt(h.to(torch::kFloat32).pow(2).mean(-1) + 1e-5);
+  auto ws = torch::empty({static_cast<int64_t>(k::rmsnorm_backward_workspace_bytes(k::DType::bf16, rows, C) / 4) + 1},
+                         h.options().dtype(torch::kFloat32));
+  torch::Tensor first;
+  for (int i = 0; i < 3; ++i) {
+    auto dh = torch::empty_like(h), dw = torch::empty_like(w);
+    k::rmsnorm_backward(k::DType::bf16, dy.data_ptr(), h.data_ptr(), w.data_ptr(), rstd.data_ptr<float>(), nullptr, dh.data_ptr(),
+                        dw.data_ptr(), ws.data_ptr<float>(), rows, C, stream());
+    if (i == 0) first = dw;
+    else EXPECT_TRUE(torch::equal(dw, first));
+  }
+}
+
+TEST(SwiGluKernel, MatchesReference) {
+  torch::manual_seed(2);
+  for (const auto& kind : kKinds) {
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{4096}, int64_t{100003}, int64_t{4 * 1024 * 1024 + 5}}) {
+      SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " n " + std::to_string(n));
+      auto g = rnd({n}, kind.st, 3.0), u = rnd({n}, kind.st), dout = rnd({n}, kind.st);
+      auto out = torch::empty_like(g), dg = torch::empty_like(g), du = torch::empty_like(g);
+      k::swiglu_forward(kind.dt, g.data_ptr(), u.data_ptr(), out.data_ptr(), n, stream());
+      k::swiglu_backward(kind.dt, dout.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(), du.data_ptr(), n, stream());
+      auto gs = host(g), us = host(u), ds = host(dout);
+      std::vector<float> o(n), dgr(n), dur(n);
+      k::ref::swiglu_forward(gs.data(), us.data(), o.data(), n);
+      k::ref::swiglu_backward(ds.data(), gs.data(), us.data(), dgr.data(), dur.data(), n);
+      // Elementwise: compare each element to its own magnitude (plus a floor).
+      auto elem = [&](const torch::Tensor& got, const std::vector<float>& want) {
+        auto w = tens(want, {n}).to(torch::kFloat64), gg = got.to(torch::kCPU, torch::kFloat64);
+        return ((gg - w).abs() / (w.abs() + 1e-2)).max().item<double>();
+      };
+      EXPECT_LT(elem(out, o), kind.tol);
+      EXPECT_LT(elem(dg, dgr), kind.tol);
+      EXPECT_LT(elem(du, dur), kind.tol);
+    }
+  }
+}
+
+TEST(RopeKernel, MatchesReference) {
+  torch::manual_seed(3);
+  const int64_t B = 2, H = 4, T = 33, Tmax = 64;
+  for (const auto& kind : kKinds) {
+    for (int64_t hd : {int64_t{64}, int64_t{128}, int64_t{6}}) {
+      auto tables = fathom::model::rope_tables(Tmax, hd, 10000.0);
+      auto cos = tables.cos.to(kCuda), sin = tables.sin.to(kCuda);
+      auto positions = torch::randint(0, Tmax, {B, T}, torch::kInt64);
+      auto pos_d = positions.to(kCuda);
+      for (int layout = 0; layout < 2; ++layout) {
+        for (bool backward : {false, true}) {
+          SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " hd " + std::to_string(hd) + " layout " + std::to_string(layout) +
+                       " backward " + std::to_string(backward));
+          // layout 0: the model's transposed view of (B, T, H, hd); 1: contiguous (B, H, T, hd).
+          auto x = layout == 0 ? rnd({B, T, H, hd}, kind.st).transpose(1, 2) : rnd({B, H, T, hd}, kind.st);
+          auto y = torch::empty({B, H, T, hd}, x.options());
+          for (bool at : {false, true}) {
+            k::RopeArgs a;
+            a.x = x.data_ptr();
+            a.y = y.data_ptr();
+            a.B = B; a.H = H; a.T = T; a.hd = hd;
+            a.x_sb = x.stride(0); a.x_sh = x.stride(1); a.x_st = x.stride(2);
+            a.y_sb = y.stride(0); a.y_sh = y.stride(1); a.y_st = y.stride(2);
+            a.cos = cos.data_ptr<float>();
+            a.sin = sin.data_ptr<float>();
+            a.positions = at ? pos_d.data_ptr<int64_t>() : nullptr;
+            a.offset = at ? 0 : Tmax - T;
+            a.backward = backward;
+            k::rope_apply(kind.dt, a, stream());
+            // The reference on contiguous host copies.
+            auto xs = host(x.contiguous());
+            auto cs = host(tables.cos), ss = host(tables.sin);
+            std::vector<float> yr(B * H * T * hd);
+            auto pos_h = positions.contiguous();
+            k::RopeArgs r = a;
+            r.x = xs.data();
+            r.y = yr.data();
+            r.x_sb = H * T * hd; r.x_sh = T * hd; r.x_st = hd;
+            r.y_sb = H * T * hd; r.y_sh = T * hd; r.y_st = hd;
+            r.cos = cs.data();
+            r.sin = ss.data();
+            r.positions = at ? pos_h.data_ptr<int64_t>() : nullptr;
+            k::ref::rope_apply(r);
+            EXPECT_LT(max_rel(y, tens(yr, {B, H, T, hd})), kind.tol) << "at " << at;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- 2. engine ops: fused path against the composite -----------------------------------------
+
+namespace {
+struct Grads {
+  std::vector<torch::Tensor> outs, grads;
+};
+// Runs f on fresh leaf copies of inputs, backpropagates sum(out_i · seed_i), returns outputs and grads.
+template <typename F>
+Grads run_with_grads(const std::vector<torch::Tensor>& inputs, const std::vector<torch::Tensor>& seeds, F f) {
+  std::vector<torch::Tensor> leaves;
+  for (const auto& t : inputs) leaves.push_back(t.detach().clone().requires_grad_(true));
+  auto outs = f(leaves);
+  torch::Tensor loss;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    auto term = (outs[i].to(torch::kFloat32) * seeds[i]).sum();
+    loss = loss.defined() ? loss + term : term;
+  }
+  loss.backward();
+  Grads g;
+  for (auto& o : outs) g.outs.push_back(o.detach());
+  for (auto& l : leaves) g.grads.push_back(l.grad());
+  return g;
+}
+void expect_close(const Grads& fused, const Grads& comp, double tol, const std::string& what) {
+  for (size_t i = 0; i < comp.outs.size(); ++i) EXPECT_LT(max_rel(fused.outs[i], comp.outs[i]), tol) << what << " output " << i;
+  for (size_t i = 0; i < comp.grads.size(); ++i) {
+    ASSERT_TRUE(fused.grads[i].defined()) << what << " grad " << i;
+    EXPECT_EQ(fused.grads[i].scalar_type(), comp.grads[i].scalar_type()) << what << " grad " << i;
+    EXPECT_LT(max_rel(fused.grads[i], comp.grads[i]), tol) << what << " grad " << i;
+  }
+}
+}  // namespace
+
+TEST(EngineOps, AddRmsNormFusedMatchesComposite) {
+  torch::manual_seed(4);
+  ops::set_kernels_enabled(true);
+  for (const auto& kind : kKinds) {
+    for (int64_t C : {int64_t{768}, int64_t{2048}}) {
+      const std::string what = std::string(k::dtype_name(kind.dt)) + " C " + std::to_string(C);
+      auto x = rnd({2, 50, C}, kind.st), r = rnd({2, 50, C}, kind.st), w = rnd({C}, kind.st, 0.2, 1.0);
+      auto sy = torch::randn({2, 50, C}, kCuda), sh = torch::randn({2, 50, C}, kCuda);
+      auto fused = run_with_grads({x, r, w}, {sy, sh}, [](auto& in) {
+        auto [y, h] = ops::add_rmsnorm(in[0], in[1], in[2], 1e-5);
+        return std::vector<torch::Tensor>{y, h};
+      });
+      auto comp = run_with_grads({x, r, w}, {sy, sh}, [](auto& in) {
+        auto [y, h] = ops::composite::add_rmsnorm(in[0], in[1], in[2], 1e-5);
+        return std::vector<torch::Tensor>{y, h};
+      });
+      expect_close(fused, comp, kind.tol, "add_rmsnorm " + what);
+      auto fused1 = run_with_grads({x, w}, {sy}, [](auto& in) { return std::vector<torch::Tensor>{ops::rmsnorm(in[0], in[1], 1e-5)}; });
+      auto comp1 = run_with_grads({x, w}, {sy},
+                                  [](auto& in) { return std::vector<torch::Tensor>{ops::composite::rmsnorm(in[0], in[1], 1e-5)}; });
+      expect_close(fused1, comp1, kind.tol, "rmsnorm " + what);
+    }
+  }
+  // A non-contiguous input (a transposed view) and inference mode take the fused path too.
+  auto x = rnd({64, 8, 768}, torch::kBFloat16).transpose(0, 1);
+  auto w = rnd({768}, torch::kBFloat16, 0.2, 1.0);
+  torch::NoGradGuard ng;
+  EXPECT_LT(max_rel(ops::rmsnorm(x, w, 1e-6), ops::composite::rmsnorm(x, w, 1e-6)), 2e-2);
+  ops::set_kernels_enabled(std::nullopt);
+}
+
+TEST(EngineOps, SwiGluFusedMatchesComposite) {
+  torch::manual_seed(5);
+  ops::set_kernels_enabled(true);
+  for (const auto& kind : kKinds) {
+    auto g = rnd({3, 40, 2048}, kind.st, 3.0), u = rnd({3, 40, 2048}, kind.st);
+    auto s = torch::randn({3, 40, 2048}, kCuda);
+    auto fused = run_with_grads({g, u}, {s}, [](auto& in) { return std::vector<torch::Tensor>{ops::swiglu(in[0], in[1])}; });
+    auto comp = run_with_grads({g, u}, {s}, [](auto& in) { return std::vector<torch::Tensor>{ops::composite::swiglu(in[0], in[1])}; });
+    // The composite rounds silu(g) before the product (and in the backward): one more rounding.
+    expect_close(fused, comp, 2 * kind.tol, std::string("swiglu ") + k::dtype_name(kind.dt));
+  }
+  // An unaligned view (offset of one element) is copied, not misread.
+  auto big = rnd({4097}, torch::kBFloat16), u = rnd({4096}, torch::kBFloat16);
+  auto g = big.narrow(0, 1, 4096);
+  torch::NoGradGuard ng;
+  EXPECT_LT(max_rel(ops::swiglu(g, u), ops::composite::swiglu(g, u)), 4e-2);
+  ops::set_kernels_enabled(std::nullopt);
+}
+
+TEST(EngineOps, RopeFusedMatchesComposite) {
+  torch::manual_seed(6);
+  ops::set_kernels_enabled(true);
+  const int64_t B = 2, H = 4, T = 48, hd = 64, Tmax = 128;
+  auto tables = fathom::model::rope_tables(Tmax, hd, 500000.0);
+  auto cos = tables.cos.to(kCuda), sin = tables.sin.to(kCuda);
+  auto positions = torch::randint(0, Tmax, {B, T}, torch::kInt64).to(kCuda);
+  for (const auto& kind : kKinds) {
+    auto base = rnd({B, T, H, hd}, kind.st);
+    auto s = torch::randn({B, H, T, hd}, kCuda);
+    for (bool at : {false, true}) {
+      auto f = [&](bool fused) {
+        return [&, fused](auto& in) {
+          auto x = in[0].transpose(1, 2);
+          torch::Tensor y;
+          if (at) y = fused ? ops::rope_apply_at(x, cos, sin, positions) : ops::composite::rope_apply_at(x, cos, sin, positions);
+          else y = fused ? ops::rope_apply(x, cos, sin, 7) : ops::composite::rope_apply(x, cos, sin, 7);
+          return std::vector<torch::Tensor>{y};
+        };
+      };
+      auto fused = run_with_grads({base}, {s}, f(true));
+      auto comp = run_with_grads({base}, {s}, f(false));
+      // The composite rounds the tables and each product to the element type; the kernel does not.
+      expect_close(fused, comp, 2 * kind.tol, std::string("rope ") + k::dtype_name(kind.dt) + (at ? " at" : ""));
+    }
+  }
+  ops::set_kernels_enabled(std::nullopt);
+}
+
+TEST(EngineOps, SwitchOffGivesTheComposite) {
+  ops::set_kernels_enabled(false);
+  auto x = rnd({16, 768}, torch::kBFloat16), r = rnd({16, 768}, torch::kBFloat16), w = rnd({768}, torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(ops::rmsnorm(x, w, 1e-5), ops::composite::rmsnorm(x, w, 1e-5)));
+  EXPECT_TRUE(torch::equal(ops::swiglu(x, r), ops::composite::swiglu(x, r)));
+  ops::set_kernels_enabled(std::nullopt);
+}
+
+// ---- 3. the model with the kernels on and off -------------------------------------------------
+
+TEST(EngineOps, TransformerLossAndGradsMatchComposite) {
+  fathom::model::ModelArgs a;
+  a.vocab_size = 512; a.d_model = 256; a.n_layers = 2; a.n_heads = 4; a.n_kv_heads = 2; a.d_ff = 704; a.max_seq_len = 128;
+  torch::manual_seed(7);
+  fathom::model::Transformer net(a);
+  net->to(torch::kBFloat16);
+  net->to_device(kCuda);
+  auto idx = torch::randint(0, 512, {4, 128}, torch::kInt64).to(kCuda);
+  auto tgt = torch::randint(0, 512, {4, 128}, torch::kInt64).to(kCuda);
+  auto run = [&](bool on) {
+    ops::set_kernels_enabled(on);
+    net->zero_grad();
+    auto loss = net->loss(idx, tgt);
+    loss.backward();
+    std::vector<torch::Tensor> g;
+    for (const auto& p : net->parameters()) g.push_back(p.grad().to(torch::kFloat32).clone());
+    return std::make_pair(loss.item<double>(), g);
+  };
+  auto [l_on, g_on] = run(true);
+  auto [l_off, g_off] = run(false);
+  ops::set_kernels_enabled(std::nullopt);
+  std::cout << "loss fused " << l_on << " composite " << l_off << "\n";
+  EXPECT_NEAR(l_on, l_off, 2e-2 * std::abs(l_off));
+  ASSERT_EQ(g_on.size(), g_off.size());
+  for (size_t i = 0; i < g_on.size(); ++i) {
+    const double rel = ((g_on[i] - g_off[i]).norm() / (g_off[i].norm() + 1e-12)).item<double>();
+    EXPECT_LT(rel, 5e-2) << "parameter " << i;
+  }
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (!torch::cuda::is_available()) {
+    std::cout << "SKIP: no CUDA device visible (gpu tests run on the GPU machine: tools/gpu/check_kernels.sh)\n";
+    return 77;
+  }
+  return RUN_ALL_TESTS();
+}

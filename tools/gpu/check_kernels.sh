@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# On nvidia-h200, one device call (issue #10, fused kernels): build the engine with CUDA kernels
+# against PyTorch's LibTorch in /tmp/bk, then
+#   1. the kernel tests: test_kernels (gpu: CUDA kernels vs the naive references, engine ops' fused
+#      paths vs the LibTorch composites, a transformer with kernels on vs off), test_kernel_reference
+#      (references vs composites) and test_gpu_smoke (the engine on CUDA, now through the kernels);
+#   2. bench_kernels: fused vs composite at gpt2-124m and llama-1b shapes (table + JSON lines);
+#   3. when .device-data is carried and time is left: `bench train` of gpt2-124m and llama-1b with
+#      FATHOM_KERNELS=1 and =0 (tokens/s A/B of the whole training step).
+# At most 8 small files come back in $OUT: session.log gpu.txt build.txt tests.txt bench.txt train-ab.txt summary.txt.
+# Usage (device tool, kind nvidia-h200, carry [".device-data"] optional): tools/gpu/check_kernels.sh
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+out=${OUT:-$here/out}
+mkdir -p "$out"
+t0=$(date +%s)
+left() { echo $(( ${BUDGET_S:-560} - ($(date +%s) - t0) )); }
+log() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/session.log"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/gpu.txt" 2>&1
+log "gpu: $(tr '\n' ';' <"$out/gpu.txt") commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null)"
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+# cpp-httplib is absent there: the engine is built without `serve` (not needed here).
+cmake -S "$here" -B /tmp/bk -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_GUI=OFF -DFATHOM_TESTS=ON -DFATHOM_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix" >/tmp/bk-configure.log 2>&1 \
+  || { log "configure failed"; tail -40 /tmp/bk-configure.log | tee "$out/build.txt"; exit 1; }
+grep -E "^-- Fathom:" /tmp/bk-configure.log | tee -a "$out/session.log"
+targets=(test_kernels test_kernel_reference test_gpu_smoke bench_kernels)
+[ -d "$here/.device-data" ] && targets+=(fathom-engine)
+cmake --build /tmp/bk -j"$(nproc)" --target "${targets[@]}" >/tmp/bk-build.log 2>&1
+rc=$?
+{ grep -E "error|warning: .*kernels/|ptxas" /tmp/bk-build.log | head -80; echo "-- build exit $rc; last lines:"; tail -15 /tmp/bk-build.log; } >"$out/build.txt"
+[ "$rc" = 0 ] || { log "build failed (build.txt)"; grep -E "error" /tmp/bk-build.log | head -30; exit 1; }
+log "built"
+
+# ---- 1. tests ---------------------------------------------------------------------------------------
+(cd /tmp/bk && timeout 240 ctest --output-on-failure -R '^(test_kernels|test_kernel_reference|test_gpu_smoke)$' >"$out/tests.txt" 2>&1)
+log "tests: $(grep -E 'tests passed|tests failed' "$out/tests.txt" | tail -1)"
+grep -E "FAILED|Failure|Expected|Which is|rel |loss fused" "$out/tests.txt" | head -30 | tee -a "$out/session.log"
+
+# ---- 2. kernel benchmark ----------------------------------------------------------------------------
+timeout 240 /tmp/bk/bin/bench_kernels --repeats 15 --iters 10 >"$out/bench.txt" 2>&1 || log "bench_kernels exit $?"
+grep -v '^{' "$out/bench.txt" | tee -a "$out/session.log"
+
+# ---- 3. whole training step, kernels on vs off ------------------------------------------------------
+if [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
+  export FATHOM_DATA_DIR=$here/.device-data FATHOM_WORKSPACE=/tmp/fathom-ws
+  : >"$out/train-ab.txt"
+  for preset in gpt2-124m llama-1b; do
+    for kern in 1 0; do
+      [ "$(left)" -gt 60 ] || { log "skip bench train $preset FATHOM_KERNELS=$kern: out of time"; continue; }
+      FATHOM_KERNELS=$kern CUDA_VISIBLE_DEVICES=0 timeout 120 /tmp/bk/bin/fathom-engine bench train "$here/resources/presets/$preset.yaml" \
+        --steps "${STEPS:-6}" --warmup 2 --set train.gradient_accumulation_steps=1 --run-dir "/tmp/ab-$preset-$kern" \
+        >/tmp/ab-$preset-$kern.out 2>/tmp/ab-$preset-$kern.err
+      line=$(grep '^{' /tmp/ab-$preset-$kern.out | tail -1)
+      [ -n "$line" ] || line="{\"error\": \"$(tail -3 /tmp/ab-$preset-$kern.err | tr '\n"' ' _')\"}"
+      echo "{\"preset\":\"$preset\",\"FATHOM_KERNELS\":$kern,\"result\":$line}" >>"$out/train-ab.txt"
+      log "bench train $preset FATHOM_KERNELS=$kern: $line"
+    done
+  done
+fi
+
+# ---- summary ----------------------------------------------------------------------------------------
+{
+  echo "== tests"; grep -E "tests passed|tests failed|Passed|Failed|\*\*\*" "$out/tests.txt" | head -20
+  echo "== bench_kernels"; grep -v '^{' "$out/bench.txt"
+  if [ -s "$out/train-ab.txt" ]; then
+    echo "== bench train, FATHOM_KERNELS=1 vs 0"
+    python3 - "$out/train-ab.txt" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {(r["preset"], r["FATHOM_KERNELS"]): r["result"] for r in rows}
+for p in ("gpt2-124m", "llama-1b"):
+    on, off = by.get((p, 1), {}), by.get((p, 0), {})
+    if "tokens_per_s" in on and "tokens_per_s" in off:
+        print(f"  {p:<10} kernels {on['tokens_per_s']:10.0f} tok/s  composite {off['tokens_per_s']:10.0f} tok/s  "
+              f"ratio {on['tokens_per_s'] / off['tokens_per_s']:.3f}  peak {on.get('peak_allocated_bytes', 0) / 2**30:.1f} vs "
+              f"{off.get('peak_allocated_bytes', 0) / 2**30:.1f} GiB  mfu {on.get('mfu', 0):.3f} vs {off.get('mfu', 0):.3f}")
+    else:
+        print(f"  {p:<10} incomplete: {on or off}")
+PY
+  fi
+} | tee "$out/summary.txt"
+log "done"
