@@ -9,6 +9,7 @@
 #include "engine/model/checkpointing.h"
 #include "engine/model/mla.h"
 #include "engine/model/moe.h"
+#include "engine/ops/cross_entropy.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
@@ -416,17 +417,33 @@ torch::Tensor TransformerImpl::loss(const torch::Tensor& idx, const torch::Tenso
                                     const torch::Tensor& positions) {
   torch::Tensor aux;
   auto h = hidden(idx, &aux, SeqLayout::from_segments(segments, positions));
-  auto logits = args_.tie_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);  // (B, T, V)
-  const auto V = logits.size(-1);
   torch::Tensor ce;
-  if (segments.defined()) {
-    // Instruction data: most targets are ignored; a batch with none left gives 0, not NaN.
-    auto sum = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
-                                F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
-    ce = sum / (targets != -100).sum().clamp_min(1).to(torch::kFloat32);
-  } else {
-    ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
-                          F::CrossEntropyFuncOptions().ignore_index(-100));
+  // On CUDA, the LM head and the loss fused, chunked over the vocabulary (engine/ops/cross_entropy.h):
+  // no (B, T, V) logits. Only for a plain head (no adapter, int8 base or bias).
+  const bool plain_head = args_.tie_embeddings || (!lm_head->has_lora() && !lm_head->quantized() && !lm_head->bias.defined() &&
+                                                   !lm_head->has_adapter_bank());
+  if (plain_head) {
+    const auto& w = args_.tie_embeddings ? model->embed_tokens->weight : lm_head->weight;
+    auto h2 = h.reshape({-1, h.size(-1)});
+    auto t1 = targets.reshape({-1});
+    if (ops::linear_cross_entropy_fusable(h2, w, t1)) {
+      auto sum = ops::linear_cross_entropy_sum(h2, w, t1, -100);
+      auto count = (t1 != -100).sum().to(torch::kFloat32);
+      ce = segments.defined() ? sum / count.clamp_min(1) : sum / count;  // as F::cross_entropy's mean (NaN if none)
+    }
+  }
+  if (!ce.defined()) {
+    auto logits = args_.tie_embeddings ? torch::matmul(h, model->embed_tokens->weight.t()) : lm_head(h);  // (B, T, V)
+    const auto V = logits.size(-1);
+    if (segments.defined()) {
+      // Instruction data: most targets are ignored; a batch with none left gives 0, not NaN.
+      auto sum = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
+                                  F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+      ce = sum / (targets != -100).sum().clamp_min(1).to(torch::kFloat32);
+    } else {
+      ce = F::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
+                            F::CrossEntropyFuncOptions().ignore_index(-100));
+    }
   }
   last_aux_loss_ = 0.0;
   if (!aux.defined()) return ce;

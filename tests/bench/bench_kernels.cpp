@@ -1,13 +1,15 @@
 // Fused kernels (kernels/, through engine/ops) against the LibTorch composites they replace, at the
 // shapes of gpt2-124m (micro batch 16 × 1024, C 768, d_ff 2048, 12 heads of 64) and llama-1b
 // (4 × 2048, C 2048, d_ff 8192, 32/8 heads of 64), bf16 on CUDA. Each case: forward alone (no
-// grad) and forward + backward (autograd.grad: no accumulation into .grad). Timing: CUDA events around `iters`
+// grad) and forward + backward (autograd.grad: no accumulation into .grad); the LM head + loss
+// with the peak memory of one call. Timing: CUDA events around `iters`
 // calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
 // per case ({"bench":"kernels",...}). Exits 77 without a CUDA device.
 // Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]
 #include <torch/torch.h>
 
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "engine/model/transformer.h"
+#include "engine/ops/cross_entropy.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
@@ -54,26 +57,41 @@ double time_us(const std::function<void()>& f) {
 
 struct Shape {
   std::string model;
-  int64_t B, T, C, d_ff, H, Hkv, hd;
+  int64_t B, T, C, d_ff, H, Hkv, hd, V;
 };
 
 struct Result {
   std::string model, op, pass, shape;
   double fused_us, composite_us, bytes;  // bytes: the fused kernel's minimum traffic
+  double fused_peak = 0, composite_peak = 0;  // bytes allocated at the peak of one call, above what was there before
 };
+
+// Peak of the caching allocator during one call of f, above the allocation before it.
+double peak_bytes(const std::function<void()>& f) {
+  namespace alloc = c10::cuda::CUDACachingAllocator;
+  cudaDeviceSynchronize();
+  const auto dev = static_cast<c10::DeviceIndex>(0);
+  alloc::resetPeakStats(dev);
+  const auto before = alloc::getDeviceStats(dev).allocated_bytes[0].current;
+  f();
+  cudaDeviceSynchronize();
+  return static_cast<double>(alloc::getDeviceStats(dev).allocated_bytes[0].peak - before);
+}
 std::vector<Result> g_results;
 
 // Runs `make` (which builds the op's call for the given path) with the kernels on and off.
 void measure(const Shape& s, const std::string& op, const std::string& pass, const std::string& shape, double bytes,
-             const std::function<std::function<void()>(bool fused)>& make) {
+             const std::function<std::function<void()>(bool fused)>& make, bool with_memory = false) {
   ops::set_kernels_enabled(true);
   auto f = make(true);
   const double fused = time_us(f);
+  const double fused_peak = with_memory ? peak_bytes(f) : 0;
   ops::set_kernels_enabled(false);
   auto c = make(false);
   const double comp = time_us(c);
+  const double comp_peak = with_memory ? peak_bytes(c) : 0;
   ops::set_kernels_enabled(std::nullopt);
-  g_results.push_back({s.model, op, pass, shape, fused, comp, bytes});
+  g_results.push_back({s.model, op, pass, shape, fused, comp, bytes, fused_peak, comp_peak});
 }
 
 void bench_model(const Shape& s) {
@@ -124,6 +142,21 @@ void bench_model(const Shape& s) {
     };
   });
 
+  // ---- LM head + cross-entropy: (B·T, C) · (V, C)ᵀ, summed loss, gradients of h and W ----
+  {
+    auto hh = (torch::randn({rows, s.C}, bf)).requires_grad_(true);
+    auto W = (torch::randn({s.V, s.C}, bf) * 0.02).requires_grad_(true);
+    auto t = torch::randint(0, s.V, {rows}, torch::TensorOptions().dtype(torch::kInt64).device(torch::kCUDA));
+    const std::string sh_ce = std::to_string(rows) + "x" + std::to_string(s.C) + "x" + std::to_string(s.V);
+    // (Matmul-bound: the fused path does 4 products of 2·N·C·V flops, the composite 3; no GB/s figure.)
+    measure(s, "linear_ce", "fwd+bwd", sh_ce, 0, [&](bool fused) {
+      return [&, fused] {
+        auto loss = fused ? ops::linear_cross_entropy_sum(hh, W, t) : ops::composite::linear_cross_entropy_sum(hh, W, t);
+        auto grads = torch::autograd::grad({loss}, {hh, W});
+      };
+    }, /*with_memory=*/true);
+  }
+
   // ---- rotary embedding on q (B, H, T, hd) and k (B, Hkv, T, hd), transposed views ----
   auto tables = fathom::model::rope_tables(s.T, s.hd, 10000.0);
   auto cos = tables.cos.to(torch::kCUDA), sin = tables.sin.to(torch::kCUDA);
@@ -166,23 +199,29 @@ int main(int argc, char** argv) {
     return 77;
   }
   torch::manual_seed(0);
-  const std::vector<Shape> shapes = {{"gpt2-124m", 16, 1024, 768, 2048, 12, 12, 64}, {"llama-1b", 4, 2048, 2048, 8192, 32, 8, 64}};
+  const std::vector<Shape> shapes = {{"gpt2-124m", 16, 1024, 768, 2048, 12, 12, 64, 50304},
+                                     {"llama-1b", 4, 2048, 2048, 8192, 32, 8, 64, 151936}};
   for (const auto& s : shapes)
     if (only.empty() || only == s.model) bench_model(s);
 
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   std::printf("fused kernels vs LibTorch composites, bf16, %s (median of %d x %d calls)\n", prop.name, g_repeats, g_iters);
-  std::printf("%-10s %-12s %-8s %-20s %12s %14s %8s %10s\n", "model", "op", "pass", "shape", "fused us", "composite us",
+  std::printf("%-10s %-12s %-8s %-22s %12s %14s %8s %10s\n", "model", "op", "pass", "shape", "fused us", "composite us",
               "speedup", "fused GB/s");
-  for (const auto& r : g_results)
-    std::printf("%-10s %-12s %-8s %-20s %12.1f %14.1f %7.2fx %10.0f%s\n", r.model.c_str(), r.op.c_str(), r.pass.c_str(),
+  for (const auto& r : g_results) {
+    std::printf("%-10s %-12s %-8s %-22s %12.1f %14.1f %7.2fx %10.0f%s\n", r.model.c_str(), r.op.c_str(), r.pass.c_str(),
                 r.shape.c_str(), r.fused_us, r.composite_us, r.composite_us / r.fused_us, r.bytes / (r.fused_us * 1e3),
                 r.composite_us / r.fused_us < 1.5 ? "  (< 1.5x target)" : "");
+    if (r.composite_peak > 0)
+      std::printf("%-10s %-12s peak memory of one call: fused %.2f GiB, composite %.2f GiB (saves %.2f GiB)\n", "", "",
+                  r.fused_peak / 1073741824.0, r.composite_peak / 1073741824.0, (r.composite_peak - r.fused_peak) / 1073741824.0);
+  }
   for (const auto& r : g_results)
     std::printf("{\"bench\":\"kernels\",\"gpu\":\"%s\",\"model\":\"%s\",\"op\":\"%s\",\"pass\":\"%s\",\"shape\":\"%s\",\"dtype\":\"bf16\","
-                "\"fused_us\":%.2f,\"composite_us\":%.2f,\"speedup\":%.3f,\"fused_gbps\":%.1f}\n",
+                "\"fused_us\":%.2f,\"composite_us\":%.2f,\"speedup\":%.3f,\"fused_gbps\":%.1f,\"fused_peak_bytes\":%.0f,"
+                "\"composite_peak_bytes\":%.0f}\n",
                 prop.name, r.model.c_str(), r.op.c_str(), r.pass.c_str(), r.shape.c_str(), r.fused_us, r.composite_us,
-                r.composite_us / r.fused_us, r.bytes / (r.fused_us * 1e3));
+                r.composite_us / r.fused_us, r.bytes / (r.fused_us * 1e3), r.fused_peak, r.composite_peak);
   return 0;
 }

@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "engine/model/transformer.h"
+#include "engine/ops/cross_entropy.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
+#include "fathom/kernels/cross_entropy.h"
 #include "fathom/kernels/rmsnorm.h"
 #include "fathom/kernels/rope.h"
 #include "fathom/kernels/swiglu.h"
@@ -132,4 +134,24 @@ TEST(KernelReference, OpsAreTheCompositesOnCpu) {
   EXPECT_TRUE(torch::equal(fathom::ops::swiglu(x, r), torch::silu(x) * r));
   fathom::model::RMSNorm norm(16, 1e-5);
   EXPECT_TRUE(torch::equal(norm(x), ops::composite::rmsnorm(x, norm->weight, 1e-5)));
+}
+
+TEST(KernelReference, CrossEntropyMatchesComposite) {
+  torch::manual_seed(4);
+  const int64_t N = 9, C = 16, V = 50;
+  auto h = torch::randn({N, C}).requires_grad_(true);
+  auto w = (torch::randn({V, C}) * 0.3).requires_grad_(true);
+  auto t = torch::randint(0, V, {N}, torch::kInt64);
+  t.index_put_({3}, -100);
+  auto logits = torch::matmul(h, w.t());
+  logits.retain_grad();
+  auto loss = ops::composite::linear_cross_entropy_sum(h, w, t, -100);
+  (loss * 0.5).backward();
+  auto zs = vec(logits);
+  std::vector<float> lse(N), l(N), dl(N * V);
+  k::ref::cross_entropy(zs.data(), N, V, t.data_ptr<int64_t>(), -100, 0.5f, lse.data(), l.data(), dl.data());
+  EXPECT_NEAR(tens(l, {N}).sum().item<double>(), loss.item<double>(), 1e-4);
+  EXPECT_EQ(l[3], 0.f);
+  EXPECT_LT(max_rel(tens(dl, {N, V}), logits.grad()), 1e-5);
+  EXPECT_FALSE(ops::linear_cross_entropy_fusable(h, w, t));  // CPU: the composite
 }

@@ -4,7 +4,8 @@
 //     strided and unaligned views);
 //  2. each engine op's fused path (engine/ops, autograd Function) against the LibTorch composite it
 //     replaces: outputs and gradients;
-//  3. a small transformer's loss and gradients with the kernels on and off.
+//  3. a small transformer's loss and gradients with the kernels on and off (every op above, the
+//     fused linear + cross-entropy included).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -14,10 +15,12 @@
 #include <vector>
 
 #include "engine/model/transformer.h"
+#include "engine/ops/cross_entropy.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
+#include "fathom/kernels/cross_entropy.h"
 #include "fathom/kernels/rmsnorm.h"
 #include "fathom/kernels/rope.h"
 #include "fathom/kernels/swiglu.h"
@@ -197,6 +200,44 @@ TEST(RopeKernel, MatchesReference) {
   }
 }
 
+TEST(CrossEntropyKernel, MatchesReference) {
+  torch::manual_seed(8);
+  const int64_t rows = 37, V = 1000, chunk = 256;  // chunks 256, 256, 256, 232
+  for (const auto& kind : kKinds) {
+    SCOPED_TRACE(k::dtype_name(kind.dt));
+    auto logits = rnd({rows, V}, kind.st, 3.0);
+    auto targets = torch::randint(0, V, {rows}, torch::kInt64);
+    targets.index_put_({torch::arange(0, rows, 5)}, -100);  // every fifth row ignored
+    auto t_d = targets.to(kCuda);
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(kCuda);
+    auto m = torch::empty({rows}, f32), s = torch::empty({rows}, f32), zt = torch::empty({rows}, f32);
+    auto lse = torch::empty({rows}, f32), loss = torch::empty({rows}, f32);
+    auto dl = torch::empty_like(logits);
+    auto scale = torch::full({1}, 0.5, f32);
+    k::ce_init(rows, m.data_ptr<float>(), s.data_ptr<float>(), zt.data_ptr<float>(), stream());
+    const auto esz = logits.element_size();
+    for (int64_t v0 = 0; v0 < V; v0 += chunk) {
+      const int64_t n = std::min(chunk, V - v0);
+      ASSERT_TRUE(k::ce_chunk_supported(kind.dt, n, V));
+      k::ce_chunk_forward(kind.dt, static_cast<char*>(logits.data_ptr()) + v0 * esz, V, rows, n, v0, t_d.data_ptr<int64_t>(),
+                          m.data_ptr<float>(), s.data_ptr<float>(), zt.data_ptr<float>(), stream());
+    }
+    k::ce_finish(rows, t_d.data_ptr<int64_t>(), -100, m.data_ptr<float>(), s.data_ptr<float>(), zt.data_ptr<float>(),
+                 lse.data_ptr<float>(), loss.data_ptr<float>(), stream());
+    for (int64_t v0 = 0; v0 < V; v0 += chunk) {
+      const int64_t n = std::min(chunk, V - v0);
+      k::ce_chunk_backward(kind.dt, static_cast<char*>(logits.data_ptr()) + v0 * esz, V, static_cast<char*>(dl.data_ptr()) + v0 * esz,
+                           V, rows, n, v0, t_d.data_ptr<int64_t>(), -100, lse.data_ptr<float>(), scale.data_ptr<float>(), stream());
+    }
+    auto zs = host(logits);
+    std::vector<float> lr(rows), lossr(rows), dlr(rows * V);
+    k::ref::cross_entropy(zs.data(), rows, V, targets.data_ptr<int64_t>(), -100, 0.5f, lr.data(), lossr.data(), dlr.data());
+    EXPECT_LT(max_rel(lse, tens(lr, {rows})), 1e-5);
+    EXPECT_LT(max_rel(loss, tens(lossr, {rows})), 1e-4);
+    EXPECT_LT(max_rel(dl, tens(dlr, {rows, V})), kind.tol);
+  }
+}
+
 // ---- 2. engine ops: fused path against the composite -----------------------------------------
 
 namespace {
@@ -304,6 +345,31 @@ TEST(EngineOps, RopeFusedMatchesComposite) {
       auto comp = run_with_grads({base}, {s}, f(false));
       // The composite rounds the tables and each product to the element type; the kernel does not.
       expect_close(fused, comp, 2 * kind.tol, std::string("rope ") + k::dtype_name(kind.dt) + (at ? " at" : ""));
+    }
+  }
+  ops::set_kernels_enabled(std::nullopt);
+}
+
+TEST(EngineOps, LinearCrossEntropyFusedMatchesComposite) {
+  torch::manual_seed(9);
+  ops::set_kernels_enabled(true);
+  struct Case { int64_t N, C, V, chunk; };
+  for (const auto& c : std::vector<Case>{{300, 128, 5000, 1024}, {64, 64, 50304, 0}}) {
+    for (const auto& kind : kKinds) {
+      const std::string what = std::string("linear_ce ") + k::dtype_name(kind.dt) + " V " + std::to_string(c.V);
+      auto h = rnd({c.N, c.C}, kind.st), w = rnd({c.V, c.C}, kind.st, 0.1);
+      auto t = torch::randint(0, c.V, {c.N}, torch::kInt64);
+      t.index_put_({torch::arange(0, c.N, 7)}, -100);
+      t = t.to(kCuda);
+      ASSERT_TRUE(ops::linear_cross_entropy_fusable(h, w, t)) << what;
+      auto one = torch::ones({}, kCuda);
+      auto fused = run_with_grads({h, w}, {one}, [&](auto& in) {
+        return std::vector<torch::Tensor>{ops::linear_cross_entropy_sum(in[0], in[1], t, -100, c.chunk)};
+      });
+      auto comp = run_with_grads({h, w}, {one}, [&](auto& in) {
+        return std::vector<torch::Tensor>{ops::composite::linear_cross_entropy_sum(in[0], in[1], t, -100)};
+      });
+      expect_close(fused, comp, 2 * kind.tol, what);
     }
   }
   ops::set_kernels_enabled(std::nullopt);

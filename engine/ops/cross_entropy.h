@@ -1,0 +1,25 @@
+// Fused linear + cross-entropy for the LM head: the summed next-token loss of h · Wᵀ without the
+// (N, V) logits. On CUDA with the kernels on: the vocabulary in chunks of ~16K columns, each chunk's
+// logits from cuBLAS (at::matmul) and an online log-sum-exp kernel (kernels/cross_entropy); the
+// backward recomputes each chunk's logits, turns them into dlogits in place, and accumulates
+// dH (fp32) and writes dW's rows of that chunk. Costs one extra h · W_cᵀ product per chunk; saves
+// the logits, their fp32 copy, the log-softmax and its gradient (several N × V buffers).
+// Elsewhere: the composite F::cross_entropy(h · Wᵀ in fp32, reduction sum).
+#pragma once
+#include <torch/types.h>
+
+namespace fathom::ops {
+
+// True when linear_cross_entropy_sum takes the fused path for these tensors.
+bool linear_cross_entropy_fusable(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& targets);
+// Σ over rows with targets != ignore_index of −log softmax(h · Wᵀ)[target], fp32 scalar.
+// h (N, C), w (V, C) of one dtype, targets (N) int64. chunk: vocabulary columns per step (0: auto).
+torch::Tensor linear_cross_entropy_sum(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& targets,
+                                       int64_t ignore_index = -100, int64_t chunk = 0);
+
+namespace composite {
+torch::Tensor linear_cross_entropy_sum(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& targets,
+                                       int64_t ignore_index = -100);
+}
+
+}  // namespace fathom::ops
