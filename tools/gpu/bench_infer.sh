@@ -24,10 +24,15 @@ except ImportError:
     pass
 ')
 cxxflags=""; [ -n "$nccl_inc" ] && cxxflags="-I$nccl_inc"
-cmake -S "$here" -B /tmp/bd -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_GUI=OFF -DFATHOM_TESTS=OFF -DFATHOM_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CXX_FLAGS="$cxxflags" > "$out/configure.log" 2>&1
-cmake --build /tmp/bd -j"$(nproc)" --target fathom-engine > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
-eng=/tmp/bd/bin/fathom-engine
+# ENGINE=path: use an engine built already (e.g. by tools/gpu/check_kernels.sh in the same call).
+if [ -n "${ENGINE:-}" ] && [ -x "$ENGINE" ]; then
+  eng=$ENGINE
+else
+  cmake -S "$here" -B /tmp/bd -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_GUI=OFF -DFATHOM_TESTS=OFF -DFATHOM_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CXX_FLAGS="$cxxflags" > "$out/configure.log" 2>&1
+  cmake --build /tmp/bd -j"$(nproc)" --target fathom-engine > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
+  eng=/tmp/bd/bin/fathom-engine
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 tok=$FATHOM_DATA_DIR/tokenizers/qwen3/tokenizer.json
 python3 "$here/tools/gpu/hf_generate_bench.py" --tokenizer "$tok" --make-only > "$out/hf-make.log" 2>&1 || { tail -20 "$out/hf-make.log"; exit 1; }
@@ -38,6 +43,18 @@ echo "== fathom bench infer (llama-1b bf16)"
 CUDA_VISIBLE_DEVICES=0 timeout 300 $eng bench infer /tmp/llama1b-hf --device cuda --precision bf16 \
   --quantize ${MODES:-none,int8,dynamic_int8} --concurrency 1,8,32,64 --prompt-tokens 128 --new-tokens 128 --json > "$out/fathom.json" 2> "$out/fathom.log"
 grep -E "^\[" "$out/fathom.log"; [ -s "$out/fathom.json" ] || tail -20 "$out/fathom.log"; echo "HF: $(tail -1 "$out/hf.json")"
+if [ -n "${GRAPHS_AB:-}" ]; then
+  echo "== the same, batch 1, CUDA graphs off (FATHOM_CUDA_GRAPHS=0)"
+  FATHOM_CUDA_GRAPHS=0 CUDA_VISIBLE_DEVICES=0 timeout 120 $eng bench infer /tmp/llama1b-hf --device cuda --precision bf16 \
+    --quantize none --concurrency 1 --prompt-tokens 128 --new-tokens 128 --json > "$out/fathom-nographs.json" 2> "$out/fathom-nographs.log"
+  grep -E "^\[" "$out/fathom-nographs.log"
+fi
+if [ -n "${TTFT2K:-}" ]; then
+  echo "== time to first token, 2,048-token prompt (batch 1, bf16 and int8)"
+  CUDA_VISIBLE_DEVICES=0 timeout 120 $eng bench infer /tmp/llama1b-hf --device cuda --precision bf16 \
+    --quantize none,int8 --concurrency 1 --prompt-tokens 2048 --new-tokens 64 --json > "$out/fathom-2k.json" 2> "$out/fathom-2k.log"
+  grep -E "^\[" "$out/fathom-2k.log"
+fi
 if [ -z "${SKIP_PPL:-}" ]; then
   echo "== perplexity cost of quantisation (demo preset trained 400 steps on the GPU)"
   CUDA_VISIBLE_DEVICES=0 timeout 200 $eng train "$here/resources/presets/demo.yaml" --set run.device=cuda \
