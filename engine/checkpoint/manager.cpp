@@ -304,6 +304,7 @@ CheckpointInfo CheckpointManager::write_checkpoint(const Job& job) {
                    (prev ? " The previous checkpoint " + join(policy_.save_dir, *prev) + " is unchanged."
                          : std::string(" No checkpoint has been written yet."));
     }
+    log_warning(info.error);  // a terminal shows it too, not only the protocol's error record
   }
   return info;
 }

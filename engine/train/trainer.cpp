@@ -23,6 +23,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -672,6 +673,10 @@ int run_training(const TrainInvocation& inv) {
     }
 
     int64_t last_saved_step = -1;
+    // The error of the newest save, "" when it succeeded: a run must not end "completed" (exit 0)
+    // when its last checkpoint could not be written (a full disk), or its work would be lost silently.
+    auto last_save_error = std::make_shared<std::string>();
+    auto last_save_mu = std::make_shared<std::mutex>();
     auto save_checkpoint = [&](bool wait) {
       if (last_saved_step == st.step) {
         if (wait) checkpoints.wait();
@@ -712,7 +717,11 @@ int run_training(const TrainInvocation& inv) {
       if (st.best_val_loss) payload.state["best_val_loss"] = *st.best_val_loss;
       payload.val_loss = st.last_val_loss;
       const int64_t step = st.step;
-      checkpoints.save(std::move(payload), [&emitter, step](const ckpt::CheckpointInfo& info, double seconds) {
+      checkpoints.save(std::move(payload), [&emitter, step, last_save_error, last_save_mu](const ckpt::CheckpointInfo& info, double seconds) {
+        {
+          std::lock_guard<std::mutex> g(*last_save_mu);
+          *last_save_error = info.error;
+        }
         if (!info.error.empty()) {
           emitter.emit(proto::ErrorData{"checkpoint_failed", info.error, "free disk space or change checkpoint.save_dir; the previous checkpoint is intact"});
           return;
@@ -1080,6 +1089,21 @@ int run_training(const TrainInvocation& inv) {
     }
     checkpoints.wait();
     comm->barrier();  // ranks leave together (rank 0 hosts the store the others still use)
+    if (!inv.bench && rank == 0) {
+      std::string save_error;
+      {
+        std::lock_guard<std::mutex> g(*last_save_mu);
+        save_error = *last_save_error;
+      }
+      if (!save_error.empty()) {
+        exit_status = "failed";
+        emitter.emit(proto::ExitData{exit_status, 1, "the last checkpoint could not be written: " + save_error});
+        emitter.close();
+        std::cerr << "error: the run ended at step " << st.step << " but its last checkpoint could not be written: " << save_error
+                  << "\n  hint: free disk space or change checkpoint.save_dir, then resume with --resume auto\n";
+        return 1;
+      }
+    }
     if (inv.bench) {
       const double dt = seconds_since(bench_t0);
       json r{{"tokens_per_s", bench_tokens / std::max(dt, 1e-9)},
