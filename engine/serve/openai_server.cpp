@@ -2,6 +2,8 @@
 #include "engine/serve/openai_server.h"
 
 #include <httplib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -49,6 +51,34 @@ struct Histogram {
   }
 };
 
+// httplib hands each accepted connection to its thread pool as a job; when every thread is busy the
+// job waits in an unbounded list. This pool stamps each job with the time it was queued, so that the
+// first request of a connection that waited too long for a thread is refused with a deliberate 503
+// (pre-routing handler below) instead of being answered after an unbounded wait.
+thread_local std::chrono::steady_clock::time_point t_connection_queued;
+thread_local bool t_connection_first_request = false;
+
+class StampedThreadPool : public httplib::TaskQueue {
+ public:
+  explicit StampedThreadPool(size_t n) : pool_(n) {}
+  void enqueue(std::function<void()> fn) override {
+    const auto queued = std::chrono::steady_clock::now();
+    pool_.enqueue([fn = std::move(fn), queued] {
+      t_connection_queued = queued;
+      t_connection_first_request = true;
+      fn();
+      t_connection_first_request = false;
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+};
+
+// A connection that waited longer than this for a thread is answered 503 + Retry-After.
+constexpr std::chrono::milliseconds kMaxConnectionWait{2000};
+
 }  // namespace
 
 struct OpenAiServer::Impl {
@@ -64,6 +94,7 @@ struct OpenAiServer::Impl {
   Histogram ttft{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
   int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::atomic<uint64_t> next_id{1};
+  socket_t listen_fd = INVALID_SOCKET;  // the socket httplib bound (set through its socket-options hook)
 
   void count(const std::string& endpoint, int status) {
     std::lock_guard<std::mutex> g(stats_mu);
@@ -370,14 +401,35 @@ OpenAiServer::OpenAiServer(infer::LoadedModel model, ServerOptions options) : im
   // /health and /metrics — httplib's default (8 threads) would cap the batch at 8.
   {
     const auto threads = static_cast<size_t>(std::min<int64_t>(I->opt.batching.max_batch + I->opt.batching.max_queue + 8, 1024));
-    I->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    I->http.new_task_queue = [threads] { return new StampedThreadPool(threads); };
   }
+  // More connections than threads (a flood of clients) queue for a thread; past kMaxConnectionWait
+  // the server is overloaded and says so, as it does when the batcher's queue is full. /health and
+  // /metrics are always answered.
+  I->http.set_pre_routing_handler([I](const httplib::Request& req, httplib::Response& res) {
+    if (!t_connection_first_request) return httplib::Server::HandlerResponse::Unhandled;
+    t_connection_first_request = false;
+    const auto waited = std::chrono::steady_clock::now() - t_connection_queued;
+    if (waited <= kMaxConnectionWait || req.path == "/health" || req.path == "/metrics")
+      return httplib::Server::HandlerResponse::Unhandled;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
+    const bool known = req.path == "/v1/completions" || req.path == "/v1/chat/completions" || req.path == "/generate" ||
+                       req.path == "/v1/models";
+    res.set_header("Retry-After", "1");
+    I->reply_error(res,
+                   {503, "the server is busy: this connection waited " + std::to_string(ms) + " ms for a worker thread; retry later",
+                    "server_error", "", "server_busy"},
+                   known ? req.path : std::string("other"));
+    return httplib::Server::HandlerResponse::Handled;
+  });
   // httplib's default socket options add SO_REUSEPORT: a second serve on the same port would bind
   // too and the kernel would split the requests between the two. SO_REUSEADDR alone: a port in use
   // is an error.
-  I->http.set_socket_options([](socket_t sock) {
+  // The hook also sees the socket that gets bound: bind() raises its listen backlog.
+  I->http.set_socket_options([I](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    I->listen_fd = sock;
   });
 }
 
@@ -387,8 +439,20 @@ OpenAiServer::~OpenAiServer() {
 }
 
 int OpenAiServer::bind(std::string* error) {
+  // Every connection is a descriptor: lift the soft limit to the hard one (often 1024 vs 2^20),
+  // or a flood of clients ends in accept() failing with EMFILE.
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  impl_->listen_fd = INVALID_SOCKET;
   int port = impl_->opt.port == 0 ? impl_->http.bind_to_any_port(impl_->opt.host) : (impl_->http.bind_to_port(impl_->opt.host, impl_->opt.port) ? impl_->opt.port : -1);
   if (port < 0 && error) *error = "cannot listen on " + impl_->opt.host + ":" + std::to_string(impl_->opt.port) + " (in use, or not an address of this machine)";
+  // httplib 0.11 listens with a backlog of 5 (compiled into Debian's libcpp-httplib): a burst of
+  // connects overflows it and the kernel drops SYNs, which clients retry only after 1, 3, 7 s.
+  // listen() again on the bound socket raises the backlog (the kernel caps it at somaxconn).
+  if (port >= 0 && impl_->listen_fd != INVALID_SOCKET) ::listen(impl_->listen_fd, 4096);
   return port;
 }
 
