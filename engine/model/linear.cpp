@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/ops/int8_linear.h"
+
 namespace fathom::model {
 
 namespace {
@@ -39,8 +41,15 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
     if (has_lora() && !merged_) y = y + lora_B->forward(lora_A->forward(x)) * spec_.scale();
     return y;  // (no adapter bank with dynamic int8: see quantize_dynamic_int8's caller)
   }
-  auto w = quantized() ? (weight_int8.to(x.scalar_type()) * weight_scale.to(x.scalar_type()).unsqueeze(1)) : weight;
-  auto y = torch::nn::functional::linear(x, w, bias.defined() ? bias : torch::Tensor());
+  torch::Tensor y;
+  if (quantized() && ops::int8_linear_fusable(x, weight_int8, weight_scale)) {
+    // Decode on CUDA: the int8 weight read as it is (engine/ops/int8_linear.h).
+    y = ops::int8_linear(x, weight_int8, weight_scale);
+    if (bias.defined()) y = y + bias.to(y.scalar_type());
+  } else {
+    auto w = quantized() ? (weight_int8.to(x.scalar_type()) * weight_scale.to(x.scalar_type()).unsqueeze(1)) : weight;
+    y = torch::nn::functional::linear(x, w, bias.defined() ? bias : torch::Tensor());
+  }
   if (has_lora() && !merged_) {
     auto h = x;
     if (spec_.dropout > 0 && is_training())

@@ -2,7 +2,8 @@
 // shapes of gpt2-124m (micro batch 16 × 1024, C 768, d_ff 2048, 12 heads of 64) and llama-1b
 // (4 × 2048, C 2048, d_ff 8192, 32/8 heads of 64), bf16 on CUDA. Each case: forward alone (no
 // grad) and forward + backward (autograd.grad: no accumulation into .grad); the LM head + loss
-// with the peak memory of one call. Timing: CUDA events around `iters`
+// with the peak memory of one call; weight-only int8 decode products against the dequantising
+// composite and against bf16. Timing: CUDA events around `iters`
 // calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
 // per case ({"bench":"kernels",...}). Exits 77 without a CUDA device.
 // Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]
@@ -18,10 +19,12 @@
 #include <functional>
 #include <iostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/model/transformer.h"
 #include "engine/ops/cross_entropy.h"
+#include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
@@ -155,6 +158,33 @@ void bench_model(const Shape& s) {
         auto grads = torch::autograd::grad({loss}, {hh, W});
       };
     }, /*with_memory=*/true);
+  }
+
+  // ---- decode: weight-only int8 products, batch 1 and 8, the layer's three widths ----
+  for (auto [N, K, name] : {std::tuple<int64_t, int64_t, const char*>{s.C, s.C, "o_proj"}, {s.d_ff, s.C, "gate_proj"},
+                            {s.C, s.d_ff, "down_proj"}}) {
+    auto wf = torch::randn({N, K}, bf) * 0.02;
+    auto scale = (wf.to(torch::kFloat32).abs().amax(1) / 127.0).clamp_min(1e-12);
+    auto q = torch::round(wf.to(torch::kFloat32) / scale.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8);
+    auto sc = scale.to(torch::kBFloat16);
+    for (int64_t Bd : {int64_t{1}, int64_t{8}}) {
+      auto xd = torch::randn({Bd, K}, bf);
+      const std::string shd = std::string(name) + " " + std::to_string(Bd) + "x" + std::to_string(K) + "x" + std::to_string(N);
+      const double wbytes = static_cast<double>(N * K) + e * Bd * (K + N);
+      measure(s, "int8_gemv", "decode", shd, wbytes, [&](bool fused) {
+        return [&, fused] {
+          torch::NoGradGuard ng;
+          auto y = fused ? ops::int8_linear(xd, q, sc) : ops::composite::int8_linear(xd, q, sc);
+        };
+      });
+      // The same product in bf16 (what int8 weights must beat for decode tokens/s): "composite" = bf16 linear.
+      measure(s, "int8_vs_bf16", "decode", shd, wbytes, [&](bool fused) {
+        return [&, fused] {
+          torch::NoGradGuard ng;
+          auto y = fused ? ops::int8_linear(xd, q, sc) : torch::nn::functional::linear(xd, wf);
+        };
+      });
+    }
   }
 
   // ---- rotary embedding on q (B, H, T, hd) and k (B, Hkv, T, hd), transposed views ----

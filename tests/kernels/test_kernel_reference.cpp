@@ -13,6 +13,7 @@
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
 #include "fathom/kernels/cross_entropy.h"
+#include "fathom/kernels/int8_gemv.h"
 #include "fathom/kernels/rmsnorm.h"
 #include "fathom/kernels/rope.h"
 #include "fathom/kernels/swiglu.h"
@@ -55,11 +56,15 @@ TEST(KernelReference, AddRmsNormMatchesComposite) {
     k::ref::add_rmsnorm_forward(xs.data(), with_r ? rs.data() : nullptr, ws.data(), yr.data(), hr.data(), rstd.data(), rows, C,
                                 1e-5f);
     EXPECT_LT(max_rel(tens(yr, {rows, C}), y), 1e-6);
-    if (with_r) EXPECT_LT(max_rel(tens(hr, {rows, C}), h), 1e-7);
+    if (with_r) {
+      EXPECT_LT(max_rel(tens(hr, {rows, C}), h), 1e-7);
+    }
     const float* hin = with_r ? hr.data() : xs.data();
     k::ref::rmsnorm_backward(gys.data(), hin, ws.data(), rstd.data(), with_r ? ghs.data() : nullptr, dh.data(), dw.data(), rows, C);
     EXPECT_LT(max_rel(tens(dh, {rows, C}), x.grad()), 1e-5) << "with_r " << with_r;
-    if (with_r) EXPECT_LT(max_rel(tens(dh, {rows, C}), r.grad()), 1e-5);
+    if (with_r) {
+      EXPECT_LT(max_rel(tens(dh, {rows, C}), r.grad()), 1e-5);
+    }
     EXPECT_LT(max_rel(tens(dw, {C}), w.grad()), 1e-5);
   }
 }
@@ -145,8 +150,10 @@ TEST(KernelReference, CrossEntropyMatchesComposite) {
   t.index_put_({3}, -100);
   auto logits = torch::matmul(h, w.t());
   logits.retain_grad();
-  auto loss = ops::composite::linear_cross_entropy_sum(h, w, t, -100);
+  namespace F = torch::nn::functional;
+  auto loss = F::cross_entropy(logits, t, F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
   (loss * 0.5).backward();
+  EXPECT_NEAR(ops::composite::linear_cross_entropy_sum(h, w, t, -100).item<double>(), loss.item<double>(), 1e-5);
   auto zs = vec(logits);
   std::vector<float> lse(N), l(N), dl(N * V);
   k::ref::cross_entropy(zs.data(), N, V, t.data_ptr<int64_t>(), -100, 0.5f, lse.data(), l.data(), dl.data());
@@ -154,4 +161,17 @@ TEST(KernelReference, CrossEntropyMatchesComposite) {
   EXPECT_EQ(l[3], 0.f);
   EXPECT_LT(max_rel(tens(dl, {N, V}), logits.grad()), 1e-5);
   EXPECT_FALSE(ops::linear_cross_entropy_fusable(h, w, t));  // CPU: the composite
+}
+
+TEST(KernelReference, Int8GemvMatchesDequantisedMatmul) {
+  torch::manual_seed(5);
+  const int64_t B = 3, N = 20, K = 32;
+  auto q = torch::randint(-127, 128, {N, K}, torch::kInt8);
+  auto scale = torch::rand({N}) * 0.1;
+  auto x = torch::randn({B, K});
+  auto want = torch::matmul(x.to(torch::kFloat64), (q.to(torch::kFloat64) * scale.to(torch::kFloat64).unsqueeze(1)).t());
+  auto xs = vec(x), ss = vec(scale);
+  std::vector<float> y(B * N);
+  k::ref::int8_gemv(xs.data(), q.contiguous().data_ptr<int8_t>(), ss.data(), y.data(), B, N, K);
+  EXPECT_LT(max_rel(tens(y, {B, N}), want), 1e-6);
 }

@@ -14,13 +14,16 @@
 #include <iostream>
 #include <vector>
 
+#include "engine/model/linear.h"
 #include "engine/model/transformer.h"
 #include "engine/ops/cross_entropy.h"
+#include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
 #include "fathom/kernels/cross_entropy.h"
+#include "fathom/kernels/int8_gemv.h"
 #include "fathom/kernels/rmsnorm.h"
 #include "fathom/kernels/rope.h"
 #include "fathom/kernels/swiglu.h"
@@ -119,8 +122,11 @@ TEST(RmsNormKernel, BackwardIsDeterministic) {
     auto dh = torch::empty_like(h), dw = torch::empty_like(w);
     k::rmsnorm_backward(k::DType::bf16, dy.data_ptr(), h.data_ptr(), w.data_ptr(), rstd.data_ptr<float>(), nullptr, dh.data_ptr(),
                         dw.data_ptr(), ws.data_ptr<float>(), rows, C, stream());
-    if (i == 0) first = dw;
-    else EXPECT_TRUE(torch::equal(dw, first));
+    if (i == 0) {
+      first = dw;
+    } else {
+      EXPECT_TRUE(torch::equal(dw, first));
+    }
   }
 }
 
@@ -235,6 +241,26 @@ TEST(CrossEntropyKernel, MatchesReference) {
     EXPECT_LT(max_rel(lse, tens(lr, {rows})), 1e-5);
     EXPECT_LT(max_rel(loss, tens(lossr, {rows})), 1e-4);
     EXPECT_LT(max_rel(dl, tens(dlr, {rows, V})), kind.tol);
+  }
+}
+
+TEST(Int8GemvKernel, MatchesReference) {
+  torch::manual_seed(10);
+  const int64_t N = 300, K = 2048;
+  auto q = torch::randint(-127, 128, {N, K}, torch::kInt8);
+  auto q_d = q.to(kCuda);
+  for (const auto& kind : kKinds) {
+    auto scale = (torch::rand({N}) * 0.01 + 0.001).to(kCuda, kind.st);
+    for (int64_t B = 1; B <= 8; ++B) {
+      SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " B " + std::to_string(B));
+      auto x = rnd({B, K}, kind.st);
+      auto y = torch::empty({B, N}, x.options());
+      k::int8_gemv(kind.dt, x.data_ptr(), q_d.data_ptr<int8_t>(), scale.data_ptr(), y.data_ptr(), B, N, K, stream());
+      auto xs = host(x), ss = host(scale);
+      std::vector<float> yr(B * N);
+      k::ref::int8_gemv(xs.data(), q.data_ptr<int8_t>(), ss.data(), yr.data(), B, N, K);
+      EXPECT_LT(max_rel(y, tens(yr, {B, N})), kind.tol);
+    }
   }
 }
 
@@ -372,6 +398,33 @@ TEST(EngineOps, LinearCrossEntropyFusedMatchesComposite) {
       expect_close(fused, comp, 2 * kind.tol, what);
     }
   }
+  ops::set_kernels_enabled(std::nullopt);
+}
+
+TEST(EngineOps, Int8LinearFusedMatchesComposite) {
+  torch::manual_seed(11);
+  ops::set_kernels_enabled(true);
+  fathom::model::Linear lin(2048, 512, /*bias=*/true);
+  lin->to(kCuda, torch::kBFloat16);
+  {
+    torch::NoGradGuard ng;
+    lin->bias.normal_();
+  }
+  lin->quantize_int8();
+  torch::NoGradGuard ng;
+  for (int64_t B : {1, 3, 8}) {
+    auto x = rnd({B, 1, 2048}, torch::kBFloat16);
+    ASSERT_TRUE(ops::int8_linear_fusable(x, lin->weight_int8, lin->weight_scale));
+    auto fused = lin->forward(x);
+    ops::set_kernels_enabled(false);
+    auto comp = lin->forward(x);
+    ops::set_kernels_enabled(true);
+    EXPECT_EQ(fused.sizes(), comp.sizes());
+    // The composite rounds every dequantised weight to bf16 first; the kernel applies the scale once.
+    EXPECT_LT(max_rel(fused, comp), 2e-2) << "B " << B;
+  }
+  // More than 8 rows (prefill): the composite.
+  EXPECT_FALSE(ops::int8_linear_fusable(rnd({9, 2048}, torch::kBFloat16), lin->weight_int8, lin->weight_scale));
   ops::set_kernels_enabled(std::nullopt);
 }
 

@@ -5,28 +5,29 @@
 #      paths vs the LibTorch composites, a transformer with kernels on vs off), test_kernel_reference
 #      (references vs composites) and test_gpu_smoke (the engine on CUDA, now through the kernels);
 #   2. bench_kernels: fused vs composite at gpt2-124m and llama-1b shapes (table + JSON lines);
-#   3. when .device-data is carried and time is left: `bench train` of gpt2-124m and llama-1b with
+#   3. with TRAIN_AB=1 and .device-data carried: `bench train` of gpt2-124m and llama-1b with
 #      FATHOM_KERNELS=1 and =0 (tokens/s A/B of the whole training step).
-# At most 8 small files come back in $OUT: session.log gpu.txt build.txt tests.txt bench.txt train-ab.txt summary.txt.
-# Usage (device tool, kind nvidia-h200, carry [".device-data"] optional): tools/gpu/check_kernels.sh
+# Leaves /tmp/bk/bin/fathom-engine built (ENGINE for tools/gpu/bench_infer.sh in the same call).
+# Four files come back in $OUT: summary.txt (tests, failures, bench table, A/B), bench.txt (with the
+# JSON lines), build.txt, session.log.
+# Usage (device tool, kind nvidia-h200): [TRAIN_AB=1] tools/gpu/check_kernels.sh
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${OUT:-$here/out}
 mkdir -p "$out"
 t0=$(date +%s)
+rm -f /tmp/bk-tests.txt /tmp/bk-failures.txt /tmp/bk-train-ab.txt  # a warm machine keeps the last call's
 left() { echo $(( ${BUDGET_S:-560} - ($(date +%s) - t0) )); }
 log() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/session.log"; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$out/gpu.txt" 2>&1
-log "gpu: $(tr '\n' ';' <"$out/gpu.txt") commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null)"
+log "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tr '\n' ';') commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null)"
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 # cpp-httplib is absent there: the engine is built without `serve` (not needed here).
 cmake -S "$here" -B /tmp/bk -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_GUI=OFF -DFATHOM_TESTS=ON -DFATHOM_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix" >/tmp/bk-configure.log 2>&1 \
   || { log "configure failed"; tail -40 /tmp/bk-configure.log | tee "$out/build.txt"; exit 1; }
 grep -E "^-- Fathom:" /tmp/bk-configure.log | tee -a "$out/session.log"
-targets=(test_kernels test_kernel_reference test_gpu_smoke bench_kernels)
-[ -d "$here/.device-data" ] && targets+=(fathom-engine)
+targets=(test_kernels test_kernel_reference test_gpu_smoke bench_kernels fathom-engine)
 cmake --build /tmp/bk -j"$(nproc)" --target "${targets[@]}" >/tmp/bk-build.log 2>&1
 rc=$?
 { grep -E "error|warning: .*kernels/|ptxas" /tmp/bk-build.log | head -80; echo "-- build exit $rc; last lines:"; tail -15 /tmp/bk-build.log; } >"$out/build.txt"
@@ -34,18 +35,20 @@ rc=$?
 log "built"
 
 # ---- 1. tests ---------------------------------------------------------------------------------------
-(cd /tmp/bk && timeout 240 ctest --output-on-failure -R '^(test_kernels|test_kernel_reference|test_gpu_smoke)$' >"$out/tests.txt" 2>&1)
-log "tests: $(grep -E 'tests passed|tests failed' "$out/tests.txt" | tail -1)"
-grep -E "FAILED|Failure|Expected|Which is|rel |loss fused" "$out/tests.txt" | head -30 | tee -a "$out/session.log"
+(cd /tmp/bk && timeout 240 ctest --output-on-failure -R '^(test_kernels|test_kernel_reference|test_gpu_smoke)$' >/tmp/bk-tests.txt 2>&1)
+log "tests: $(grep -E 'tests passed|tests failed' /tmp/bk-tests.txt | tail -1)"
+# What failed, with gtest's context lines (file:line, expected/actual, the SCOPED_TRACE).
+grep -E -B2 -A6 "Failure|FAILED  \]|exception" /tmp/bk-tests.txt | head -120 >/tmp/bk-failures.txt
+grep -E "loss fused" /tmp/bk-tests.txt | tee -a "$out/session.log"
 
 # ---- 2. kernel benchmark ----------------------------------------------------------------------------
 timeout 240 /tmp/bk/bin/bench_kernels --repeats 15 --iters 10 >"$out/bench.txt" 2>&1 || log "bench_kernels exit $?"
 grep -v '^{' "$out/bench.txt" | tee -a "$out/session.log"
 
 # ---- 3. whole training step, kernels on vs off ------------------------------------------------------
-if [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
+if [ -n "${TRAIN_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
   export FATHOM_DATA_DIR=$here/.device-data FATHOM_WORKSPACE=/tmp/fathom-ws
-  : >"$out/train-ab.txt"
+  : >/tmp/bk-train-ab.txt
   for preset in gpt2-124m llama-1b; do
     for kern in 1 0; do
       [ "$(left)" -gt 60 ] || { log "skip bench train $preset FATHOM_KERNELS=$kern: out of time"; continue; }
@@ -54,7 +57,7 @@ if [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
         >/tmp/ab-$preset-$kern.out 2>/tmp/ab-$preset-$kern.err
       line=$(grep '^{' /tmp/ab-$preset-$kern.out | tail -1)
       [ -n "$line" ] || line="{\"error\": \"$(tail -3 /tmp/ab-$preset-$kern.err | tr '\n"' ' _')\"}"
-      echo "{\"preset\":\"$preset\",\"FATHOM_KERNELS\":$kern,\"result\":$line}" >>"$out/train-ab.txt"
+      echo "{\"preset\":\"$preset\",\"FATHOM_KERNELS\":$kern,\"result\":$line}" >>/tmp/bk-train-ab.txt
       log "bench train $preset FATHOM_KERNELS=$kern: $line"
     done
   done
@@ -62,11 +65,12 @@ fi
 
 # ---- summary ----------------------------------------------------------------------------------------
 {
-  echo "== tests"; grep -E "tests passed|tests failed|Passed|Failed|\*\*\*" "$out/tests.txt" | head -20
+  echo "== tests"; grep -E "tests passed|tests failed|Passed|Failed|\*\*\*" /tmp/bk-tests.txt | head -20
+  [ -s /tmp/bk-failures.txt ] && { echo "== failures"; cat /tmp/bk-failures.txt; }
   echo "== bench_kernels"; grep -v '^{' "$out/bench.txt"
-  if [ -s "$out/train-ab.txt" ]; then
+  if [ -s /tmp/bk-train-ab.txt ]; then
     echo "== bench train, FATHOM_KERNELS=1 vs 0"
-    python3 - "$out/train-ab.txt" <<'PY'
+    python3 - /tmp/bk-train-ab.txt <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {(r["preset"], r["FATHOM_KERNELS"]): r["result"] for r in rows}
