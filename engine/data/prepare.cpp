@@ -201,7 +201,7 @@ bool for_each_json_line(const std::string& path, const std::string& field, uint6
     json rec;
     try {
       rec = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       throw std::runtime_error(where + ": not valid JSON (" + std::string(e.what()) +
                                "); JSONL needs one complete JSON object per line");
     }

@@ -73,6 +73,8 @@ json parse_json(const std::string& path, const char* what) {
     throw TokenizerError(path + ":" + std::to_string(line) + ":" + std::to_string(col) +
                          ": not valid JSON (" + e.what() + "); is the " + what +
                          " complete (not truncated by a failed download)?");
+  } catch (const json::exception& e) {  // out_of_range.406: a number beyond double (1e999)
+    throw TokenizerError(path + ": cannot read the " + std::string(what) + " (" + e.what() + ")");
   }
 }
 

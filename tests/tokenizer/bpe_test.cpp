@@ -298,6 +298,9 @@ TEST(TokenizerJson, UnsupportedComponentsAreNamed) {
   doc = base;
   doc["model"]["vocab"]["Ġzzzz"] = 4294967296ull + 5;
   expect_error(doc, {"model.vocab token 'Ġzzzz' has id 4294967301", "too large"});
+  // ... and a number beyond double escaped as nlohmann's out_of_range instead of a TokenizerError.
+  fathom::test::write_text(dir.file("tokenizer.json"), R"({"model": {"type": "BPE", "vocab": {"a": 1e999}}})");
+  EXPECT_THROW((void)Tokenizer::load(dir.file("tokenizer.json")), TokenizerError);
 }
 
 TEST(BpeTrain, FilesEqualTextsAndMaxBytesLimitsInput) {
