@@ -90,7 +90,8 @@ std::vector<data::ChatTurn> chat_turns(const json& body) {
     if (m.contains("content") && m["content"].is_string()) content = m["content"].get<std::string>();
     else if (m.contains("content") && m["content"].is_array()) {
       for (const auto& part : m["content"])  // [{type: text, text: ...}]
-        if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+        if (part.is_object() && part.contains("type") && part["type"] == "text" && part.contains("text") &&
+            part["text"].is_string())
           content += part["text"].get<std::string>();
     } else {
       throw bad("each message needs 'content' (a string or text parts)", "messages");
