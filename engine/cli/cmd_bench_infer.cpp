@@ -19,6 +19,7 @@
 #include "engine/data/token_shards.h"
 #include "engine/infer/batcher.h"
 #include "engine/infer/generator.h"
+#include "engine/infer/graph_decode.h"
 #include "engine/infer/load.h"
 #include "engine/infer/perplexity.h"
 #include "engine/infer/sampler.h"
@@ -183,6 +184,65 @@ int run_bench_infer(int argc, char** argv) {
         for (int i = 0; i < 20; ++i) sampler.sample(cpu_logits, hist);
         sampler_ms = 1000 * std::chrono::duration<double>(Clock::now() - s0).count() / 20;
       }
+      // Where a batch-1 step's time goes, in device time (each part replayed from a CUDA graph, so no
+      // launch cost is in it): the whole decode step, the weight matrices alone (one 1-row product
+      // per linear layer and the LM head, what the step must read), and the LM head alone.
+      nlohmann::json breakdown;
+      if (device.is_cuda() && mode == "none") {
+        torch::NoGradGuard ng;
+        const auto p0 = prompt();
+        auto cache = m.net->new_cache(1, prompt_tokens + 2);
+        m.net->forward_cached(torch::tensor(p0, torch::kInt64).unsqueeze(0).to(device), cache);
+        std::string why;
+        if (auto g = fathom::infer::GraphDecoder::create(m.net, cache, &why)) {
+          g->step(1, prompt_tokens);  // captures
+          const auto t0 = Clock::now();
+          constexpr int kSteps = 50;
+          for (int i = 0; i < kSteps; ++i) g->step(1, prompt_tokens);  // same position: the step's cost without cache growth
+          torch::cuda::synchronize();
+          const double step_ms = 1000 * std::chrono::duration<double>(Clock::now() - t0).count() / kSteps;
+          std::vector<torch::Tensor> weights;
+          torch::Tensor head;
+          for (const auto& item : m.net->named_parameters()) {
+            const auto& name = item.key();
+            const auto& t = item.value();
+            if (t.dim() != 2) continue;
+            if (name.find("embed_tokens") != std::string::npos) {
+              if (m.net->args().tie_embeddings) head = t;
+              continue;
+            }
+            if (name.find("lm_head") != std::string::npos) head = t;
+            else weights.push_back(t);
+          }
+          int64_t weight_bytes = 0;
+          for (const auto& w : weights) weight_bytes += w.numel() * w.element_size();
+          const int64_t head_bytes = head.defined() ? head.numel() * head.element_size() : 0;
+          auto x_for = [&](const torch::Tensor& w) { return torch::randn({1, w.size(1)}, w.options()); };
+          std::vector<torch::Tensor> xs;
+          for (const auto& w : weights) xs.push_back(x_for(w));
+          const double layers_ms = fathom::infer::time_in_graph([&] {
+            for (size_t i = 0; i < weights.size(); ++i) (void)torch::linear(xs[i], weights[i]);
+          });
+          double head_ms = 0;
+          if (head.defined()) {
+            auto xh = x_for(head);
+            head_ms = fathom::infer::time_in_graph([&] { (void)torch::linear(xh, head); });
+          }
+          const double gemv_ms = layers_ms + head_ms;
+          breakdown = {{"step_ms", step_ms},
+                       {"weights_gemv_ms", gemv_ms},
+                       {"layers_gemv_ms", layers_ms},
+                       {"lm_head_gemv_ms", head_ms},
+                       {"weights_bytes", weight_bytes + head_bytes},
+                       {"weights_gemv_gbps", (weight_bytes + head_bytes) / (gemv_ms * 1e6)},
+                       {"other_kernels_ms", step_ms - gemv_ms}};
+          std::cerr << "[" << mode << "] one decode step " << std::fixed << std::setprecision(3) << step_ms << " ms: weight products alone "
+                    << gemv_ms << " ms (" << std::setprecision(0) << (weight_bytes + head_bytes) / (gemv_ms * 1e6) << " GB/s; LM head "
+                    << std::setprecision(3) << head_ms << " ms), everything else " << step_ms - gemv_ms << " ms\n";
+        } else {
+          std::cerr << "[" << mode << "] no step breakdown: " << why << "\n";
+        }
+      }
       const double bpt = bytes_per_token(m.net, static_cast<double>(prompt_tokens) + static_cast<double>(new_tokens) / 2);
       const double gbps = bpt * r.decode_tokens_per_s / 1e9;
       nlohmann::json row{{"quantize", mode},
@@ -195,6 +255,7 @@ int run_bench_infer(int argc, char** argv) {
                          {"bytes_per_token", bpt},
                          {"bandwidth_gbps", gbps}};
       if (peak_gbps > 0) row["bandwidth_utilisation"] = gbps / peak_gbps;
+      if (!breakdown.is_null()) row["step_breakdown"] = breakdown;
       std::cerr << "[" << mode << "] batch 1: " << std::fixed << std::setprecision(1) << r.decode_tokens_per_s << " tokens/s, first token "
                 << std::setprecision(3) << r.time_to_first_token_s << " s (" << prompt_tokens << "-token prompt), " << std::setprecision(1)
                 << gbps << " GB/s read" << (peak_gbps > 0 ? " = " + std::to_string(static_cast<int>(100 * gbps / peak_gbps)) + "% of peak" : "")

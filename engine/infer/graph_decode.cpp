@@ -1,9 +1,12 @@
 // CUDA-graph decode steps (see graph_decode.h).
 #include "engine/infer/graph_decode.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <vector>
 
 #include "engine/model/linear.h"
 
@@ -112,6 +115,35 @@ torch::Tensor GraphDecoder::step(int64_t token, int64_t pos) {
 
 int GraphDecoder::graphs() const { return static_cast<int>(impl_->graphs.size()); }
 
+double time_in_graph(const std::function<void()>& body, int iters, int repeats) {
+  torch::NoGradGuard ng;
+  auto current = c10::cuda::getCurrentCUDAStream();
+  current.synchronize();
+  auto side = c10::cuda::getStreamFromPool();
+  at::cuda::CUDAGraph graph;
+  {
+    c10::cuda::CUDAStreamGuard guard(side);
+    body();
+    body();
+    side.synchronize();
+    graph.capture_begin();
+    body();
+    graph.capture_end();
+    side.synchronize();
+  }
+  std::vector<double> ms;
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+    graph.replay();  // warm
+    current.synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) graph.replay();
+    current.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
 #else  // a LibTorch without CUDA
 
 struct GraphDecoder::Impl {};
@@ -123,6 +155,7 @@ std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer&, model::K
 }
 torch::Tensor GraphDecoder::step(int64_t, int64_t) { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
 int GraphDecoder::graphs() const { return 0; }
+double time_in_graph(const std::function<void()>&, int, int) { return -1.0; }
 
 #endif
 

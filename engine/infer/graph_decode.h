@@ -13,6 +13,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,11 @@ class GraphDecoder {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Device time of `body` (CUDA work on the current device) in milliseconds: captured once in a CUDA
+// graph, then the median over `repeats` of `iters` back-to-back replays, so that host launch cost is
+// out of the figure. For benchmarks that split a decode step into its parts; -1 without CUDA.
+double time_in_graph(const std::function<void()>& body, int iters = 20, int repeats = 5);
 
 // False when FATHOM_CUDA_GRAPHS=0 (for A/B measurements and as a safety switch).
 bool cuda_graphs_enabled();
