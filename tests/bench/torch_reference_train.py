@@ -2,7 +2,9 @@
 """PyTorch reference for `fathom-engine bench train`: the same LLaMA-style model (RMSNorm, RoPE,
 GQA via SDPA, SwiGLU, tied or untied head) trained with AdamW under bf16 autocast, in eager mode
 or with torch.compile. Prints one JSON line: tokens/s, MFU (6N + 12·L·d·T convention, peak given),
-peak allocated memory. Run on the GPU machine with PyTorch 2.x.
+peak allocated memory. Run on the GPU machine with PyTorch 2.x, or with --device cpu (fp32, no
+autocast, foreach AdamW; works with Debian's python3-torch 1.13, which has no SDPA) for the CPU
+side-by-side of issue #10.
 """
 import argparse
 import json
@@ -62,7 +64,12 @@ class Block(nn.Module):
         if rep > 1:
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if hasattr(F, "scaled_dot_product_attention"):
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # torch 1.13
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.hd))
+            att = att.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+            y = torch.softmax(att.float(), -1).to(q.dtype) @ v
         x = x + self.o(y.transpose(1, 2).reshape(B, T, C))
         h = self.n2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
@@ -75,7 +82,7 @@ class Model(nn.Module):
         self.blocks = nn.ModuleList([Block(a) for _ in range(a.n_layers)])
         self.norm = nn.RMSNorm(a.d_model) if hasattr(nn, "RMSNorm") else RMSNorm(a.d_model, 1e-5)
         self.head = None if a.tie else nn.Linear(a.d_model, a.vocab, bias=False)
-        self.cos, self.sin = rope_tables(a.seq, a.d_model // a.n_heads, a.rope_theta, "cuda")
+        self.cos, self.sin = rope_tables(a.seq, a.d_model // a.n_heads, a.rope_theta, a.device)
 
     def forward(self, idx, tgt):
         x = self.emb(idx)
@@ -95,35 +102,47 @@ def main():
     p.add_argument("--tie", type=int, default=1)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--peak", type=float, default=989e12)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
     a = p.parse_args()
+    cuda = a.device == "cuda"
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Model(a).cuda()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    model = Model(a).to(a.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                            **({"fused": True} if cuda else {"foreach": True}))
     step_fn = model
     if a.compile:
         step_fn = torch.compile(model)
-    idx = torch.randint(0, a.vocab, (a.batch, a.seq), device="cuda")
-    tgt = torch.randint(0, a.vocab, (a.batch, a.seq), device="cuda")
+    idx = torch.randint(0, a.vocab, (a.batch, a.seq), device=a.device)
+    tgt = torch.randint(0, a.vocab, (a.batch, a.seq), device=a.device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     hd = a.d_model // a.n_heads
     n_matmul = a.n_layers * (2 * a.d_model * a.n_heads * hd + 2 * a.d_model * a.n_kv_heads * hd + 3 * a.d_model * a.d_ff) \
         + a.d_model * a.vocab
     flops_per_token = 6 * n_matmul + 12 * a.n_layers * a.d_model * a.seq
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            sync()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        if cuda:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = step_fn(idx, tgt)
+        else:
             loss = step_fn(idx, tgt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
+    sync()
     dt = time.perf_counter() - t0
     tps = a.steps * a.batch * a.seq / dt
     print(json.dumps({"impl": "torch.compile" if a.compile else "eager", "tokens_per_s": tps,
-                      "mfu": tps * flops_per_token / a.peak, "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
+                      "mfu": tps * flops_per_token / a.peak, "peak_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else 0,
+                      "device": a.device, "threads": torch.get_num_threads(),
                       "loss": loss.item(), "params_matmul": n_matmul, "torch": torch.__version__}))
 
 
