@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "engine/ops/kernels.h"
 
 #ifdef FATHOM_HAVE_CUDA
@@ -98,6 +101,72 @@ class LinearCrossEntropyFn : public torch::autograd::Function<LinearCrossEntropy
     return {want_dh ? dh.to(h.scalar_type()) : torch::Tensor(), dw, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
+// Rows at a time over the whole vocabulary; gradients (for a unit loss gradient) made in the forward.
+class LinearCrossEntropyRowsFn : public torch::autograd::Function<LinearCrossEntropyRowsFn> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& h_in, const torch::Tensor& w, const torch::Tensor& targets,
+                               int64_t ignore_index, int64_t rows_per_chunk) {
+    c10::cuda::CUDAGuard guard(h_in.device());
+    const auto dt = *detail::kernel_dtype(h_in);
+    auto h = detail::dense(h_in);
+    auto t = targets.contiguous();
+    const int64_t N = h.size(0), C = h.size(1), V = w.size(0);
+    const bool want_dh = h_in.requires_grad(), want_dw = w.requires_grad();
+    const auto f32 = h.options().dtype(torch::kFloat32);
+    auto m = torch::empty({N}, f32), s = torch::empty({N}, f32), zt = torch::empty({N}, f32);
+    auto lse = torch::empty({N}, f32), loss = torch::empty({N}, f32);
+    auto one = torch::ones({1}, f32);
+    torch::Tensor dh = want_dh ? torch::empty({N, C}, h.options()) : torch::Tensor();
+    torch::Tensor dw = want_dw ? torch::empty(w.sizes(), w.options()) : torch::Tensor();
+    const auto st = detail::stream();
+    float *mp = m.data_ptr<float>(), *sp = s.data_ptr<float>(), *zp = zt.data_ptr<float>();
+    float *lp = lse.data_ptr<float>(), *lossp = loss.data_ptr<float>();
+    const int64_t* tp = t.data_ptr<int64_t>();
+    for (int64_t r0 = 0; r0 < N; r0 += rows_per_chunk) {
+      const int64_t n = std::min(rows_per_chunk, N - r0);
+      auto hc = h.narrow(0, r0, n);
+      auto z = detail::dense(torch::matmul(hc, w.t()));  // (n, V)
+      kernels::ce_init(n, mp + r0, sp + r0, zp + r0, st);
+      kernels::ce_chunk_forward(dt, z.data_ptr(), V, n, V, 0, tp + r0, mp + r0, sp + r0, zp + r0, st);
+      kernels::ce_finish(n, tp + r0, ignore_index, mp + r0, sp + r0, zp + r0, lp + r0, lossp + r0, st);
+      if (!want_dh && !want_dw) continue;
+      kernels::ce_chunk_backward(dt, z.data_ptr(), V, z.data_ptr(), V, n, V, 0, tp + r0, ignore_index, lp + r0,
+                                 one.data_ptr<float>(), st);  // z := dlogits for a unit loss gradient
+      if (want_dh) {
+        auto out = dh.narrow(0, r0, n);
+        torch::mm_out(out, z, w);
+      }
+      if (want_dw) {
+        if (r0 == 0) torch::mm_out(dw, z.t(), hc);
+        else dw.addmm_(z.t(), hc);
+      }
+    }
+    ctx->save_for_backward({dh, dw});
+    return {loss.sum()};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto sv = ctx->get_saved_variables();
+    const auto g = grads[0].to(torch::kFloat32);  // 0-dim, on the device: no host sync
+    return {sv[0].defined() ? sv[0] * g : torch::Tensor(), sv[1].defined() ? sv[1] * g : torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
+  }
+};
+
+LinearCeMode mode_from_env() {
+  static const LinearCeMode m = [] {
+    const char* v = std::getenv("FATHOM_CE");
+    return v && std::string(v) == "rows" ? LinearCeMode::rows : LinearCeMode::vocab;
+  }();
+  return m;
+}
+
+// About 2^27 logits (256 MiB in bf16) per row chunk, at least 256 rows.
+int64_t rows_per_chunk(int64_t N, int64_t V, int64_t requested) {
+  if (requested > 0) return std::min(N, requested);
+  const int64_t r = std::max<int64_t>(256, (int64_t{1} << 27) / std::max<int64_t>(V, 1));
+  return std::min(N, r);
+}
 }  // namespace
 #endif
 
@@ -115,8 +184,13 @@ bool linear_cross_entropy_fusable(const torch::Tensor& h, const torch::Tensor& w
 }
 
 torch::Tensor linear_cross_entropy_sum(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& targets,
-                                       int64_t ignore_index, int64_t chunk) {
+                                       int64_t ignore_index, int64_t chunk, LinearCeMode mode) {
 #ifdef FATHOM_HAVE_CUDA
+  if (mode == LinearCeMode::automatic) mode = mode_from_env();
+  // (Without gradients to make, rows would only cost more: the vocab path's forward is the same work.)
+  if (mode == LinearCeMode::rows && detail::any_requires_grad({h, w}) && linear_cross_entropy_fusable(h, w, targets) &&
+      kernels::ce_chunk_supported(*detail::kernel_dtype(h), w.size(0), w.size(0)))
+    return LinearCrossEntropyRowsFn::apply(h, w, targets, ignore_index, rows_per_chunk(h.size(0), w.size(0), chunk))[0];
   if (linear_cross_entropy_fusable(h, w, targets)) {
     const int64_t vc = chunk_width(w.size(0), chunk);
     const auto dt = *detail::kernel_dtype(h);

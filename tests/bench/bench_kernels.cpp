@@ -152,12 +152,14 @@ void bench_model(const Shape& s) {
     auto t = torch::randint(0, s.V, {rows}, torch::TensorOptions().dtype(torch::kInt64).device(torch::kCUDA));
     const std::string sh_ce = std::to_string(rows) + "x" + std::to_string(s.C) + "x" + std::to_string(s.V);
     // (Matmul-bound: the fused path does 4 products of 2·N·C·V flops, the composite 3; no GB/s figure.)
-    measure(s, "linear_ce", "fwd+bwd", sh_ce, 0, [&](bool fused) {
-      return [&, fused] {
-        auto loss = fused ? ops::linear_cross_entropy_sum(hh, W, t) : ops::composite::linear_cross_entropy_sum(hh, W, t);
-        auto grads = torch::autograd::grad({loss}, {hh, W});
-      };
-    }, /*with_memory=*/true);
+    for (auto mode : {ops::LinearCeMode::vocab, ops::LinearCeMode::rows}) {
+      measure(s, mode == ops::LinearCeMode::vocab ? "linear_ce" : "linear_ce_rows", "fwd+bwd", sh_ce, 0, [&, mode](bool fused) {
+        return [&, fused, mode] {
+          auto loss = fused ? ops::linear_cross_entropy_sum(hh, W, t, -100, 0, mode) : ops::composite::linear_cross_entropy_sum(hh, W, t);
+          auto grads = torch::autograd::grad({loss}, {hh, W});
+        };
+      }, /*with_memory=*/true);
+    }
   }
 
   // ---- decode: weight-only int8 products, batch 1 and 8, the layer's three widths ----

@@ -389,13 +389,22 @@ TEST(EngineOps, LinearCrossEntropyFusedMatchesComposite) {
       t = t.to(kCuda);
       ASSERT_TRUE(ops::linear_cross_entropy_fusable(h, w, t)) << what;
       auto one = torch::ones({}, kCuda);
-      auto fused = run_with_grads({h, w}, {one}, [&](auto& in) {
-        return std::vector<torch::Tensor>{ops::linear_cross_entropy_sum(in[0], in[1], t, -100, c.chunk)};
-      });
       auto comp = run_with_grads({h, w}, {one}, [&](auto& in) {
         return std::vector<torch::Tensor>{ops::composite::linear_cross_entropy_sum(in[0], in[1], t, -100)};
       });
-      expect_close(fused, comp, 2 * kind.tol, what);
+      auto fused = run_with_grads({h, w}, {one}, [&](auto& in) {
+        return std::vector<torch::Tensor>{ops::linear_cross_entropy_sum(in[0], in[1], t, -100, c.chunk, ops::LinearCeMode::vocab)};
+      });
+      expect_close(fused, comp, 2 * kind.tol, what + " vocab");
+      // Row chunks (128 rows: several chunks), gradients made in the forward; a loss gradient of 0.5.
+      auto half = torch::full({}, 0.5, kCuda);
+      auto comp2 = run_with_grads({h, w}, {half}, [&](auto& in) {
+        return std::vector<torch::Tensor>{ops::composite::linear_cross_entropy_sum(in[0], in[1], t, -100)};
+      });
+      auto rows = run_with_grads({h, w}, {half}, [&](auto& in) {
+        return std::vector<torch::Tensor>{ops::linear_cross_entropy_sum(in[0], in[1], t, -100, 128, ops::LinearCeMode::rows)};
+      });
+      expect_close(rows, comp2, 2 * kind.tol, what + " rows");
     }
   }
   ops::set_kernels_enabled(std::nullopt);
