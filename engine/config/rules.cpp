@@ -33,7 +33,7 @@ std::vector<std::string> cross_key_rule_descriptions() {
       "`tokenizer.kind` gpt2 or hf needs `tokenizer.path`.",
       "`data.seq_len` ≤ `model.max_seq_len`.",
       "`optimizer.min_lr` ≤ `optimizer.lr`; `optimizer.warmup_steps` ≥ `train.max_steps` is a warning.",
-      "`train.precision: fp16` (or `train.fp16_enabled: true`) needs a CUDA device: it is an error with `run.device: cpu`.",
+      "`train.precision: fp16` (or `train.fp16_enabled: true`) needs a CUDA device: it is an error with `run.device: cpu`; so does `fp8` (Hopper/Ada).",
       "`train.precision` and `train.fp16_enabled` set in the same file must agree; set in different layers, the more derived one wins.",
       "`train.eval_interval` > 0 needs `data.validation_fraction` > 0; `checkpoint.keep_best` > 0 needs evaluation.",
       "`distributed.rank` < `distributed.world_size`; `distributed.backend: nccl` needs CUDA (error with `run.device: cpu`); `distributed.init_method` is env://, tcp:// or file://; `distributed.gpu_ids` has no duplicates.",
@@ -267,6 +267,9 @@ void check_train(RunConfig& c, Checker& check) {
   if (c.train.precision == "fp16" && c.run.device == "cpu")
     check.error({c.train.fp16_enabled && check.layer("train.fp16_enabled") > check.layer("train.precision") ? "train.fp16_enabled" : "train.precision", "run.device"},
                 "fp16 needs a CUDA device, but run.device is cpu",
+                "use precision bf16 (CPU supports it) or fp32, or set run.device: cuda");
+  if (c.train.precision == "fp8" && c.run.device == "cpu")
+    check.error({"train.precision", "run.device"}, "fp8 needs a Hopper or Ada GPU, but run.device is cpu",
                 "use precision bf16 (CPU supports it) or fp32, or set run.device: cuda");
   if (c.train.eval_interval > 0 && c.data.validation_fraction == 0)
     check.error({"train.eval_interval", "data.validation_fraction"},

@@ -111,7 +111,7 @@ std::vector<KeyInfo> build_keys() {
       FATHOM_KEY(train.micro_batch_size, Int, "Sequences per forward/backward pass on each rank.").range(1, 1 << 20).unit("sequences"),
       FATHOM_KEY(train.gradient_accumulation_steps, Int, "Micro-batches summed before each optimizer step (effective batch = micro_batch_size x this x world_size).").range(1, 1 << 20).unit("micro-batches"),
       FATHOM_KEY(train.max_steps, Int, "Optimizer steps to train for.").range(1, kMaxInt).unit("steps"),
-      FATHOM_KEY(train.precision, Enum, "Compute precision; bf16/fp16 autocast keeps fp32 master weights. fp16 needs CUDA and uses a loss scaler.").choices({"fp32", "bf16", "fp16"}),
+      FATHOM_KEY(train.precision, Enum, "Compute precision; bf16/fp16/fp8 keep fp32 master weights. fp16 needs CUDA and uses a loss scaler. fp8: bf16 with the linear layers' products in FP8 (e4m3 forward, e5m2 gradients, per-tensor scales), on Hopper/Ada GPUs.").choices({"fp32", "bf16", "fp16", "fp8"}),
       FATHOM_KEY(train.fp16_enabled, Bool, "The brief's switch: true means precision fp16 (a more derived layer wins over precision)."),
       FATHOM_KEY(train.grad_clip, Float, "Clip the global gradient norm to this; 0 = off.").range(0, 1e6),
       FATHOM_KEY(train.log_interval, Int, "Report a metric record every N steps.").range(1, kMaxInt).unit("steps"),

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/model/fp8.h"
 #include "engine/ops/int8_linear.h"
 
 namespace fathom::model {
@@ -46,6 +47,10 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
     // Decode on CUDA: the int8 weight read as it is (engine/ops/int8_linear.h).
     y = ops::int8_linear(x, weight_int8, weight_scale);
     if (bias.defined()) y = y + bias.to(y.scalar_type());
+  } else if (!quantized() && fp8::enabled() && is_training() && fp8::applicable(x, weight)) {
+    // precision fp8 (training on Hopper/Ada): FP8 products forward and backward (fp8.h).
+    y = fp8::linear(x, weight);
+    if (bias.defined()) y = y + bias;
   } else {
     auto w = quantized() ? (weight_int8.to(x.scalar_type()) * weight_scale.to(x.scalar_type()).unsqueeze(1)) : weight;
     y = torch::nn::functional::linear(x, w, bias.defined() ? bias : torch::Tensor());

@@ -39,6 +39,7 @@
 #include "engine/dist/world.h"
 #include "engine/dist/zero.h"
 #include "engine/engine_version.h"
+#include "engine/model/fp8.h"
 #include "engine/model/lora.h"
 #include "engine/model/moe.h"
 #include "engine/model/transformer.h"
@@ -367,6 +368,13 @@ int run_training(const TrainInvocation& inv) {
     torch::ScalarType compute_dtype = torch::kFloat32;
     if (cfg.train.precision == "bf16") compute_dtype = torch::kBFloat16;
     if (cfg.train.precision == "fp16") compute_dtype = torch::kFloat16;
+    if (cfg.train.precision == "fp8") {
+      // bf16 everywhere, FP8 products in the linear layers (engine/model/fp8.h).
+      if (const auto why = model::fp8::unavailable_reason(device); !why.empty())
+        throw std::runtime_error("train.precision fp8: " + why + " (use precision bf16)");
+      compute_dtype = torch::kBFloat16;
+    }
+    model::fp8::set_enabled(cfg.train.precision == "fp8");
 
     // ---- ranks --------------------------------------------------------------------------
     wopt.device = device;

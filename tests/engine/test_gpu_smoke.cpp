@@ -8,6 +8,7 @@
 
 #include "engine/infer/generator.h"
 #include "engine/infer/graph_decode.h"
+#include "engine/model/fp8.h"
 #include "engine/model/lora.h"
 #include "tiny_tokenizer.h"
 #include "engine/model/transformer.h"
@@ -168,6 +169,34 @@ TEST(GpuSmoke, CudaGraphDecodeMatchesEager) {
   const auto without = fathom::infer::generate(net, tok, prompt, sp);
   unsetenv("FATHOM_CUDA_GRAPHS");
   EXPECT_EQ(with.tokens, without.tokens);
+}
+
+// FP8 products (e4m3 forward, e5m2 gradients, per-tensor scales) against bf16: output and both
+// gradients within FP8's precision (e4m3 has 3 mantissa bits: ~6% per element, far less in sums).
+TEST(GpuSmoke, Fp8LinearMatchesBf16) {
+  const auto why = fathom::model::fp8::unavailable_reason(torch::Device(torch::kCUDA, 0));
+  if (!why.empty()) GTEST_SKIP() << why;
+  torch::manual_seed(4);
+  auto opts = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  auto x = torch::randn({4, 64, 256}, opts).requires_grad_(true);
+  auto w = (torch::randn({384, 256}, opts) * 0.05).requires_grad_(true);
+  auto g = torch::randn({4, 64, 384}, opts);
+  ASSERT_TRUE(fathom::model::fp8::applicable(x, w));
+  auto y8 = fathom::model::fp8::linear(x, w);
+  y8.backward(g);
+  auto dx8 = x.grad().clone(), dw8 = w.grad().clone();
+  x.mutable_grad() = torch::Tensor();
+  w.mutable_grad() = torch::Tensor();
+  auto y = torch::nn::functional::linear(x, w);
+  y.backward(g);
+  auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return ((a.to(torch::kFloat32) - b.to(torch::kFloat32)).norm() / b.to(torch::kFloat32).norm()).item<double>();
+  };
+  EXPECT_EQ(y8.sizes(), y.sizes());
+  EXPECT_LT(rel(y8, y), 0.05);
+  EXPECT_LT(rel(dx8, x.grad()), 0.08);
+  EXPECT_LT(rel(dw8, w.grad()), 0.08);
+  std::cout << "fp8 vs bf16 relative error: y " << rel(y8, y) << ", dx " << rel(dx8, x.grad()) << ", dw " << rel(dw8, w.grad()) << "\n";
 }
 
 int main(int argc, char** argv) {
