@@ -27,7 +27,7 @@ struct Scaled {
 // Per-tensor scale from the current absolute maximum, so the largest value maps to the format's max.
 Scaled quantize(const torch::Tensor& t, at::ScalarType fp8, double max) {
   auto amax = t.abs().amax().to(torch::kFloat32).clamp_min(1e-12);
-  auto scale = max / amax;
+  auto scale = amax.reciprocal() * max;
   auto q = (t.to(torch::kFloat32) * scale).clamp(-max, max).to(fp8);
   return {q, scale.reciprocal()};
 }
