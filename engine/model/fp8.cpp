@@ -8,7 +8,13 @@
 #include <ATen/cuda/CUDAContext.h>
 #endif
 
-#define FATHOM_FP8_MM (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
+// FATHOM_NO_FP8 compiles the FP8 path out (a safety switch for LibTorch versions whose scaled-matmul
+// signature differs).
+#if !defined(FATHOM_NO_FP8) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
+#define FATHOM_FP8_MM 1
+#else
+#define FATHOM_FP8_MM 0
+#endif
 
 namespace fathom::model::fp8 {
 namespace {
