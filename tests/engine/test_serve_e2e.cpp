@@ -304,7 +304,7 @@ TEST(ServeE2E, FullQueueAnswers503) {
   ASSERT_TRUE(s) << read_text(dir + "/serve.err") << read_text(dir + "/stderr.txt");
   // 8 clients at once against room for 2 (one running, one queued): the rest must get a
   // deliberate 503 with Retry-After, nobody anything else.
-  const int n = 8;  // (httplib 0.11 listens with a backlog of 5: far more simultaneous connects is issue #12)
+  const int n = 8;  // (floods of connections are test_serve_load's: tests/reliability)
   std::vector<int> status(n, 0);
   std::vector<std::string> retry(n), code(n);
   std::vector<std::thread> threads;
