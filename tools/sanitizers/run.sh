@@ -14,6 +14,7 @@ mode=${1:-}; shift || true
 case "$mode" in
   asan)
     sanitize=address,undefined
+    flags="-O1 -g -DNDEBUG"
     build_dir=${FATHOM_SANITIZE_BUILD_DIR:-$here/build-asan}
     gui=${FATHOM_GUI:-ON}
     targets=()            # everything
@@ -23,6 +24,7 @@ case "$mode" in
     ;;
   tsan)
     sanitize=thread
+    flags="-O1 -g1 -DNDEBUG"    # line tables only: stacks with file:line, a cheaper build
     build_dir=${FATHOM_SANITIZE_BUILD_DIR:-$here/build-tsan}
     gui=ON                # the cluster library (ingest, job queue) is part of the GUI build
     # Ingest (RunSession), the job queue (unit + against the real engine), serving (batcher + HTTP).
@@ -37,7 +39,7 @@ t0=$(date +%s)
 if [ "${FATHOM_SANITIZE_SKIP_BUILD:-0}" != 1 ]; then
   # -O1: the sanitizers' recommendation (readable stacks, a fraction of -O0's run time).
   cmake -S "$here" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" -DFATHOM_SANITIZE=$sanitize \
+        "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$flags" -DFATHOM_SANITIZE=$sanitize \
         -DFATHOM_GUI="$gui" -DFATHOM_TESTS=ON >/dev/null || exit 1
   nice -n 5 cmake --build "$build_dir" -j"${FATHOM_BUILD_JOBS:-2}" ${targets[@]+--target "${targets[@]}"} || exit 1
 fi
