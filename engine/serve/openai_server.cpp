@@ -246,10 +246,12 @@ struct OpenAiServer::Impl {
         if (!alive) batcher->cancel(h);  // a disconnected client frees its slot
       }
       const infer::GenerateResult r = batcher->wait(h);
+      // Statistics are recorded before the stream's end reaches the client, so that a /metrics scrape
+      // made as soon as the response is complete counts this request.
       if (const auto err = batcher->error(h); !err.empty()) {
         if (alive) send(error_body({500, err, "server_error", "", ""}));
-        sink.done();
         finish_stats(r, 500);
+        sink.done();
         return false;
       }
       if (alive) {
@@ -258,9 +260,9 @@ struct OpenAiServer::Impl {
         send(last);
         const std::string done = "data: [DONE]\n\n";
         sink.write(done.data(), done.size());
-        sink.done();
       }
       finish_stats(r, alive ? 200 : 499);
+      if (alive) sink.done();
       return alive;
     },
     // Released when the response ends or the connection is gone (even before the first byte).
