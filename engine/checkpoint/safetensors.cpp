@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "engine/checkpoint/sha256.h"
+#include "engine/tokenizer/unicode.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors stores little-endian data; this reader copies bytes as they are");
@@ -67,42 +68,6 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 const char* kNotSafetensorsHint =
     " The file is not a safetensors file or is damaged; re-export or re-download it.";
-
-// Strict UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). Returns the offset of the
-// first bad byte or npos.
-size_t find_invalid_utf8(const unsigned char* s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    for (size_t k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    const uint32_t min_cp = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
-    if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string::npos;
-}
 
 std::string hex_byte(char c) {
   char b[8];
@@ -230,7 +195,7 @@ SafetensorsHeader parse_header(const char* json, uint64_t header_bytes, uint64_t
              (header_bytes == 0 ? std::string("an empty header (N = 0)") : "byte " + hex_byte(json[0])) + "." +
              kNotSafetensorsHint);
   }
-  const size_t bad = find_invalid_utf8(reinterpret_cast<const unsigned char*>(json), header_bytes);
+  const size_t bad = tok::unicode::invalid_utf8_at(std::string_view(json, header_bytes));
   if (bad != std::string::npos) {
     fail(Errc::SAFETENSORS_ERRC_HEADER_UTF8, where,
          "invalid safetensors header: not valid UTF-8 at header byte " + std::to_string(bad) + " (file offset " +
@@ -583,7 +548,7 @@ void SafetensorsWriter::check_new_entry(const std::string& name, DType dtype, co
     throw SafetensorsError(Errc::SAFETENSORS_ERRC_INVALID_ARGUMENT,
                            where + ": the name \"__metadata__\" is reserved by the format; rename the tensor.");
   }
-  if (find_invalid_utf8(reinterpret_cast<const unsigned char*>(name.data()), name.size()) != std::string::npos) {
+  if (tok::unicode::invalid_utf8_at(name) != std::string::npos) {
     throw SafetensorsError(Errc::SAFETENSORS_ERRC_INVALID_ARGUMENT, where + ": the name is not valid UTF-8.");
   }
   for (const auto& e : entries_) {
@@ -629,7 +594,7 @@ void SafetensorsWriter::add_streamed(const std::string& name, DType dtype, const
 
 void SafetensorsWriter::set_metadata(const std::string& key, const std::string& value) {
   for (const std::string* s : {&key, &value}) {
-    if (find_invalid_utf8(reinterpret_cast<const unsigned char*>(s->data()), s->size()) != std::string::npos) {
+    if (tok::unicode::invalid_utf8_at(*s) != std::string::npos) {
       throw SafetensorsError(Errc::SAFETENSORS_ERRC_INVALID_ARGUMENT,
                              "safetensors writer: metadata " + quote(key) + " is not valid UTF-8.");
     }

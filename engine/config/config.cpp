@@ -20,6 +20,7 @@
 #include "engine/config/detail.h"
 #include "engine/config/rules.h"
 #include "engine/config/schema.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace fs = std::filesystem;
 
@@ -490,7 +491,7 @@ bool Loader::convert_scalar(const KeyInfo& key, KeyType type, const YAML::Node& 
       std::string s = text;
       if (!post_process_string(key, &s, v, doc)) return false;
       // The resolved YAML and every JSON the value reaches (protocol, registry) need Unicode text.
-      if (const size_t bad = detail::invalid_utf8_at(s); bad != std::string::npos) {
+      if (const size_t bad = tok::unicode::invalid_utf8_at(s); bad != std::string::npos) {
         char hex[8];
         std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(s[bad]));
         add_error(doc, mark, key.path, std::string("the value is not valid UTF-8 (byte ") + hex + " at offset " +

@@ -20,9 +20,6 @@ std::string join(const std::vector<std::string>& items, const std::string& sep);
 // *missing_var.
 bool expand_vars(const std::string& text, std::string* out, std::string* missing_var);
 
-// Offset of the first byte that is not part of valid UTF-8 (RFC 3629), or std::string::npos.
-size_t invalid_utf8_at(const std::string& s);
-
 // Environment value or "" when unset.
 std::string env_or_empty(const char* name);
 

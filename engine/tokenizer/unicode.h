@@ -48,6 +48,18 @@ inline Char decode_utf8(const char* p, const char* end) {
   return {b0, 1, false};
 }
 
+// Offset of the first byte of `s` that is not strict UTF-8 (as decode_utf8 judges it), or npos.
+inline size_t invalid_utf8_at(std::string_view s) {
+  const char* const begin = s.data();
+  const char* const end = begin + s.size();
+  for (const char* p = begin; p < end;) {
+    const Char c = decode_utf8(p, end);
+    if (!c.valid) return static_cast<size_t>(p - begin);
+    p += c.len;
+  }
+  return std::string_view::npos;
+}
+
 void append_utf8(std::string& out, uint32_t cp);
 
 // Class of a valid code point; O(1) in the BMP, binary search above it.
