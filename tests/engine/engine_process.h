@@ -114,4 +114,22 @@ inline std::vector<nlohmann::json> records_of(const std::vector<nlohmann::json>&
   return out;
 }
 
+#ifdef FATHOM_FIXTURES_DIR
+// A tiny model trained 20 steps on the fixture corpus (a real tokenizer and real weights) for the
+// serving tests: DIR/base.yaml, run DIR/base, checkpoint DIR/base/checkpoints/step-20. Returns the
+// engine's exit code.
+inline int train_tiny_serving_base(const std::string& dir, const std::string& run_name) {
+  std::ostringstream y;
+  y << "extends: debug-tiny\n"
+    << "run: {name: " << run_name << ", seed: 3, device: cpu, threads: 1, workspace: " << dir << "/ws}\n"
+    << "data: {train: [" << FATHOM_FIXTURES_DIR << "/corpus], seq_len: 32, shards_dir: " << dir << "/data}\n"
+    << "tokenizer: {kind: bpe, vocab_size: 384, path: ''}\n"
+    << "model: {d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 64}\n"
+    << "train: {micro_batch_size: 8, max_steps: 20, eval_interval: 0}\n"
+    << "checkpoint: {save_every_steps: 20, save_interval: 0}\n";
+  write_text(dir + "/base.yaml", y.str());
+  return run_engine({"train", dir + "/base.yaml", "--run-dir", dir + "/base"}, dir);
+}
+#endif
+
 }  // namespace fathom::testing

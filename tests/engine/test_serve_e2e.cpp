@@ -34,17 +34,7 @@ struct Server {
 
 // A tiny base trained for a few steps (so the tokenizer and weights are real), then served.
 std::unique_ptr<Server> start(const std::string& dir, const std::vector<std::string>& extra = {}, const char* env_key = nullptr) {
-  std::ostringstream y;
-  y << "extends: debug-tiny\n"
-    << "run: {name: srv, seed: 3, device: cpu, threads: 1, workspace: " << dir << "/ws}\n"
-    << "data: {train: [" << FATHOM_FIXTURES_DIR << "/corpus], seq_len: 32, shards_dir: " << dir << "/data}\n"
-    << "tokenizer: {kind: bpe, vocab_size: 384, path: ''}\n"
-    << "model: {d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 64}\n"
-    << "train: {micro_batch_size: 8, max_steps: 20, eval_interval: 0}\n"
-    << "checkpoint: {save_every_steps: 20, save_interval: 0}\n";
-  write_text(dir + "/base.yaml", y.str());
-  if (!fs::exists(dir + "/base/checkpoints/step-20") && run_engine({"train", dir + "/base.yaml", "--run-dir", dir + "/base"}, dir) != 0)
-    return nullptr;
+  if (!fs::exists(dir + "/base/checkpoints/step-20") && train_tiny_serving_base(dir, "srv") != 0) return nullptr;
   auto s = std::make_unique<Server>();
   s->dir = dir;
   std::vector<std::string> args{engine_bin(), "serve", dir + "/base/checkpoints/step-20", "--port", "0"};

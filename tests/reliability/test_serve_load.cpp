@@ -36,16 +36,7 @@ TEST(ServeLoad, ConcurrentClientsGetSuccessOrDeliberateBusyAndMemoryStaysFlat) {
   const int clients = env_int("FATHOM_LOAD_CLIENTS", 200);
   const int seconds = env_int("FATHOM_LOAD_SECONDS", 10);
   const auto dir = make_temp_dir("serve-load");
-  std::ostringstream y;
-  y << "extends: debug-tiny\n"
-    << "run: {name: load, seed: 3, device: cpu, threads: 1, workspace: " << dir << "/ws}\n"
-    << "data: {train: [" << FATHOM_FIXTURES_DIR << "/corpus], seq_len: 32, shards_dir: " << dir << "/data}\n"
-    << "tokenizer: {kind: bpe, vocab_size: 384, path: ''}\n"
-    << "model: {d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 64}\n"
-    << "train: {micro_batch_size: 8, max_steps: 20, eval_interval: 0}\n"
-    << "checkpoint: {save_every_steps: 20, save_interval: 0}\n";
-  write_text(dir + "/base.yaml", y.str());
-  ASSERT_EQ(run_engine({"train", dir + "/base.yaml", "--run-dir", dir + "/base"}, dir), 0) << read_text(dir + "/stderr.txt");
+  ASSERT_EQ(train_tiny_serving_base(dir, "load"), 0) << read_text(dir + "/stderr.txt");
 
   // Default batching (16 running, 256 queued): a flood of clients overflows it on purpose.
   auto server = Child::spawn({engine_bin(), "serve", dir + "/base/checkpoints/step-20", "--port", "0"}, dir + "/serve.out",
