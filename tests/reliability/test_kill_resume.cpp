@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "checkpoint_compare.h"
 #include "engine/engine_process.h"
 
 namespace fs = std::filesystem;
@@ -31,28 +32,6 @@ std::string tiny_config(const std::string& dir) {
     << "checkpoint: {save_every_steps: 2, save_interval: 0, keep_n_latest: 2, async: true}\n";
   write_text(dir + "/run.yaml", y.str());
   return dir + "/run.yaml";
-}
-
-// `fathom-engine inspect DIR --json`: verifies the checkpoint's MANIFEST (sha256 of every file).
-nlohmann::json inspect(const std::string& ckpt, const std::string& scratch) {
-  if (run_engine({"inspect", ckpt, "--json"}, scratch) != 0) return nullptr;
-  return nlohmann::json::parse(read_text(scratch + "/stdout.txt"), nullptr, false);
-}
-
-// Two checkpoints hold bit-identical weights and optimizer state: their files hash the same
-// (the tensors, their order and the metadata are all in the bytes), and each verifies.
-void expect_identical_checkpoints(const std::string& a, const std::string& b, const std::string& scratch) {
-  const auto ia = inspect(a, scratch), ib = inspect(b, scratch);
-  ASSERT_TRUE(ia.is_object() && ib.is_object()) << read_text(scratch + "/stderr.txt");
-  EXPECT_TRUE(ia["verified"].get<bool>()) << ia.dump();
-  EXPECT_TRUE(ib["verified"].get<bool>()) << ib.dump();
-  std::map<std::string, std::string> ha, hb;
-  for (const auto& f : ia["files"]) ha[f["name"]] = f["sha256"];
-  for (const auto& f : ib["files"]) hb[f["name"]] = f["sha256"];
-  for (const char* name : {"model.safetensors", "optimizer.safetensors"}) {
-    ASSERT_TRUE(ha.count(name) && hb.count(name)) << name;
-    EXPECT_EQ(ha[name], hb[name]) << name << " differs between " << a << " and " << b;
-  }
 }
 
 int64_t last_metric_step(const std::string& events) {
