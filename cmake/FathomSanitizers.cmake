@@ -81,5 +81,17 @@ function(fathom_sanitize_test name)
     # Uninstrumented OpenMP (libgomp) synchronises its team with futexes TSan cannot see.
     list(APPEND env OMP_NUM_THREADS=1)
   endif()
+  # Tests may relax timing-only assertions (never correctness) when this is set.
+  list(APPEND env FATHOM_SANITIZED=${FATHOM_SANITIZE})
   set_property(TEST ${name} APPEND PROPERTY ENVIRONMENT ${env})
+  # Instrumented code runs 2-15x slower: the same work gets more time before ctest kills it.
+  get_test_property(${name} TIMEOUT timeout)
+  if(timeout)
+    if(FATHOM_SANITIZE MATCHES "thread")
+      math(EXPR timeout "${timeout} * 5")
+    else()
+      math(EXPR timeout "${timeout} * 3")
+    endif()
+    set_tests_properties(${name} PROPERTIES TIMEOUT ${timeout})
+  endif()
 endfunction()

@@ -166,13 +166,20 @@ void RunSession::readEvents(std::size_t maxBytes) {
           const QJsonObject obj = toQJsonObject(rec.data);
           m_hello[rec.rank] = obj;
           m_pendingHello.append(obj);
-          if (rec.rank == 0) {
-            // A new attempt (resume in the same directory): the previous exits are history.
+          // A hello after the run had ended starts a new attempt (resume in the same directory):
+          // the previous exits are history. Otherwise only this rank's own earlier exit is: in a
+          // cluster run the hosts' records are merged as they arrive, so rank 1 may have said hello,
+          // trained and exited before rank 0's hello reaches this file.
+          if (m_exitComplete) {
             m_exits.clear();
             m_exitComplete = false;
             m_exitCode = 0;
             m_pendingFinished = false;
             m_finishedEmitted = false;
+          } else {
+            m_exits.remove(rec.rank);
+            // Ranks beyond this attempt's world (a resume with fewer ranks) are history too.
+            for (auto it = m_exits.begin(); it != m_exits.end();) it = it.key() >= m_worldSize ? m_exits.erase(it) : std::next(it);
           }
           m_status = run_status::running;
           break;
