@@ -122,7 +122,10 @@ std::vector<Record> EventsFileReader::read_new(std::size_t max_bytes) {
   std::string buf;  // bytes [offset_, offset_ + buf.size()): an unterminated line so far
   int64_t pos = skip_scanned_ >= 0 ? skip_scanned_ : offset_;
   for (;;) {
-    const ssize_t n = pread_retry(f.fd, chunk.data(), chunk.size(), pos);
+    // Only what the file held when this call began: a writer that appends faster than this
+    // loop decodes (a fast engine against a slow or instrumented reader) must not keep it here.
+    if (pos >= size) break;
+    const ssize_t n = pread_retry(f.fd, chunk.data(), static_cast<std::size_t>(std::min<int64_t>(static_cast<int64_t>(chunk.size()), size - pos)), pos);
     if (n < 0) {
       last_error_ = path_ + " at byte " + std::to_string(pos) + ": read failed: " + std::strerror(errno);
       break;

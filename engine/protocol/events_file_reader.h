@@ -21,7 +21,8 @@ class EventsFileReader {
   // (yet) gives {}. A file that shrank below offset(), was replaced (new inode) or no longer has a
   // line end just before offset() is read again from the start, with last_seq() cleared and
   // restarts() incremented. `max_bytes` > 0 stops after the first line end past that many bytes
-  // (keeps a GUI poll short on a huge file); 0 reads to the end. Never throws on file content;
+  // (keeps a GUI poll short on a huge file); 0 reads to the end as it was when the call began
+  // (what is appended meanwhile comes next time). Never throws on file content;
   // I/O errors other than "not found" are described in last_error().
   std::vector<Record> read_new(std::size_t max_bytes = 0);
 
