@@ -237,7 +237,7 @@ class TestSshSession : public QObject {
       QFile f(local);
       QVERIFY(f.open(QIODevice::WriteOnly));
       QByteArray b(3 << 20, Qt::Uninitialized);
-      for (int i = 0; i < b.size(); ++i) b[i] = static_cast<char>((i * 7919) >> 3);
+      for (int i = 0; i < b.size(); ++i) b[i] = static_cast<char>((static_cast<uint32_t>(i) * 7919u) >> 3);
       f.write(b);
     }
     const QString remote = m_tmp.filePath(QStringLiteral("remote dir/it's here/payload.bin"));

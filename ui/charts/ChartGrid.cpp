@@ -138,7 +138,9 @@ int ChartGrid::columnsFor(int width) const { return std::clamp(width / 430, 1, 3
 
 void ChartGrid::relayout() {
   const QList<ChartPanel*> visible = visiblePanels();
-  while (m_layout->count() > 0) m_layout->takeAt(0);
+  // takeAt() hands over the QWidgetItem (the panels themselves stay ours): delete it, or every
+  // relayout leaks one per panel (LeakSanitizer, 2026-11-30).
+  while (QLayoutItem* item = m_layout->takeAt(0)) delete item;
   for (ChartPanel* p : m_order)
     if (!visible.contains(p)) p->hide();
   m_columns = columnsFor(viewport()->width());
