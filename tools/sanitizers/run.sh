@@ -27,9 +27,11 @@ case "$mode" in
     flags="-O1 -g1 -DNDEBUG"    # line tables only: stacks with file:line, a cheaper build
     build_dir=${FATHOM_SANITIZE_BUILD_DIR:-$here/build-tsan}
     gui=ON                # the cluster library (ingest, job queue) is part of the GUI build
-    # Ingest (RunSession), the job queue (unit + against the real engine), serving (batcher + HTTP).
-    tests=(test_cluster_run_session test_cluster_job_queue test_cluster_job_queue_e2e test_batcher test_serve_e2e)
-    targets=(fathom-engine fake_fathom_engine "${tests[@]}")
+    # Ingest (RunSession, the registry), the job queue (unit + against the real engine), serving
+    # (batcher, HTTP, and 200 concurrent clients with hang-ups for 10 s).
+    tests=(test_cluster_run_session test_cluster_workspace test_cluster_job_queue test_cluster_job_queue_e2e
+           test_batcher test_serve_e2e test_serve_load)
+    targets=(fathom-engine fake_fathom_engine fathom-loadgen "${tests[@]}")
     ctest_args=(-R "^($(IFS='|'; echo "${tests[*]}"))\$")
     ;;
   *) echo "usage: $0 asan|tsan [ctest arguments...]" >&2; exit 2 ;;
