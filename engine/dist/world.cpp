@@ -3,6 +3,7 @@
 // in 1.13 has no reduce_scatter: it is emulated as all_reduce + slice, and reported as such.
 #include "engine/dist/world.h"
 
+#include <signal.h>
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -545,7 +546,7 @@ class C10dWorld : public World {
     std::cerr << "error: " << msg.str() << "\n  hint: " << hint << std::endl;
     if (fatal) fatal("rank_failed", msg.str(), hint);
     if (rank_ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));  // keep the store up for the others
-    std::_Exit(1);
+    std::quick_exit(1);
   }
 
   [[noreturn]] void report_known_gone(uint64_t seq, const Inflight& f, const std::string& gone) {
@@ -560,7 +561,7 @@ class C10dWorld : public World {
     std::cerr << "error: " << msg << "\n  hint: " << hint << std::endl;
     if (fatal) fatal("rank_failed", msg, hint);
     if (rank_ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
-    std::_Exit(1);
+    std::quick_exit(1);
   }
 
   static constexpr double kPeerCheckAfterS = 5.0;
@@ -603,7 +604,7 @@ class C10dWorld : public World {
     }
     std::cerr << "error: " << msg.str() << "\n  hint: " << hint << std::endl;
     if (fatal) fatal("collective_timeout", msg.str(), hint);
-    std::_Exit(3);
+    std::quick_exit(3);
   }
 
   // What a failed collective means: which peer went away. Alive ranks keep beating while they
@@ -700,6 +701,17 @@ WorldOptions world_options(const std::string& backend, const std::string& init_m
 
 std::shared_ptr<World> World::create(const WorldOptions& options) {
   if (options.world_size <= 1) return std::make_shared<SoloWorld>();
+  // A rank's sockets (the rendezvous store, Gloo's pairs) outlive peers that die: a write to one
+  // whose peer is gone must come back as EPIPE, which the error paths turn into "rank N is gone",
+  // not kill this rank silently with SIGPIPE (seen in CI: a survivor of a killed rank exited
+  // without a word while it reported to rank 0's store).
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, nullptr);
+  }
   return std::make_shared<C10dWorld>(options);
 }
 

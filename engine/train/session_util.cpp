@@ -6,7 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -14,6 +18,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -52,25 +57,61 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   fs::rename(tmp, path);
 }
 
+namespace {
+
+// The tee's copier thread and what waits for it. Leaked on purpose: used from exit handlers.
+struct StderrTee {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  int tty_fd = -1;
+};
+std::atomic<StderrTee*> g_tee{nullptr};
+
+// Lines written just before the process ends (the error that ends a rank, "done: …") are still in
+// the pipe: hand fd 2 back to the original stderr, which closes the pipe's write end, and wait
+// (bounded) until the copier has drained it into the terminal and the log. Found in CI: a rank's
+// "rank 1 is gone" reached events.jsonl but neither its stderr nor stderr.log.
+void drain_stderr_tee() {
+  StderrTee* t = g_tee.exchange(nullptr);
+  if (!t) return;
+  std::cerr.flush();
+  std::fflush(stderr);
+  ::dup2(t->tty_fd, 2);
+  std::unique_lock<std::mutex> lock(t->mu);
+  t->cv.wait_for(lock, std::chrono::seconds(2), [t] { return t->done; });
+}
+
+}  // namespace
+
 void tee_stderr_to(const std::string& path) {
+  if (g_tee.load()) return;
   int log_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) return;
   int pipe_fds[2];
-  if (::pipe(pipe_fds) != 0) {
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     ::close(log_fd);
     return;
   }
-  int tty_fd = ::dup(2);
-  ::dup2(pipe_fds[1], 2);
+  auto* tee = new StderrTee;
+  tee->tty_fd = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+  ::dup2(pipe_fds[1], 2);  // fd 2 itself is not close-on-exec: children still write through it
   ::close(pipe_fds[1]);
-  std::thread([r = pipe_fds[0], tty_fd, log_fd] {
+  std::thread([r = pipe_fds[0], tee, log_fd] {
     char buf[4096];
     ssize_t n;
     while ((n = ::read(r, buf, sizeof(buf))) > 0) {
-      (void)!::write(tty_fd, buf, static_cast<size_t>(n));
+      (void)!::write(tee->tty_fd, buf, static_cast<size_t>(n));
       (void)!::write(log_fd, buf, static_cast<size_t>(n));
     }
+    std::lock_guard<std::mutex> lock(tee->mu);
+    tee->done = true;
+    tee->cv.notify_all();
   }).detach();
+  g_tee = tee;
+  // Normal exit and std::quick_exit (how a failed rank leaves at once) both drain it first.
+  std::atexit(drain_stderr_tee);
+  std::at_quick_exit(drain_stderr_tee);
 }
 
 bool same_file(int fd, const std::string& path) {

@@ -18,7 +18,9 @@ namespace fathom::train {
 
 std::string utc_stamp();  // 20261129-231405
 void write_file_atomic(const std::string& path, const std::string& content);
-// Duplicate stderr into `path` (append) while still printing it; for interactive runs.
+// Duplicate stderr into `path` (append) while still printing it; for interactive runs. What is
+// still in the tee when the process leaves by exit() or std::quick_exit() is drained first (leave
+// with std::quick_exit, not std::_Exit, to keep the last lines).
 void tee_stderr_to(const std::string& path);
 // True when descriptor `fd` is the file at `path` (same device and inode).
 bool same_file(int fd, const std::string& path);

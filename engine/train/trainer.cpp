@@ -8,6 +8,7 @@
 #include "engine/train/trainer.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,26 @@ using nlohmann::json;
 
 namespace fathom::train {
 namespace {
+
+// LibTorch's CPU tensors come from glibc malloc. Blocks above its mmap threshold (128 KiB, rising
+// to at most 32 MiB as such blocks are freed) are mapped and unmapped per allocation, and a freed
+// heap top above 128 KiB is trimmed, so every step faults its activations in again and the kernel
+// zeroes them: the demo preset took 751 k page faults in 8 steps. A training step allocates the
+// same sizes every time, so keep freed memory for reuse instead: 202 k faults, 19 % less CPU time
+// and +13.5 % tok/s on the demo preset (docs/benchmarks.md). The price is that RSS stays at its
+// peak, which a training process reaches at its first step anyway. FATHOM_MALLOC_TUNE=0 (or glibc
+// malloc tunables set by the user) leaves malloc as it is.
+void keep_freed_memory_for_reuse() {
+#if defined(__GLIBC__)
+  const char* off = std::getenv("FATHOM_MALLOC_TUNE");
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if ((off && std::string(off) == "0") || (tunables && std::strstr(tunables, "glibc.malloc."))) return;
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
 
 using Clock = std::chrono::steady_clock;
 namespace proto = fathom::protocol;
@@ -365,6 +386,7 @@ int run_training(const TrainInvocation& inv) {
     // gave ~300. So "auto" means one intra-op thread and OpenBLAS threading for the GEMMs.
     if (cfg.run.threads > 0) torch::set_num_threads(static_cast<int>(cfg.run.threads));
     else if (device.is_cpu()) torch::set_num_threads(1);
+    if (device.is_cpu()) keep_freed_memory_for_reuse();
     torch::ScalarType compute_dtype = torch::kFloat32;
     if (cfg.train.precision == "bf16") compute_dtype = torch::kBFloat16;
     if (cfg.train.precision == "fp16") compute_dtype = torch::kFloat16;
@@ -1146,7 +1168,7 @@ int run_training(const TrainInvocation& inv) {
     fail("rank_failed", e.what(), "the rank named here died or was killed first: its stderr says why");
     emitter.close();
     if (multi_rank && emitter.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
-    std::_Exit(1);
+    std::quick_exit(1);
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
     const int rc = msg.find("out of memory") != std::string::npos
@@ -1154,14 +1176,14 @@ int run_training(const TrainInvocation& inv) {
                        : fail("torch_error", msg, "");
     if (multi_rank) {  // the other ranks learn of it from their collectives; do not hang in teardown
       emitter.close();
-      std::_Exit(rc);
+      std::quick_exit(rc);
     }
     return rc;
   } catch (const std::exception& e) {
     const int rc = fail("train_failed", e.what(), "");
     if (multi_rank) {
       emitter.close();
-      std::_Exit(rc);
+      std::quick_exit(rc);
     }
     return rc;
   }

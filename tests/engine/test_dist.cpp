@@ -251,7 +251,8 @@ TEST(Dist, KilledRankTakesTheOthersDownNamingIt) {
   EXPECT_LT(took, 20.0) << "distributed.timeout_s is 20";
   for (int r : {0, 2}) {
     const auto err = read_text(run + ".rank" + std::to_string(r) + ".err");
-    EXPECT_NE(err.find("rank 1 is gone"), std::string::npos) << "rank " << r << ":\n" << err;
+    EXPECT_NE(err.find("rank 1 is gone"), std::string::npos)
+        << "rank " << r << " (exit " << (r == 0 ? c0 : c2) << ", negative: signal):\n" << err;
   }
   bool error_record = false;
   for (const auto& e : records_of(read_records(run + "/events.jsonl"), "error"))
