@@ -66,15 +66,16 @@ struct StderrTee {
   bool done = false;
   int tty_fd = -1;
 };
-std::atomic<StderrTee*> g_tee{nullptr};
+std::atomic<StderrTee*> g_tee{nullptr};  // stays set: the tee is reachable to the end (LeakSanitizer)
+std::atomic<bool> g_tee_drained{false};
 
 // Lines written just before the process ends (the error that ends a rank, "done: …") are still in
 // the pipe: hand fd 2 back to the original stderr, which closes the pipe's write end, and wait
 // (bounded) until the copier has drained it into the terminal and the log. Found in CI: a rank's
 // "rank 1 is gone" reached events.jsonl but neither its stderr nor stderr.log.
 void drain_stderr_tee() {
-  StderrTee* t = g_tee.exchange(nullptr);
-  if (!t) return;
+  StderrTee* t = g_tee.load();
+  if (!t || g_tee_drained.exchange(true)) return;
   std::cerr.flush();
   std::fflush(stderr);
   ::dup2(t->tty_fd, 2);
