@@ -130,7 +130,11 @@ class LauncherTest : public QObject {
     QVERIFY2(r.ok, qPrintable(r.error));
     m_groups << r.pgid;
     QCOMPARE(r.rankPids.size(), 2);
-    QTRY_VERIFY_WITH_TIMEOUT(QFileInfo::exists(s.runDir + QStringLiteral("/env.1.txt")), 10000);
+    // Both ranks' files: the fake engine writes argv.N.txt last, and rank 0 may start after rank 1
+    // (waiting for env.1.txt alone read a missing env.0.txt: a CI flake).
+    QTRY_VERIFY_WITH_TIMEOUT(QFileInfo::exists(s.runDir + QStringLiteral("/argv.0.txt")) &&
+                                 QFileInfo::exists(s.runDir + QStringLiteral("/argv.1.txt")),
+                             10000);
     QCOMPARE(static_cast<qint64>(getpgid(static_cast<pid_t>(r.rankPids[1]))), r.pgid);
     for (int rank = 0; rank < 2; ++rank) {
       const QStringList env = readText(s.runDir + QStringLiteral("/env.%1.txt").arg(rank)).split(QLatin1Char('\n'));
