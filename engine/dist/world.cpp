@@ -2,8 +2,8 @@
 // c10d::ProcessGroup and has Gloo; LibTorch 2.x calls the backend c10d::Backend and adds NCCL. Gloo
 // in 1.13 has no reduce_scatter: it is emulated as all_reduce + slice, and reported as such.
 #include "engine/dist/world.h"
+#include "engine/protocol/emitter.h"
 
-#include <signal.h>
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -705,13 +705,7 @@ std::shared_ptr<World> World::create(const WorldOptions& options) {
   // whose peer is gone must come back as EPIPE, which the error paths turn into "rank N is gone",
   // not kill this rank silently with SIGPIPE (seen in CI: a survivor of a killed rank exited
   // without a word while it reported to rank 0's store).
-  struct sigaction current {};
-  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    sigemptyset(&ignore.sa_mask);
-    ::sigaction(SIGPIPE, &ignore, nullptr);
-  }
+  protocol::ignore_sigpipe_if_default();
   return std::make_shared<C10dWorld>(options);
 }
 

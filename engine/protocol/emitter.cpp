@@ -36,6 +36,13 @@ int write_all(int fd, const std::string& s) {
   return 0;
 }
 
+int64_t unix_ms_now() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
 void ignore_sigpipe_if_default() {
   struct sigaction current {};
   if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
@@ -45,13 +52,6 @@ void ignore_sigpipe_if_default() {
     ::sigaction(SIGPIPE, &ignore, nullptr);
   }
 }
-
-int64_t unix_ms_now() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 Emitter::Emitter(std::string run_id, int rank, std::string events_path, bool to_stdout)
     : run_(std::move(run_id)), rank_(rank), path_(std::move(events_path)), to_stdout_(to_stdout) {

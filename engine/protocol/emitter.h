@@ -13,6 +13,11 @@
 
 namespace fathom::protocol {
 
+// SIGPIPE to SIG_IGN if it is at its default: a write to a pipe or socket whose reader is gone then
+// fails with EPIPE instead of killing the process (used for stdout to a workbench, and by
+// distributed ranks for their peers' sockets).
+void ignore_sigpipe_if_default();
+
 class Emitter {
  public:
   // `events_path` "" = no file. An existing file is scanned for this rank's last seq so that a
