@@ -42,6 +42,10 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
     if (has_lora() && !merged_) y = y + lora_B->forward(lora_A->forward(x)) * spec_.scale();
     return y;  // (no adapter bank with dynamic int8: see quantize_dynamic_int8's caller)
   }
+  if (auto d = decode_weight(); d && ops::decode_linear_fusable(x, {*d})) {
+    // Decoding a few rows on CUDA: one pass over the weight (int8 or not) with the bias folded in.
+    return ops::decode_linear(x, {*d});
+  }
   torch::Tensor y;
   if (quantized() && ops::int8_linear_fusable(x, weight_int8, weight_scale)) {
     // Decode on CUDA: the int8 weight read as it is (engine/ops/int8_linear.h).
@@ -75,6 +79,11 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
     }
   }
   return y;
+}
+
+std::optional<ops::DecodeWeight> LinearImpl::decode_weight() const {
+  if (dynamic_ || bank_A.defined() || (has_lora() && !merged_)) return std::nullopt;
+  return quantized() ? ops::DecodeWeight{weight_int8, weight_scale, bias} : ops::DecodeWeight{weight, {}, bias};
 }
 
 void LinearImpl::set_adapter_bank(torch::Tensor A, torch::Tensor B, torch::Tensor scale) {

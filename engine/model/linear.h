@@ -7,6 +7,10 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <optional>
+
+#include "engine/ops/decode.h"
+
 namespace fathom::model {
 
 // Serving several LoRA adapters over one base at once (S-LoRA / Punica style): each Linear may hold
@@ -69,6 +73,11 @@ class LinearImpl : public torch::nn::Module {
   // fp32; ranks below r are zero-padded, adapters that skip this layer are all zero.
   void set_adapter_bank(torch::Tensor A, torch::Tensor B, torch::Tensor scale);
   bool has_adapter_bank() const { return bank_A.defined(); }
+
+  // The weight as the decode kernels take it (engine/ops/decode.h): the bf16/fp16/fp32 weight, or
+  // int8 with its scales, and the bias. Empty when the layer is more than that product: an
+  // unmerged adapter, an adapter bank, or dynamic int8.
+  std::optional<ops::DecodeWeight> decode_weight() const;
 
   torch::Tensor weight, bias;                 // bias undefined without one
   torch::Tensor bank_A, bank_B, bank_scale;   // adapter bank (not parameters: never saved or trained)

@@ -10,6 +10,7 @@
 #include "engine/model/mla.h"
 #include "engine/model/moe.h"
 #include "engine/ops/cross_entropy.h"
+#include "engine/ops/decode.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
@@ -188,10 +189,35 @@ torch::Tensor AttentionImpl::forward_decode(const torch::Tensor& x, const RopeTa
                                             std::pair<torch::Tensor, torch::Tensor>& slot, const DecodeStep& step) {
   using torch::indexing::Slice;
   const auto B = x.size(0);
+  const int64_t nq = n_heads_ * head_dim_, nkv = n_kv_heads_ * head_dim_;
+  torch::Tensor q, k, v;
+  auto qd = q_proj->decode_weight(), kd = k_proj->decode_weight(), vd = v_proj->decode_weight();
+  if (qd && kd && vd && rope.cos.device() == x.device()) {
+    // CUDA, a few rows: q, k and v in one pass over their weights; then rotary, the cache append
+    // and attention over the cache in two more launches (engine/ops/decode.h).
+    auto x2 = x.reshape({B, x.size(-1)});
+    const std::vector<ops::DecodeWeight> ws{*qd, *kd, *vd};
+    if (ops::decode_linear_fusable(x2, ws)) {
+      auto qkv = ops::decode_linear(x2, ws);
+      if (ops::decode_attend_fusable(qkv, slot.first, step.positions, n_heads_, n_kv_heads_, head_dim_)) {
+        auto y = ops::decode_attend(qkv, rope.cos, rope.sin, step.positions, slot.first, slot.second, n_heads_, n_kv_heads_,
+                                    head_dim_);
+        return o_proj(y.view({B, 1, nq}));
+      }
+      q = qkv.narrow(1, 0, nq).reshape({B, 1, nq});
+      k = qkv.narrow(1, nq, nkv).reshape({B, 1, nkv});
+      v = qkv.narrow(1, nq + nkv, nkv).reshape({B, 1, nkv});
+    }
+  }
+  if (!q.defined()) {
+    q = q_proj(x);
+    k = k_proj(x);
+    v = v_proj(x);
+  }
   auto pos = step.positions.view({B, 1});
-  auto q = rope_apply_at(q_proj(x).view({B, 1, n_heads_, head_dim_}).transpose(1, 2), rope, pos);
-  auto k = rope_apply_at(k_proj(x).view({B, 1, n_kv_heads_, head_dim_}).transpose(1, 2), rope, pos);
-  auto v = v_proj(x).view({B, 1, n_kv_heads_, head_dim_}).transpose(1, 2);
+  q = rope_apply_at(q.view({B, 1, n_heads_, head_dim_}).transpose(1, 2), rope, pos);
+  k = rope_apply_at(k.view({B, 1, n_kv_heads_, head_dim_}).transpose(1, 2), rope, pos);
+  v = v.view({B, 1, n_kv_heads_, head_dim_}).transpose(1, 2);
   auto rows = torch::arange(B, step.positions.options());
   slot.first.index_put_({rows, Slice(), step.positions}, k.squeeze(2));
   slot.second.index_put_({rows, Slice(), step.positions}, v.squeeze(2));
@@ -229,6 +255,11 @@ MlpImpl::MlpImpl(int64_t d_model, int64_t hidden) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  if (auto g = gate_proj->decode_weight(), u = up_proj->decode_weight(); g && u) {
+    // Decoding on CUDA: gate, up and SwiGLU in one pass over both weights (engine/ops/decode.h).
+    const std::vector<ops::DecodeWeight> ws{*g, *u};
+    if (ops::decode_linear_fusable(x, ws, /*swiglu=*/true)) return down_proj(ops::decode_linear(x, ws, /*swiglu=*/true));
+  }
   return down_proj(ops::swiglu(gate_proj(x), up_proj(x)));
 }
 

@@ -3,7 +3,9 @@
 // (4 × 2048, C 2048, d_ff 8192, 32/8 heads of 64), bf16 on CUDA. Each case: forward alone (no
 // grad) and forward + backward (autograd.grad: no accumulation into .grad); the LM head + loss
 // with the peak memory of one call; weight-only int8 decode products against the dequantising
-// composite and against bf16. Timing: CUDA events around `iters`
+// composite and against bf16; the decode-step ops (engine/ops/decode.h: one-row products,
+// q/k/v and gate/up+SwiGLU in one pass, rotary + cache append + attention) against the path the
+// model took before, both replayed from CUDA graphs. Timing: CUDA events around `iters`
 // calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
 // per case ({"bench":"kernels",...}). Exits 77 without a CUDA device.
 // Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]
@@ -22,7 +24,9 @@
 #include <tuple>
 #include <vector>
 
+#include "engine/infer/graph_decode.h"
 #include "engine/model/transformer.h"
+#include "engine/ops/decode.h"
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
@@ -81,6 +85,100 @@ double peak_bytes(const std::function<void()>& f) {
   return static_cast<double>(alloc::getDeviceStats(dev).allocated_bytes[0].peak - before);
 }
 std::vector<Result> g_results;
+
+// As measure(), for decode-step ops: each path captured in a CUDA graph and replayed (device time
+// without host launch cost, as the decoder runs them), median of repeats of `iters` replays.
+void measure_graph(const Shape& s, const std::string& op, const std::string& shape, double bytes,
+                   const std::function<std::function<void()>(bool fused)>& make) {
+  double us[2];
+  for (int fused = 1; fused >= 0; --fused) {
+    ops::set_kernels_enabled(fused == 1);
+    auto f = make(fused == 1);
+    us[fused] = 1000.0 * fathom::infer::time_in_graph(f, g_iters, g_repeats);
+  }
+  ops::set_kernels_enabled(std::nullopt);
+  g_results.push_back({s.model, op, "decode", shape, us[1], us[0], bytes, 0, 0});
+}
+
+// The decode step's products and attention (engine/ops/decode.h) against what the model ran before:
+// cuBLAS one-row products, the SwiGLU kernel, and rotary + index_put + SDPA over a masked span.
+void bench_decode(const Shape& s) {
+  const auto bf = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  namespace F = torch::nn::functional;
+  const double e = 2.0;
+  const int64_t nq = s.H * s.hd, nkv = s.Hkv * s.hd;
+  auto W = [&](int64_t n, int64_t k) { return torch::randn({n, k}, bf) * 0.02; };
+  auto wq = W(nq, s.C), wk = W(nkv, s.C), wv = W(nkv, s.C), wo = W(s.C, nq), wg = W(s.d_ff, s.C), wu = W(s.d_ff, s.C),
+       wd = W(s.C, s.d_ff), wl = W(s.V, s.C);
+  for (int64_t Bd : {int64_t{1}, int64_t{4}}) {
+    const std::string b = std::to_string(Bd) + "x";
+    auto x = torch::randn({Bd, s.C}, bf), xf = torch::randn({Bd, s.d_ff}, bf);
+    auto one = [&](const std::string& name, const torch::Tensor& xx, const torch::Tensor& w) {
+      measure_graph(s, "gemv", name + " " + b + std::to_string(w.size(1)) + "x" + std::to_string(w.size(0)),
+                    e * w.numel(), [&](bool fused) {
+                      return [&, fused] {
+                        torch::NoGradGuard ng;
+                        auto y = fused ? ops::decode_linear(xx, {ops::DecodeWeight{w, {}, {}}}) : F::linear(xx, w);
+                      };
+                    });
+    };
+    one("o_proj", x, wo);
+    one("down_proj", xf, wd);
+    one("lm_head", x, wl);
+    measure_graph(s, "gemv_qkv", "q,k,v " + b + std::to_string(s.C) + "x" + std::to_string(nq + 2 * nkv),
+                  e * (wq.numel() + wk.numel() + wv.numel()), [&](bool fused) {
+                    return [&, fused] {
+                      torch::NoGradGuard ng;
+                      if (fused) {
+                        auto y = ops::decode_linear(x, {{wq, {}, {}}, {wk, {}, {}}, {wv, {}, {}}});
+                      } else {
+                        auto a = F::linear(x, wq), c = F::linear(x, wk), d = F::linear(x, wv);
+                      }
+                    };
+                  });
+    measure_graph(s, "gemv_swiglu", "gate,up " + b + std::to_string(s.C) + "x" + std::to_string(s.d_ff),
+                  e * (wg.numel() + wu.numel()), [&](bool fused) {
+                    return [&, fused] {
+                      torch::NoGradGuard ng;
+                      auto y = fused ? ops::decode_linear(x, {{wg, {}, {}}, {wu, {}, {}}}, true)
+                                     : ops::swiglu(F::linear(x, wg), F::linear(x, wu));
+                    };
+                  });
+  }
+  // Attention at one new token over `pos` cached positions, batch 1: rotary, cache append, attention.
+  const int64_t S = 2048;
+  auto kc = torch::randn({1, s.Hkv, S, s.hd}, bf), vc = torch::randn({1, s.Hkv, S, s.hd}, bf);
+  auto tables = fathom::model::rope_tables(S, s.hd, 10000.0);
+  auto cos = tables.cos.to(torch::kCUDA), sin = tables.sin.to(torch::kCUDA);
+  for (int64_t pos : {int64_t{255}, int64_t{2000}}) {
+    auto qkv = torch::randn({1, nq + 2 * nkv}, bf);
+    auto positions = torch::full({1}, pos, torch::TensorOptions().dtype(torch::kInt64).device(torch::kCUDA));
+    const int64_t span = pos < 256 ? 256 : S;  // the graph decoder's power-of-two bucket
+    auto arange = torch::arange(S, positions.options());
+    measure_graph(s, "decode_attn", "pos " + std::to_string(pos) + " span " + std::to_string(span),
+                  e * 2 * (pos + 1) * nkv, [&](bool fused) {
+                    return [&, fused] {
+                      torch::NoGradGuard ng;
+                      if (fused) {
+                        auto y = ops::decode_attend(qkv, cos, sin, positions, kc, vc, s.H, s.Hkv, s.hd);
+                        return;
+                      }
+                      using torch::indexing::Slice;
+                      auto p2 = positions.view({1, 1});
+                      auto q = ops::rope_apply_at(qkv.narrow(1, 0, nq).reshape({1, 1, s.H, s.hd}).transpose(1, 2), cos, sin, p2);
+                      auto k = ops::rope_apply_at(qkv.narrow(1, nq, nkv).reshape({1, 1, s.Hkv, s.hd}).transpose(1, 2), cos, sin, p2);
+                      auto v = qkv.narrow(1, nq + nkv, nkv).reshape({1, 1, s.Hkv, s.hd}).transpose(1, 2);
+                      auto rows = torch::arange(1, positions.options());
+                      kc.index_put_({rows, Slice(), positions}, k.squeeze(2));
+                      vc.index_put_({rows, Slice(), positions}, v.squeeze(2));
+                      auto mask = (arange.narrow(0, 0, span).view({1, span}) <= positions.view({1, 1})).view({1, 1, 1, span});
+                      auto y = fathom::model::causal_attention(q, kc.narrow(2, 0, span), vc.narrow(2, 0, span), 0, mask)
+                                   .transpose(1, 2)
+                                   .reshape({1, nq});
+                    };
+                  });
+  }
+}
 
 // Runs `make` (which builds the op's call for the given path) with the kernels on and off.
 void measure(const Shape& s, const std::string& op, const std::string& pass, const std::string& shape, double bytes,
@@ -234,7 +332,10 @@ int main(int argc, char** argv) {
   const std::vector<Shape> shapes = {{"gpt2-124m", 16, 1024, 768, 2048, 12, 12, 64, 50304},
                                      {"llama-1b", 4, 2048, 2048, 8192, 32, 8, 64, 151936}};
   for (const auto& s : shapes)
-    if (only.empty() || only == s.model) bench_model(s);
+    if (only.empty() || only == s.model) {
+      bench_model(s);
+      bench_decode(s);
+    }
 
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);

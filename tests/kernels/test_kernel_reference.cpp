@@ -13,6 +13,7 @@
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
 #include "fathom/kernels/cross_entropy.h"
+#include "fathom/kernels/decode.h"
 #include "fathom/kernels/int8_gemv.h"
 #include "fathom/kernels/rmsnorm.h"
 #include "fathom/kernels/rope.h"
@@ -174,4 +175,94 @@ TEST(KernelReference, Int8GemvMatchesDequantisedMatmul) {
   std::vector<float> y(B * N);
   k::ref::int8_gemv(xs.data(), q.contiguous().data_ptr<int8_t>(), ss.data(), y.data(), B, N, K);
   EXPECT_LT(max_rel(tens(y, {B, N}), want), 1e-6);
+}
+
+TEST(KernelReference, DecodeGemvMatchesLinearAndSwiGlu) {
+  torch::manual_seed(6);
+  const int64_t B = 2, K = 32;
+  const std::vector<int64_t> rows = {12, 4, 4};
+  std::vector<torch::Tensor> w, b;
+  for (auto n : rows) {
+    w.push_back(torch::randn({n, K}));
+    b.push_back(torch::randn({n}));
+  }
+  auto x = torch::randn({B, K});
+  auto xs = vec(x);
+  std::vector<std::vector<float>> ws, bs;
+  for (size_t i = 0; i < 3; ++i) {
+    ws.push_back(vec(w[i]));
+    bs.push_back(vec(b[i]));
+  }
+  k::GemvArgs a;
+  a.x = xs.data();
+  a.B = B;
+  a.K = K;
+  a.segments = 3;
+  for (int i = 0; i < 3; ++i) a.seg[i] = k::GemvSegment{ws[i].data(), nullptr, bs[i].data(), rows[i]};
+  std::vector<float> y(B * 20);
+  a.y = y.data();
+  k::ref::gemv(a);
+  namespace F = torch::nn::functional;
+  auto want = torch::cat({F::linear(x, w[0], b[0]), F::linear(x, w[1], b[1]), F::linear(x, w[2], b[2])}, 1);
+  EXPECT_LT(max_rel(tens(y, {B, 20}), want), 1e-5);
+  // swiglu: gate and up are segments 1 and 2 (4 rows each).
+  a.segments = 2;
+  a.swiglu = true;
+  a.seg[0] = k::GemvSegment{ws[1].data(), nullptr, nullptr, 4};
+  a.seg[1] = k::GemvSegment{ws[2].data(), nullptr, nullptr, 4};
+  std::vector<float> ys(B * 4);
+  a.y = ys.data();
+  k::ref::gemv(a);
+  EXPECT_LT(max_rel(tens(ys, {B, 4}), ops::composite::swiglu(F::linear(x, w[1]), F::linear(x, w[2]))), 1e-5);
+}
+
+TEST(KernelReference, DecodeRopeAppendAndAttentionMatchTheModelsDecode) {
+  // The references against the model's composite decode maths: rope_apply_at on q and k, the cache
+  // write, and causal_attention over keys 0..position (grouped-query heads, per-row positions).
+  torch::manual_seed(7);
+  const int64_t B = 2, Hq = 4, Hkv = 2, hd = 8, S = 10;
+  auto tables = fathom::model::rope_tables(16, hd, 10000.0);
+  auto qkv = torch::randn({B, (Hq + 2 * Hkv) * hd});
+  auto kc = torch::randn({B, Hkv, S, hd}), vc = torch::randn({B, Hkv, S, hd});
+  const std::vector<int64_t> pv = {6, 2};
+  auto positions = torch::tensor(pv, torch::kInt64);
+  // The composite.
+  auto q = qkv.narrow(1, 0, Hq * hd).reshape({B, 1, Hq, hd}).transpose(1, 2);
+  auto kk = qkv.narrow(1, Hq * hd, Hkv * hd).reshape({B, 1, Hkv, hd}).transpose(1, 2);
+  auto vv = qkv.narrow(1, (Hq + Hkv) * hd, Hkv * hd).reshape({B, 1, Hkv, hd}).transpose(1, 2);
+  auto pos2 = positions.view({B, 1});
+  q = ops::composite::rope_apply_at(q, tables.cos, tables.sin, pos2);
+  kk = ops::composite::rope_apply_at(kk, tables.cos, tables.sin, pos2);
+  auto kc_c = kc.clone(), vc_c = vc.clone();
+  for (int64_t b = 0; b < B; ++b) {
+    kc_c[b].select(1, pv[b]).copy_(kk[b].select(1, 0));
+    vc_c[b].select(1, pv[b]).copy_(vv[b].select(1, 0));
+  }
+  auto mask = (torch::arange(S).view({1, S}) <= positions.view({B, 1})).view({B, 1, 1, S});
+  auto want = fathom::model::causal_attention(q, kc_c, vc_c, 0, mask).transpose(1, 2).reshape({B, Hq * hd});
+  // The references.
+  auto qkv_h = vec(qkv), kc_h = vec(kc), vc_h = vec(vc), cs = vec(tables.cos), ss = vec(tables.sin);
+  const k::KvCacheView view{kc_h.data(), vc_h.data(), Hkv * S * hd, S * hd, hd};
+  k::DecodeRopeAppendArgs r;
+  r.qkv = qkv_h.data();
+  r.row_stride = (Hq + 2 * Hkv) * hd;
+  r.B = B; r.Hq = Hq; r.Hkv = Hkv; r.hd = hd;
+  r.cos = cs.data();
+  r.sin = ss.data();
+  r.positions = positions.data_ptr<int64_t>();
+  r.cache = view;
+  k::ref::decode_rope_append(r);
+  EXPECT_LT(max_rel(tens(kc_h, {B, Hkv, S, hd}), kc_c), 1e-6);
+  EXPECT_LT(max_rel(tens(vc_h, {B, Hkv, S, hd}), vc_c), 1e-7);
+  std::vector<float> y(B * Hq * hd);
+  k::DecodeAttentionArgs a;
+  a.q = qkv_h.data();
+  a.q_stride = r.row_stride;
+  a.cache = view;
+  a.positions = positions.data_ptr<int64_t>();
+  a.y = y.data();
+  a.B = B; a.Hq = Hq; a.Hkv = Hkv; a.hd = hd;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  k::ref::decode_attention(a);
+  EXPECT_LT(max_rel(tens(y, {B, Hq * hd}), want), 1e-5);
 }

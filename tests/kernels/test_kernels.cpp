@@ -17,12 +17,14 @@
 #include "engine/model/linear.h"
 #include "engine/model/transformer.h"
 #include "engine/ops/cross_entropy.h"
+#include "engine/ops/decode.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
 #include "fathom/kernels/cross_entropy.h"
+#include "fathom/kernels/decode.h"
 #include "fathom/kernels/int8_gemv.h"
 #include "fathom/kernels/rmsnorm.h"
 #include "fathom/kernels/rope.h"
@@ -264,6 +266,133 @@ TEST(Int8GemvKernel, MatchesReference) {
   }
 }
 
+TEST(DecodeGemvKernel, MatchesReference) {
+  torch::manual_seed(12);
+  // K = 1040: not a multiple of a warp's 32 × 16-byte stride (tails); rows 300/64/64: a partial block.
+  const std::vector<int64_t> rows = {300, 64, 64};
+  for (int64_t K : {int64_t{2048}, int64_t{1040}}) {
+    for (bool int8 : {false, true}) {
+      for (bool swiglu : {false, true}) {
+        const int segments = swiglu ? 2 : 3;
+        for (const auto& kind : kKinds) {
+          std::vector<torch::Tensor> w(3), wh(3), sc(3), bias(3);
+          for (int i = 0; i < segments; ++i) {
+            const int64_t n = swiglu ? rows[0] : rows[i];
+            wh[i] = int8 ? torch::randint(-127, 128, {n, K}, torch::kInt8) : (torch::randn({n, K}) * 0.05).to(kind.st);
+            w[i] = wh[i].to(kCuda);
+            if (int8) sc[i] = (torch::rand({n}) * 0.002 + 0.0005).to(kCuda, kind.st);
+            bias[i] = rnd({n}, kind.st, 0.1);
+          }
+          for (int64_t B : {1, 2, 3, 5, 8}) {
+            SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " K " + std::to_string(K) + (int8 ? " int8" : "") +
+                         (swiglu ? " swiglu" : " 3 segments") + " B " + std::to_string(B));
+            auto x = rnd({B, K}, kind.st);
+            k::GemvArgs a;
+            a.x = x.data_ptr();
+            a.B = B;
+            a.K = K;
+            a.segments = segments;
+            a.int8 = int8;
+            a.swiglu = swiglu;
+            int64_t total = 0;
+            for (int i = 0; i < segments; ++i) {
+              a.seg[i] = k::GemvSegment{w[i].data_ptr(), int8 ? sc[i].data_ptr() : nullptr, bias[i].data_ptr(), w[i].size(0)};
+              total += w[i].size(0);
+            }
+            const int64_t cols = swiglu ? rows[0] : total;
+            auto y = torch::empty({B, cols}, x.options());
+            a.y = y.data_ptr();
+            ASSERT_TRUE(k::gemv_supported(kind.dt, a));
+            k::gemv(kind.dt, a, stream());
+            // The reference on fp32 host copies (int8 weights as they are).
+            auto xs = host(x);
+            std::vector<std::vector<float>> ws(3), ss(3), bs(3);
+            k::GemvArgs r = a;
+            r.x = xs.data();
+            std::vector<float> yr(B * cols);
+            r.y = yr.data();
+            for (int i = 0; i < segments; ++i) {
+              if (!int8) ws[i] = host(wh[i]);
+              else ss[i] = host(sc[i]);
+              bs[i] = host(bias[i]);
+              r.seg[i] = k::GemvSegment{int8 ? static_cast<const void*>(wh[i].data_ptr<int8_t>()) : ws[i].data(),
+                                        int8 ? ss[i].data() : nullptr, bs[i].data(), w[i].size(0)};
+            }
+            k::ref::gemv(r);
+            EXPECT_LT(max_rel(y, tens(yr, {B, cols})), kind.tol);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(DecodeAttentionKernels, MatchReference) {
+  torch::manual_seed(13);
+  const int64_t Bc = 4, Hq = 8, Hkv = 2, S = 300, Tmax = 512;
+  for (const auto& kind : kKinds) {
+    for (int64_t hd : {int64_t{64}, int64_t{128}}) {
+      // Positions 0 (one key), 127/128 (chunk edges) and 299 (three chunks, the cache's last slot).
+      for (auto pv : {std::vector<int64_t>{0}, std::vector<int64_t>{127, 128, 5}, std::vector<int64_t>{299, 1, 200, 64}}) {
+        const int64_t B = static_cast<int64_t>(pv.size());
+        SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " hd " + std::to_string(hd) + " B " + std::to_string(B) + " pos0 " +
+                     std::to_string(pv[0]));
+        auto tables = fathom::model::rope_tables(Tmax, hd, 10000.0);
+        auto cos = tables.cos.to(kCuda), sin = tables.sin.to(kCuda);
+        auto kc = rnd({Bc, Hkv, S, hd}, kind.st), vc = rnd({Bc, Hkv, S, hd}, kind.st);
+        auto qkv = rnd({B, (Hq + 2 * Hkv) * hd}, kind.st);
+        auto positions = torch::tensor(pv, torch::kInt64);
+        auto pos_d = positions.to(kCuda);
+        // Host copies before the kernels change them.
+        auto qkv_h = host(qkv), kc_h = host(kc), vc_h = host(vc), cs = host(tables.cos), ss = host(tables.sin);
+        const k::KvCacheView view{kc.data_ptr(), vc.data_ptr(), kc.stride(0), kc.stride(1), kc.stride(2)};
+        k::DecodeRopeAppendArgs r;
+        r.qkv = qkv.data_ptr();
+        r.row_stride = qkv.stride(0);
+        r.B = B; r.Hq = Hq; r.Hkv = Hkv; r.hd = hd;
+        r.cos = cos.data_ptr<float>();
+        r.sin = sin.data_ptr<float>();
+        r.positions = pos_d.data_ptr<int64_t>();
+        r.cache = view;
+        k::decode_rope_append(kind.dt, r, stream());
+        auto y = torch::empty({B, Hq * hd}, qkv.options());
+        k::DecodeAttentionArgs a;
+        a.q = qkv.data_ptr();
+        a.q_stride = qkv.stride(0);
+        a.cache = view;
+        a.positions = pos_d.data_ptr<int64_t>();
+        a.y = y.data_ptr();
+        a.B = B; a.Hq = Hq; a.Hkv = Hkv; a.hd = hd;
+        a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+        k::decode_attention(kind.dt, a, stream());
+
+        const k::KvCacheView hview{kc_h.data(), vc_h.data(), kc.stride(0), kc.stride(1), kc.stride(2)};
+        k::DecodeRopeAppendArgs rr = r;
+        rr.qkv = qkv_h.data();
+        rr.cos = cs.data();
+        rr.sin = ss.data();
+        rr.positions = positions.data_ptr<int64_t>();
+        rr.cache = hview;
+        k::ref::decode_rope_append(rr);
+        // The reference attends with the kernel's rounded q and cache (what a later step reads), so
+        // the comparison isolates the attention arithmetic.
+        auto qkv_k = host(qkv), kc_k = host(kc), vc_k = host(vc);
+        EXPECT_LT(max_rel(qkv, tens(qkv_h, {B, (Hq + 2 * Hkv) * hd})), kind.tol) << "rotated q";
+        EXPECT_LT(max_rel(kc, tens(kc_h, {Bc, Hkv, S, hd})), kind.tol) << "k cache";
+        EXPECT_LT(max_rel(vc, tens(vc_h, {Bc, Hkv, S, hd})), 1e-7) << "v cache";
+        std::vector<float> yr(B * Hq * hd);
+        k::DecodeAttentionArgs ar = a;
+        ar.q = qkv_k.data();
+        ar.cache = k::KvCacheView{kc_k.data(), vc_k.data(), kc.stride(0), kc.stride(1), kc.stride(2)};
+        ar.positions = positions.data_ptr<int64_t>();
+        ar.y = yr.data();
+        k::ref::decode_attention(ar);
+        EXPECT_LT(max_rel(y, tens(yr, {B, Hq * hd})), kind.tol) << "attention";
+      }
+    }
+  }
+}
+
 // ---- 2. engine ops: fused path against the composite -----------------------------------------
 
 namespace {
@@ -434,6 +563,61 @@ TEST(EngineOps, Int8LinearFusedMatchesComposite) {
   }
   // More than 8 rows (prefill): the composite.
   EXPECT_FALSE(ops::int8_linear_fusable(rnd({9, 2048}, torch::kBFloat16), lin->weight_int8, lin->weight_scale));
+  ops::set_kernels_enabled(std::nullopt);
+}
+
+// The decode fast path (q/k/v in one gemv, rotary + cache append, attention over the cache, gate/up +
+// SwiGLU in one gemv, every other linear through the gemv) against the composite decode, step by
+// step, rows at different positions as the continuous batcher feeds them; bf16 and int8 weights.
+TEST(EngineOps, DecodeFastPathMatchesComposite) {
+  fathom::model::ModelArgs a;
+  a.vocab_size = 512; a.d_model = 256; a.n_layers = 2; a.n_heads = 4; a.n_kv_heads = 2; a.d_ff = 704; a.max_seq_len = 256;
+  for (bool int8 : {false, true}) {
+    SCOPED_TRACE(int8 ? "int8" : "bf16");
+    torch::manual_seed(21);
+    fathom::model::Transformer net(a);
+    net->to(torch::kBFloat16);
+    net->to_device(kCuda);
+    if (int8)
+      for (const auto& m : net->modules(false))
+        if (auto lin = std::dynamic_pointer_cast<fathom::model::LinearImpl>(m)) lin->quantize_int8();
+    net->eval();
+    torch::NoGradGuard ng;
+    const int64_t B = 3, steps = 150;
+    auto tokens = torch::randint(0, 512, {B, steps}, torch::kInt64).to(kCuda);
+    // Rows start at different positions (0, 40, 100), so one step mixes short and long rows.
+    const std::vector<int64_t> start = {0, 40, 100};
+    auto run = [&](bool fused) {
+      ops::set_kernels_enabled(fused);
+      auto cache = net->new_cache(B, 256);
+      std::vector<torch::Tensor> out;
+      for (int64_t t = 0; t < steps; ++t) {
+        std::vector<int64_t> pos;
+        for (int64_t b = 0; b < B; ++b) pos.push_back(start[b] + t);
+        auto step = fathom::model::DecodeStep::make(pos, kCuda);
+        out.push_back(net->forward_decode(tokens.narrow(1, t, 1), cache, step).to(torch::kFloat32));
+      }
+      return std::make_pair(torch::stack(out), cache);
+    };
+    auto [fused, cache_f] = run(true);
+    auto [comp, cache_c] = run(false);
+    ops::set_kernels_enabled(std::nullopt);
+    // bf16 rounding differs (fp32 sums and one rounding in the kernels), and drifts a little over the
+    // steps through the cache: compare logits relative to their scale, and the argmax.
+    EXPECT_LT(max_rel(fused, comp), 5e-2);
+    const double agree = fused.argmax(-1).eq(comp.argmax(-1)).to(torch::kFloat32).mean().item<double>();
+    EXPECT_GT(agree, 0.95) << "argmax agreement";
+    EXPECT_LT(max_rel(cache_f.layers[1].first, cache_c.layers[1].first), 5e-2) << "k cache";
+    EXPECT_LT(max_rel(cache_f.layers[1].second, cache_c.layers[1].second), 5e-2) << "v cache";
+    std::cout << (int8 ? "int8" : "bf16") << " decode fused vs composite: max rel " << max_rel(fused, comp) << ", argmax agree "
+              << agree << "\n";
+  }
+  // More than 8 rows: the composite (the gemv takes at most 8).
+  auto x9 = rnd({9, 256}, torch::kBFloat16);
+  auto w = rnd({64, 256}, torch::kBFloat16);
+  ops::set_kernels_enabled(true);
+  EXPECT_FALSE(ops::decode_linear_fusable(x9, {ops::DecodeWeight{w, {}, {}}}));
+  EXPECT_TRUE(ops::decode_linear_fusable(x9.narrow(0, 0, 8), {ops::DecodeWeight{w, {}, {}}}));
   ops::set_kernels_enabled(std::nullopt);
 }
 

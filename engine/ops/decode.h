@@ -1,0 +1,38 @@
+// Decode-step ops (issue #10): a transformer layer's work for a few rows (≤ 8, one new token per
+// sequence) in few launches, through kernels/decode on CUDA with the kernels on. Each has a
+// *_fusable check; where it says no (CPU, training, more rows, unsupported shapes) the caller keeps
+// its composite, so these never change results off the GPU.
+//
+//   y = decode_linear(x, {q, k, v});                 // one pass over three weights → (B, Σ rows)
+//   y = decode_linear(x, {gate, up}, /*swiglu=*/true); // silu(x·gateᵀ) · (x·upᵀ) → (B, d_ff)
+//   attn = decode_attend(qkv, cos, sin, positions, k_cache, v_cache, Hq, Hkv, hd);
+#pragma once
+#include <torch/types.h>
+
+#include <vector>
+
+namespace fathom::ops {
+
+// A linear layer's weight: `scale` defined means `w` is int8 with one scale per output row.
+struct DecodeWeight {
+  torch::Tensor w, scale, bias;
+};
+
+// x (..., K) with at most 8 rows, no gradient wanted, weights on x's device in x's dtype (or int8
+// with scales in x's dtype), all int8 or none, K % 16 == 0; swiglu: exactly two of equal size.
+bool decode_linear_fusable(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu = false);
+// (..., Σ rows) — or (..., rows) with swiglu. Call only where decode_linear_fusable said yes.
+torch::Tensor decode_linear(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu = false);
+
+// qkv (B, (Hq + 2·Hkv)·hd) contiguous, from decode_linear over q, k and v; caches (Bc ≥ B, Hkv, S, hd)
+// with a contiguous last dimension; positions (B) int64 (< S and < the tables' rows: not checked on
+// the device); cos/sin (T_max, hd) fp32.
+bool decode_attend_fusable(const torch::Tensor& qkv, const torch::Tensor& k_cache, const torch::Tensor& positions, int64_t Hq,
+                           int64_t Hkv, int64_t hd);
+// Rotates q and k at each row's position, writes k and v into the caches there, and returns
+// softmax(q·Kᵀ/sqrt(hd))·V over keys 0..position: (B, Hq·hd). qkv's q part is overwritten.
+torch::Tensor decode_attend(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
+                            const torch::Tensor& positions, torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t Hq,
+                            int64_t Hkv, int64_t hd);
+
+}  // namespace fathom::ops

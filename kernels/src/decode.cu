@@ -1,0 +1,310 @@
+// Decode-step kernels (see fathom/kernels/decode.h).
+//
+// gemv: one warp per output row (per gate/up pair with swiglu). Each lane streams 16-byte weight
+// loads, kUnroll of them issued before any arithmetic so that enough bytes are in flight to keep
+// HBM busy (a warp per row leaves few loads per lane at K = 2048), and reads the matching
+// activations of every batch row from L1/L2 (x is a few KB shared by all warps). The warp reduces
+// its fp32 sums; lane 0 applies scale, bias and SwiGLU and writes. Weights are read with
+// cache-streaming loads: they are touched once per step and should not evict x.
+//
+// decode_attention: one block of 128 threads per (row, query head). Keys are taken 128 at a time,
+// one per thread (its score), with the online softmax of flash attention across chunks; the
+// weighted sum of values is spread over the threads by dimension. The key count comes from the
+// row's position on the device.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "device_util.cuh"
+#include "fathom/kernels/decode.h"
+
+namespace fathom::kernels {
+namespace {
+using namespace detail;
+
+// ---- gemv -----------------------------------------------------------------------------------------
+
+constexpr int kWarps = 8;   // warps (rows) per block
+constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane and row
+
+__device__ __forceinline__ float w_to_f32(int8_t v) { return static_cast<float>(v); }
+__device__ __forceinline__ float w_to_f32(float v) { return v; }
+__device__ __forceinline__ float w_to_f32(f16 v) { return __half2float(v); }
+__device__ __forceinline__ float w_to_f32(bf16 v) { return __bfloat162float(v); }
+
+struct GemvParams {
+  GemvArgs a;
+  int64_t y_stride;  // columns of y
+};
+
+template <typename T, typename W, int BATCH, bool SWIGLU>
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
+  constexpr int EW = 16 / sizeof(W);  // weights per 16-byte load
+  constexpr int PN = Pack<T>::N;      // activations per 16-byte pack
+  constexpr int XP = EW / PN;         // activation packs per weight load
+  constexpr int R = SWIGLU ? 2 : 1;   // weight rows per warp
+  constexpr bool kInt8 = sizeof(W) == 1;
+  const GemvArgs& a = p.a;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + warp;  // row in the segments' concatenation
+  const int64_t K = a.K;
+  const int B = static_cast<int>(a.B);
+
+  // Which segment row g falls in (unrolled: the parameter struct stays in constant memory).
+  int64_t n = g;
+  int s = -1;
+#pragma unroll
+  for (int i = 0; i < 3; ++i) {
+    if (s < 0 && i < (SWIGLU ? 1 : a.segments)) {
+      if (n < a.seg[i].rows) s = i;
+      else n -= a.seg[i].rows;
+    }
+  }
+  if (s < 0) return;  // the whole warp leaves together
+  const GemvSegment& sg = s == 0 ? a.seg[0] : (s == 1 ? a.seg[1] : a.seg[2]);
+  const W* wr[R];
+  wr[0] = static_cast<const W*>(sg.w) + n * K;
+  if constexpr (SWIGLU) wr[R - 1] = static_cast<const W*>(a.seg[1].w) + n * K;
+  const T* x = static_cast<const T*>(a.x);
+
+  float acc[R][BATCH];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) acc[r][b] = 0.f;
+
+  for (int64_t k0 = static_cast<int64_t>(lane) * EW; k0 < K; k0 += 32 * EW * kUnroll) {
+    int4 wv[R][kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + static_cast<int64_t>(u) * 32 * EW;
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        wv[r][u] = k < K ? __ldcs(reinterpret_cast<const int4*>(wr[r] + k)) : make_int4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = k0 + static_cast<int64_t>(u) * 32 * EW;
+      if (k < K) {
+        float wf[R][EW];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const W* wp = reinterpret_cast<const W*>(&wv[r][u]);
+#pragma unroll
+          for (int j = 0; j < EW; ++j) wf[r][j] = w_to_f32(wp[j]);
+        }
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) {
+          if (b < B) {
+            const T* xr = x + b * K + k;
+#pragma unroll
+            for (int xp = 0; xp < XP; ++xp) {
+              const Pack<T> px = load_pack(xr, xp);
+#pragma unroll
+              for (int j = 0; j < PN; ++j) {
+                const float xv = to_f32(px.v[j]);
+#pragma unroll
+                for (int r = 0; r < R; ++r) acc[r][b] = fmaf(xv, wf[r][xp * PN + j], acc[r][b]);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) acc[r][b] = warp_sum(acc[r][b]);
+  if (lane != 0) return;
+  T* y = static_cast<T*>(a.y);
+  const GemvSegment& s1 = a.seg[1];
+#pragma unroll
+  for (int b = 0; b < BATCH; ++b) {
+    if (b >= B) break;
+    float v0 = acc[0][b];
+    if (kInt8) v0 *= to_f32(static_cast<const T*>(sg.scale)[n]);
+    if (sg.bias) v0 += to_f32(static_cast<const T*>(sg.bias)[n]);
+    if constexpr (SWIGLU) {
+      float v1 = acc[R - 1][b];
+      if (kInt8) v1 *= to_f32(static_cast<const T*>(s1.scale)[n]);
+      if (s1.bias) v1 += to_f32(static_cast<const T*>(s1.bias)[n]);
+      y[b * p.y_stride + n] = from_f32<T>(v0 / (1.f + __expf(-v0)) * v1);
+    } else {
+      y[b * p.y_stride + g] = from_f32<T>(v0);
+    }
+  }
+}
+
+template <typename T, typename W, bool SWIGLU>
+void launch_gemv(const GemvParams& p, int64_t rows, cudaStream_t stream) {
+  const unsigned grid = static_cast<unsigned>(ceil_div(rows, kWarps));
+  const int B = static_cast<int>(p.a.B);
+  if (B <= 1) gemv_kernel<T, W, 1, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
+  else if (B <= 2) gemv_kernel<T, W, 2, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
+  else if (B <= 4) gemv_kernel<T, W, 4, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
+  else gemv_kernel<T, W, 8, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
+}
+
+// ---- rotary + cache append --------------------------------------------------------------------------
+
+template <typename T>
+__global__ void rope_append_kernel(const DecodeRopeAppendArgs a) {
+  const int64_t h = blockIdx.x, b = blockIdx.y;
+  const int64_t half = a.hd / 2;
+  T* row = static_cast<T*>(a.qkv) + b * a.row_stride + h * a.hd;
+  const int64_t pos = a.positions[b];
+  for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+    const float x1 = to_f32(row[i]), x2 = to_f32(row[i + half]);
+    if (h < a.Hq + a.Hkv) {
+      const float* c = a.cos + pos * a.hd;
+      const float* sn = a.sin + pos * a.hd;
+      const float y1 = x1 * c[i] - x2 * sn[i];
+      const float y2 = x2 * c[i + half] + x1 * sn[i + half];
+      T* dst = h < a.Hq ? row : static_cast<T*>(a.cache.k) + b * a.cache.sb + (h - a.Hq) * a.cache.sh + pos * a.cache.st;
+      dst[i] = from_f32<T>(y1);
+      dst[i + half] = from_f32<T>(y2);
+    } else {
+      T* dst = static_cast<T*>(a.cache.v) + b * a.cache.sb + (h - a.Hq - a.Hkv) * a.cache.sh + pos * a.cache.st;
+      dst[i] = row[i];
+      dst[i + half] = row[i + half];
+    }
+  }
+}
+
+// ---- attention over the cache -----------------------------------------------------------------------
+
+constexpr int kAttnThreads = 128;
+
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float scratch[32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  const int warps = blockDim.x >> 5;
+  float t = lane < warps ? scratch[lane] : -INFINITY;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
+  return t;
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(const DecodeAttentionArgs a) {
+  constexpr int PN = Pack<T>::N;
+  constexpr int G = kAttnThreads / HD;  // threads per output dimension
+  __shared__ float qs[HD];
+  __shared__ float ps[kAttnThreads];
+  __shared__ float part[kAttnThreads];
+  const int tid = threadIdx.x;
+  const int64_t h = blockIdx.x, b = blockIdx.y;
+  const int64_t hk = h / (a.Hq / a.Hkv);
+  const T* q = static_cast<const T*>(a.q) + b * a.q_stride + h * HD;
+  for (int i = tid; i < HD; i += kAttnThreads) qs[i] = to_f32(q[i]) * a.scale;
+  __syncthreads();
+  const int64_t n = a.positions[b] + 1;
+  const T* kb = static_cast<const T*>(a.cache.k) + b * a.cache.sb + hk * a.cache.sh;
+  const T* vb = static_cast<const T*>(a.cache.v) + b * a.cache.sb + hk * a.cache.sh;
+  const int d = tid % HD, gi = tid / HD;
+  float m = -INFINITY, l = 0.f, acc = 0.f;
+  for (int64_t c0 = 0; c0 < n; c0 += kAttnThreads) {
+    const int64_t t = c0 + tid;
+    float s = -INFINITY;
+    if (t < n) {
+      const T* kr = kb + t * a.cache.st;
+      float dot = 0.f;
+#pragma unroll
+      for (int pk = 0; pk < HD / PN; ++pk) {
+        const Pack<T> kv = load_pack(kr, pk);
+#pragma unroll
+        for (int j = 0; j < PN; ++j) dot = fmaf(qs[pk * PN + j], to_f32(kv.v[j]), dot);
+      }
+      s = dot;
+    }
+    const float m_new = fmaxf(m, block_max(s));
+    const float pr = t < n ? __expf(s - m_new) : 0.f;
+    const float corr = __expf(m - m_new);  // 0 on the first chunk (m = −inf)
+    ps[tid] = pr;
+    const float psum = block_sum(pr);  // its barriers also publish ps
+    l = l * corr + psum;
+    acc *= corr;
+    m = m_new;
+    const int chunk = static_cast<int>(n - c0 < kAttnThreads ? n - c0 : kAttnThreads);
+    for (int j = gi; j < chunk; j += G) acc = fmaf(ps[j], to_f32(vb[(c0 + j) * a.cache.st + d]), acc);
+    __syncthreads();  // ps is rewritten by the next chunk
+  }
+  part[tid] = acc;
+  __syncthreads();
+  if (tid < HD) {
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < G; ++i) sum += part[i * HD + tid];
+    static_cast<T*>(a.y)[b * a.Hq * HD + h * HD + tid] = from_f32<T>(sum / l);
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool gemv_supported(DType dt, const GemvArgs& a) {
+  if (a.B < 1 || a.B > 8 || a.K <= 0 || a.K % 16 != 0) return false;
+  if (a.swiglu ? a.segments != 2 : (a.segments < 1 || a.segments > 3)) return false;
+  if (a.swiglu && a.seg[0].rows != a.seg[1].rows) return false;
+  if (!aligned16(a.x)) return false;
+  for (int i = 0; i < a.segments; ++i) {
+    if (!a.seg[i].w || a.seg[i].rows < 0 || !aligned16(a.seg[i].w)) return false;
+    if (a.int8 && !a.seg[i].scale) return false;
+  }
+  return true;
+}
+
+void gemv(DType dt, const GemvArgs& a, cudaStream_t stream) {
+  if (!gemv_supported(dt, a)) throw std::invalid_argument("gemv: needs 1 <= B <= 8, K % 16 == 0, 16-byte aligned x and weights");
+  GemvParams p{a, 0};
+  int64_t rows = 0;
+  for (int i = 0; i < a.segments; ++i) rows += a.seg[i].rows;
+  if (a.swiglu) rows = a.seg[0].rows;
+  p.y_stride = rows;
+  if (rows == 0) return;
+  FATHOM_DISPATCH_DTYPE(dt, {
+    if (a.int8) {
+      if (a.swiglu) launch_gemv<T, int8_t, true>(p, rows, stream);
+      else launch_gemv<T, int8_t, false>(p, rows, stream);
+    } else {
+      if (a.swiglu) launch_gemv<T, T, true>(p, rows, stream);
+      else launch_gemv<T, T, false>(p, rows, stream);
+    }
+  });
+  check_launch("gemv");
+}
+
+void decode_rope_append(DType dt, const DecodeRopeAppendArgs& a, cudaStream_t stream) {
+  if (a.hd <= 0 || a.hd % 2 != 0 || a.Hkv <= 0 || a.Hq <= 0) throw std::invalid_argument("decode_rope_append: bad shape");
+  if (a.B == 0) return;
+  const dim3 grid(static_cast<unsigned>(a.Hq + 2 * a.Hkv), static_cast<unsigned>(a.B));
+  const int threads = static_cast<int>(std::min<int64_t>(std::max<int64_t>(32, ceil_div(a.hd / 2, 32) * 32), 256));
+  FATHOM_DISPATCH_DTYPE(dt, { rope_append_kernel<T><<<grid, threads, 0, stream>>>(a); });
+  check_launch("decode_rope_append");
+}
+
+bool decode_attention_supported(DType dt, int64_t hd) { return hd == 64 || hd == 128; }
+
+void decode_attention(DType dt, const DecodeAttentionArgs& a, cudaStream_t stream) {
+  if (!decode_attention_supported(dt, a.hd) || a.Hkv <= 0 || a.Hq % a.Hkv != 0)
+    throw std::invalid_argument("decode_attention: needs head size 64 or 128 and Hq a multiple of Hkv");
+  const int64_t pn = 16 / static_cast<int64_t>(dtype_size(dt));
+  if (!aligned16(a.cache.k) || !aligned16(a.cache.v) || a.cache.st % pn != 0 || a.cache.sh % pn != 0 || a.cache.sb % pn != 0)
+    throw std::invalid_argument("decode_attention: the cache rows must be 16-byte aligned");
+  if (a.B == 0) return;
+  const dim3 grid(static_cast<unsigned>(a.Hq), static_cast<unsigned>(a.B));
+  FATHOM_DISPATCH_DTYPE(dt, {
+    if (a.hd == 64) decode_attention_kernel<T, 64><<<grid, kAttnThreads, 0, stream>>>(a);
+    else decode_attention_kernel<T, 128><<<grid, kAttnThreads, 0, stream>>>(a);
+  });
+  check_launch("decode_attention");
+}
+
+}  // namespace fathom::kernels
