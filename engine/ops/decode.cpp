@@ -37,6 +37,10 @@ bool decode_linear_fusable(const torch::Tensor& x, const std::vector<DecodeWeigh
       return false;
   }
   if (swiglu && ws[0].w.size(0) != ws[1].w.size(0)) return false;
+  // Measured on an H200 (docs/benchmarks.md): with bf16 weights the gemv beats cuBLAS at 1-2 rows;
+  // at 4 it loses on the large products (it converts every activation per weight), except q/k/v
+  // in one launch instead of three. int8 weights always win: the composite dequantises.
+  if (!int8 && B > 2 && ws.size() < 3) return false;
   return true;
 #else
   (void)x, (void)ws, (void)swiglu;

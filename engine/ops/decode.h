@@ -18,7 +18,8 @@ struct DecodeWeight {
   torch::Tensor w, scale, bias;
 };
 
-// x (..., K) with at most 8 rows, no gradient wanted, weights on x's device in x's dtype (or int8
+// x (..., K) with at most 8 rows (at most 2 for bf16/fp16/fp32 weights, other than three weights at
+// once, where cuBLAS is faster), no gradient wanted, weights on x's device in x's dtype (or int8
 // with scales in x's dtype), all int8 or none, K % 16 == 0; swiglu: exactly two of equal size.
 bool decode_linear_fusable(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu = false);
 // (..., Σ rows) — or (..., rows) with swiglu. Call only where decode_linear_fusable said yes.

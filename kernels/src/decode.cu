@@ -1,8 +1,8 @@
 // Decode-step kernels (see fathom/kernels/decode.h).
 //
-// gemv: one warp per output row (per gate/up pair with swiglu). Each lane streams 16-byte weight
-// loads, kUnroll of them issued before any arithmetic so that enough bytes are in flight to keep
-// HBM busy (a warp per row leaves few loads per lane at K = 2048), and reads the matching
+// gemv: one warp per output row (per gate/up pair with swiglu), or 2-8 warps splitting K when the
+// rows are few (a 2,048-row layer is 2,048 warps: too few loads in flight for HBM). Each lane
+// streams 16-byte weight loads, kUnroll of them issued before any arithmetic, and reads the matching
 // activations of every batch row from L1/L2 (x is a few KB shared by all warps). The warp reduces
 // its fp32 sums; lane 0 applies scale, bias and SwiGLU and writes. Weights are read with
 // cache-streaming loads: they are touched once per step and should not evict x.
@@ -35,6 +35,7 @@ __device__ __forceinline__ float w_to_f32(bf16 v) { return __bfloat162float(v); 
 struct GemvParams {
   GemvArgs a;
   int64_t y_stride;  // columns of y
+  int ksplit;        // warps sharing one row, each over every ksplit-th stretch of K (1, 2, 4 or 8)
 };
 
 template <typename T, typename W, int BATCH, bool SWIGLU>
@@ -44,9 +45,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
   constexpr int XP = EW / PN;         // activation packs per weight load
   constexpr int R = SWIGLU ? 2 : 1;   // weight rows per warp
   constexpr bool kInt8 = sizeof(W) == 1;
+  __shared__ float partial[kWarps][R][BATCH];
   const GemvArgs& a = p.a;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t g = static_cast<int64_t>(blockIdx.x) * kWarps + warp;  // row in the segments' concatenation
+  const int ks = p.ksplit, part = warp % ks;
+  // Row in the segments' concatenation; the ks warps of a row split K between them.
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * (kWarps / ks) + warp / ks;
   const int64_t K = a.K;
   const int B = static_cast<int>(a.B);
 
@@ -60,8 +64,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
       else n -= a.seg[i].rows;
     }
   }
-  if (s < 0) return;  // the whole warp leaves together
-  const GemvSegment& sg = s == 0 ? a.seg[0] : (s == 1 ? a.seg[1] : a.seg[2]);
+  const bool valid = s >= 0;  // warps past the last row still meet the block's barrier below
+  const GemvSegment& sg = s <= 0 ? a.seg[0] : (s == 1 ? a.seg[1] : a.seg[2]);
   const W* wr[R];
   wr[0] = static_cast<const W*>(sg.w) + n * K;
   if constexpr (SWIGLU) wr[R - 1] = static_cast<const W*>(a.seg[1].w) + n * K;
@@ -73,18 +77,20 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
 #pragma unroll
     for (int b = 0; b < BATCH; ++b) acc[r][b] = 0.f;
 
-  for (int64_t k0 = static_cast<int64_t>(lane) * EW; k0 < K; k0 += 32 * EW * kUnroll) {
+  const int64_t lanes = 32 * static_cast<int64_t>(ks);  // lanes sharing the row
+  const int64_t vlane = static_cast<int64_t>(part) * 32 + lane;
+  for (int64_t k0 = valid ? vlane * EW : K; k0 < K; k0 += lanes * EW * kUnroll) {
     int4 wv[R][kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = k0 + static_cast<int64_t>(u) * 32 * EW;
+      const int64_t k = k0 + u * lanes * EW;
 #pragma unroll
       for (int r = 0; r < R; ++r)
         wv[r][u] = k < K ? __ldcs(reinterpret_cast<const int4*>(wr[r] + k)) : make_int4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = k0 + static_cast<int64_t>(u) * 32 * EW;
+      const int64_t k = k0 + u * lanes * EW;
       if (k < K) {
         float wf[R][EW];
 #pragma unroll
@@ -116,7 +122,25 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BATCH; ++b) acc[r][b] = warp_sum(acc[r][b]);
-  if (lane != 0) return;
+  if (ks > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) partial[warp][r][b] = acc[r][b];
+    __syncthreads();
+    if (part != 0) return;
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int b = 0; b < BATCH; ++b) {
+          float t = 0.f;
+          for (int i = 0; i < ks; ++i) t += partial[warp + i][r][b];
+          acc[r][b] = t;
+        }
+  }
+  if (lane != 0 || !valid) return;
   T* y = static_cast<T*>(a.y);
   const GemvSegment& s1 = a.seg[1];
 #pragma unroll
@@ -137,8 +161,14 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
 }
 
 template <typename T, typename W, bool SWIGLU>
-void launch_gemv(const GemvParams& p, int64_t rows, cudaStream_t stream) {
-  const unsigned grid = static_cast<unsigned>(ceil_div(rows, kWarps));
+void launch_gemv(GemvParams p, int64_t rows, cudaStream_t stream) {
+  // Enough warps in flight for HBM: split K over up to 8 warps a row while the rows alone give
+  // fewer than ~16K warps (a 2,048-row layer gives 2,048) and each lane keeps ≥ 2 rounds of loads.
+  constexpr int64_t EW = 16 / sizeof(W);
+  int ks = 1;
+  while (ks < kWarps && rows * ks < 16384 && p.a.K >= 32 * EW * ks * 2 * kUnroll) ks *= 2;
+  p.ksplit = ks;
+  const unsigned grid = static_cast<unsigned>(ceil_div(rows, kWarps / ks));
   const int B = static_cast<int>(p.a.B);
   if (B <= 1) gemv_kernel<T, W, 1, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
   else if (B <= 2) gemv_kernel<T, W, 2, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
@@ -263,7 +293,7 @@ bool gemv_supported(DType dt, const GemvArgs& a) {
 
 void gemv(DType dt, const GemvArgs& a, cudaStream_t stream) {
   if (!gemv_supported(dt, a)) throw std::invalid_argument("gemv: needs 1 <= B <= 8, K % 16 == 0, 16-byte aligned x and weights");
-  GemvParams p{a, 0};
+  GemvParams p{a, 0, 1};
   int64_t rows = 0;
   for (int i = 0; i < a.segments; ++i) rows += a.seg[i].rows;
   if (a.swiglu) rows = a.seg[0].rows;

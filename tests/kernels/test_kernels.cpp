@@ -572,8 +572,10 @@ TEST(EngineOps, Int8LinearFusedMatchesComposite) {
 TEST(EngineOps, DecodeFastPathMatchesComposite) {
   fathom::model::ModelArgs a;
   a.vocab_size = 512; a.d_model = 256; a.n_layers = 2; a.n_heads = 4; a.n_kv_heads = 2; a.d_ff = 704; a.max_seq_len = 256;
-  for (bool int8 : {false, true}) {
-    SCOPED_TRACE(int8 ? "int8" : "bf16");
+  for (auto [int8_, B_] : {std::pair<bool, int64_t>{false, 1}, {false, 3}, {true, 1}, {true, 3}}) {
+    const bool int8 = int8_;  // (a lambda below captures these: structured bindings cannot be captured in C++17)
+    const int64_t B = B_;
+    SCOPED_TRACE(std::string(int8 ? "int8" : "bf16") + " B " + std::to_string(B));
     torch::manual_seed(21);
     fathom::model::Transformer net(a);
     net->to(torch::kBFloat16);
@@ -583,7 +585,7 @@ TEST(EngineOps, DecodeFastPathMatchesComposite) {
         if (auto lin = std::dynamic_pointer_cast<fathom::model::LinearImpl>(m)) lin->quantize_int8();
     net->eval();
     torch::NoGradGuard ng;
-    const int64_t B = 3, steps = 150;
+    const int64_t steps = 150;
     auto tokens = torch::randint(0, 512, {B, steps}, torch::kInt64).to(kCuda);
     // Rows start at different positions (0, 40, 100), so one step mixes short and long rows.
     const std::vector<int64_t> start = {0, 40, 100};
@@ -609,15 +611,18 @@ TEST(EngineOps, DecodeFastPathMatchesComposite) {
     EXPECT_GT(agree, 0.95) << "argmax agreement";
     EXPECT_LT(max_rel(cache_f.layers[1].first, cache_c.layers[1].first), 5e-2) << "k cache";
     EXPECT_LT(max_rel(cache_f.layers[1].second, cache_c.layers[1].second), 5e-2) << "v cache";
-    std::cout << (int8 ? "int8" : "bf16") << " decode fused vs composite: max rel " << max_rel(fused, comp) << ", argmax agree "
+    std::cout << (int8 ? "int8" : "bf16") << " B " << B << " decode fused vs composite: max rel " << max_rel(fused, comp) << ", argmax agree "
               << agree << "\n";
   }
-  // More than 8 rows: the composite (the gemv takes at most 8).
+  // Which row counts take the gemv: bf16 weights 1-2 rows (q/k/v together up to 8), int8 up to 8.
   auto x9 = rnd({9, 256}, torch::kBFloat16);
   auto w = rnd({64, 256}, torch::kBFloat16);
+  const ops::DecodeWeight d{w, {}, {}};
   ops::set_kernels_enabled(true);
-  EXPECT_FALSE(ops::decode_linear_fusable(x9, {ops::DecodeWeight{w, {}, {}}}));
-  EXPECT_TRUE(ops::decode_linear_fusable(x9.narrow(0, 0, 8), {ops::DecodeWeight{w, {}, {}}}));
+  EXPECT_TRUE(ops::decode_linear_fusable(x9.narrow(0, 0, 2), {d}));
+  EXPECT_FALSE(ops::decode_linear_fusable(x9.narrow(0, 0, 3), {d}));
+  EXPECT_TRUE(ops::decode_linear_fusable(x9.narrow(0, 0, 8), {d, d, d}));
+  EXPECT_FALSE(ops::decode_linear_fusable(x9, {d, d, d}));
   ops::set_kernels_enabled(std::nullopt);
 }
 
