@@ -201,7 +201,7 @@ torch::Tensor AttentionImpl::forward_decode(const torch::Tensor& x, const RopeTa
       auto qkv = ops::decode_linear(x2, ws);
       if (ops::decode_attend_fusable(qkv, slot.first, step.positions, n_heads_, n_kv_heads_, head_dim_)) {
         auto y = ops::decode_attend(qkv, rope.cos, rope.sin, step.positions, slot.first, slot.second, n_heads_, n_kv_heads_,
-                                    head_dim_);
+                                    head_dim_, step.span);
         return o_proj(y.view({B, 1, nq}));
       }
       q = qkv.narrow(1, 0, nq).reshape({B, 1, nq});

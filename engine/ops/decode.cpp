@@ -106,7 +106,7 @@ bool decode_attend_fusable(const torch::Tensor& qkv, const torch::Tensor& k_cach
 
 torch::Tensor decode_attend(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
                             const torch::Tensor& positions, torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t Hq,
-                            int64_t Hkv, int64_t hd) {
+                            int64_t Hkv, int64_t hd, int64_t max_keys) {
 #ifdef FATHOM_HAVE_CUDA
   TORCH_CHECK(decode_attend_fusable(qkv, k_cache, positions, Hq, Hkv, hd), "decode_attend: inputs the kernels do not take");
   TORCH_CHECK(v_cache.sizes() == k_cache.sizes() && v_cache.strides() == k_cache.strides() &&
@@ -144,10 +144,16 @@ torch::Tensor decode_attend(const torch::Tensor& qkv, const torch::Tensor& cos, 
   a.Hkv = Hkv;
   a.hd = hd;
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  a.max_keys = max_keys;
+  torch::Tensor workspace;
+  if (const int64_t n = kernels::decode_attention_workspace(a); n > 0) {
+    workspace = torch::empty({n}, qkv.options().dtype(torch::kFloat32));
+    a.workspace = workspace.data_ptr<float>();
+  }
   kernels::decode_attention(dt, a, detail::stream());
   return y;
 #else
-  (void)qkv, (void)cos, (void)sin, (void)positions, (void)k_cache, (void)v_cache, (void)Hq, (void)Hkv, (void)hd;
+  (void)qkv, (void)cos, (void)sin, (void)positions, (void)k_cache, (void)v_cache, (void)Hq, (void)Hkv, (void)hd, (void)max_keys;
   TORCH_CHECK(false, "decode_attend needs a CUDA build");
 #endif
 }

@@ -32,8 +32,10 @@ bool decode_attend_fusable(const torch::Tensor& qkv, const torch::Tensor& k_cach
                            int64_t Hkv, int64_t hd);
 // Rotates q and k at each row's position, writes k and v into the caches there, and returns
 // softmax(q·Kᵀ/sqrt(hd))·V over keys 0..position: (B, Hq·hd). qkv's q part is overwritten.
+// max_keys: a bound on position + 1 known on the host (the decode step's span); above 256 the keys
+// are split over more blocks (flash-decoding). 0 or less: one block per head whatever the length.
 torch::Tensor decode_attend(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
                             const torch::Tensor& positions, torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t Hq,
-                            int64_t Hkv, int64_t hd);
+                            int64_t Hkv, int64_t hd, int64_t max_keys = 0);
 
 }  // namespace fathom::ops

@@ -7,12 +7,14 @@
 // its fp32 sums; lane 0 applies scale, bias and SwiGLU and writes. Weights are read with
 // cache-streaming loads: they are touched once per step and should not evict x.
 //
-// decode_attention: one block of 128 threads per (row, query head). Keys are taken 128 at a time,
-// one per thread (its score), with the online softmax of flash attention across chunks; the
-// weighted sum of values is spread over the threads by dimension. The key count comes from the
-// row's position on the device.
+// decode_attention: one block of 128 threads per (row, query head), and per stretch of 256 keys
+// when the cache is longer (flash-decoding: a second launch merges the stretches). Keys are taken
+// 128 at a time, one per thread (its score), with the online softmax of flash attention across
+// chunks; the weighted sum of values is spread over the threads by dimension. The key count comes
+// from the row's position on the device.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "device_util.cuh"
@@ -221,25 +223,38 @@ __device__ __forceinline__ float block_max(float v) {
   return t;
 }
 
+// Keys per split of the flash-decoding path, and the most splits.
+constexpr int64_t kKeysPerSplit = 256;
+constexpr int64_t kMaxSplits = 32;
+
+int64_t attention_splits(const DecodeAttentionArgs& a) {
+  if (a.max_keys <= kKeysPerSplit) return 1;
+  return std::min<int64_t>(kMaxSplits, ceil_div(a.max_keys, kKeysPerSplit));
+}
+
+// Block (h, b, split): keys [split · per, (split + 1) · per) ∩ [0, n). With one split it writes y;
+// otherwise its running max, sum and unnormalised output go to the workspace for the merge.
 template <typename T, int HD>
-__global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(const DecodeAttentionArgs a) {
+__global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(const DecodeAttentionArgs a, int64_t splits, int64_t per) {
   constexpr int PN = Pack<T>::N;
   constexpr int G = kAttnThreads / HD;  // threads per output dimension
   __shared__ float qs[HD];
   __shared__ float ps[kAttnThreads];
   __shared__ float part[kAttnThreads];
   const int tid = threadIdx.x;
-  const int64_t h = blockIdx.x, b = blockIdx.y;
+  const int64_t h = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
   const int64_t hk = h / (a.Hq / a.Hkv);
   const T* q = static_cast<const T*>(a.q) + b * a.q_stride + h * HD;
   for (int i = tid; i < HD; i += kAttnThreads) qs[i] = to_f32(q[i]) * a.scale;
   __syncthreads();
-  const int64_t n = a.positions[b] + 1;
+  const int64_t n_all = a.positions[b] + 1;
+  const int64_t begin = split * per;
+  const int64_t n = n_all < begin + per ? n_all : begin + per;  // keys [begin, n)
   const T* kb = static_cast<const T*>(a.cache.k) + b * a.cache.sb + hk * a.cache.sh;
   const T* vb = static_cast<const T*>(a.cache.v) + b * a.cache.sb + hk * a.cache.sh;
   const int d = tid % HD, gi = tid / HD;
   float m = -INFINITY, l = 0.f, acc = 0.f;
-  for (int64_t c0 = 0; c0 < n; c0 += kAttnThreads) {
+  for (int64_t c0 = begin; c0 < n; c0 += kAttnThreads) {
     const int64_t t = c0 + tid;
     float s = -INFINITY;
     if (t < n) {
@@ -271,8 +286,38 @@ __global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(const De
     float sum = 0.f;
 #pragma unroll
     for (int i = 0; i < G; ++i) sum += part[i * HD + tid];
-    static_cast<T*>(a.y)[b * a.Hq * HD + h * HD + tid] = from_f32<T>(sum / l);
+    if (splits == 1) {
+      static_cast<T*>(a.y)[b * a.Hq * HD + h * HD + tid] = from_f32<T>(sum / l);
+    } else {
+      // Workspace per (b, h): splits × (m, l) then splits × HD partial outputs. An empty split
+      // (every key past the row's position) leaves m = −inf, l = 0.
+      float* w = a.workspace + (b * a.Hq + h) * splits * (2 + HD);
+      if (tid == 0) {
+        w[split * 2] = m;
+        w[split * 2 + 1] = l;
+      }
+      w[splits * 2 + split * HD + tid] = sum;
+    }
   }
+}
+
+// Merges the splits of decode_attention_kernel: y = Σ_i e^(m_i − M) acc_i / Σ_i e^(m_i − M) l_i.
+template <typename T, int HD>
+__global__ void decode_attention_merge_kernel(const DecodeAttentionArgs a, int64_t splits) {
+  const int64_t h = blockIdx.x, b = blockIdx.y;
+  const int tid = threadIdx.x;
+  const float* w = a.workspace + (b * a.Hq + h) * splits * (2 + HD);
+  float M = -INFINITY;
+  for (int64_t i = 0; i < splits; ++i) M = fmaxf(M, w[i * 2]);
+  float L = 0.f, y = 0.f;
+  for (int64_t i = 0; i < splits; ++i) {
+    const float mi = w[i * 2];
+    if (mi == -INFINITY) continue;
+    const float f = __expf(mi - M);
+    L += f * w[i * 2 + 1];
+    y += f * w[splits * 2 + i * HD + tid];
+  }
+  static_cast<T*>(a.y)[b * a.Hq * HD + h * HD + tid] = from_f32<T>(y / L);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -322,17 +367,31 @@ void decode_rope_append(DType dt, const DecodeRopeAppendArgs& a, cudaStream_t st
 
 bool decode_attention_supported(DType dt, int64_t hd) { return hd == 64 || hd == 128; }
 
+int64_t decode_attention_workspace(const DecodeAttentionArgs& a) {
+  const int64_t splits = attention_splits(a);
+  return splits == 1 ? 0 : a.B * a.Hq * splits * (2 + a.hd);
+}
+
 void decode_attention(DType dt, const DecodeAttentionArgs& a, cudaStream_t stream) {
   if (!decode_attention_supported(dt, a.hd) || a.Hkv <= 0 || a.Hq % a.Hkv != 0)
     throw std::invalid_argument("decode_attention: needs head size 64 or 128 and Hq a multiple of Hkv");
   const int64_t pn = 16 / static_cast<int64_t>(dtype_size(dt));
   if (!aligned16(a.cache.k) || !aligned16(a.cache.v) || a.cache.st % pn != 0 || a.cache.sh % pn != 0 || a.cache.sb % pn != 0)
     throw std::invalid_argument("decode_attention: the cache rows must be 16-byte aligned");
+  const int64_t splits = attention_splits(a);
+  if (splits > 1 && !a.workspace) throw std::invalid_argument("decode_attention: the split path needs its workspace");
   if (a.B == 0) return;
-  const dim3 grid(static_cast<unsigned>(a.Hq), static_cast<unsigned>(a.B));
+  const int64_t per = splits == 1 ? std::numeric_limits<int64_t>::max() / 2 : ceil_div(a.max_keys, splits);
+  const dim3 grid(static_cast<unsigned>(a.Hq), static_cast<unsigned>(a.B), static_cast<unsigned>(splits));
+  const dim3 merge_grid(static_cast<unsigned>(a.Hq), static_cast<unsigned>(a.B));
   FATHOM_DISPATCH_DTYPE(dt, {
-    if (a.hd == 64) decode_attention_kernel<T, 64><<<grid, kAttnThreads, 0, stream>>>(a);
-    else decode_attention_kernel<T, 128><<<grid, kAttnThreads, 0, stream>>>(a);
+    if (a.hd == 64) {
+      decode_attention_kernel<T, 64><<<grid, kAttnThreads, 0, stream>>>(a, splits, per);
+      if (splits > 1) decode_attention_merge_kernel<T, 64><<<merge_grid, 64, 0, stream>>>(a, splits);
+    } else {
+      decode_attention_kernel<T, 128><<<grid, kAttnThreads, 0, stream>>>(a, splits, per);
+      if (splits > 1) decode_attention_merge_kernel<T, 128><<<merge_grid, 128, 0, stream>>>(a, splits);
+    }
   });
   check_launch("decode_attention");
 }

@@ -365,6 +365,15 @@ TEST(DecodeAttentionKernels, MatchReference) {
         a.B = B; a.Hq = Hq; a.Hkv = Hkv; a.hd = hd;
         a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
         k::decode_attention(kind.dt, a, stream());
+        // The flash-decoding split: max_keys = S (300) cuts the keys into two stretches and merges.
+        auto y_split = torch::empty_like(y);
+        k::DecodeAttentionArgs as = a;
+        as.y = y_split.data_ptr();
+        as.max_keys = S;
+        ASSERT_GT(k::decode_attention_workspace(as), 0);
+        auto ws = torch::empty({k::decode_attention_workspace(as)}, torch::TensorOptions().dtype(torch::kFloat32).device(kCuda));
+        as.workspace = ws.data_ptr<float>();
+        k::decode_attention(kind.dt, as, stream());
 
         const k::KvCacheView hview{kc_h.data(), vc_h.data(), kc.stride(0), kc.stride(1), kc.stride(2)};
         k::DecodeRopeAppendArgs rr = r;
@@ -388,6 +397,7 @@ TEST(DecodeAttentionKernels, MatchReference) {
         ar.y = yr.data();
         k::ref::decode_attention(ar);
         EXPECT_LT(max_rel(y, tens(yr, {B, Hq * hd})), kind.tol) << "attention";
+        EXPECT_LT(max_rel(y_split, tens(yr, {B, Hq * hd})), kind.tol) << "attention, keys split in two";
       }
     }
   }
@@ -571,7 +581,7 @@ TEST(EngineOps, Int8LinearFusedMatchesComposite) {
 // step, rows at different positions as the continuous batcher feeds them; bf16 and int8 weights.
 TEST(EngineOps, DecodeFastPathMatchesComposite) {
   fathom::model::ModelArgs a;
-  a.vocab_size = 512; a.d_model = 256; a.n_layers = 2; a.n_heads = 4; a.n_kv_heads = 2; a.d_ff = 704; a.max_seq_len = 256;
+  a.vocab_size = 512; a.d_model = 256; a.n_layers = 2; a.n_heads = 4; a.n_kv_heads = 2; a.d_ff = 704; a.max_seq_len = 512;
   for (auto [int8_, B_] : {std::pair<bool, int64_t>{false, 1}, {false, 3}, {true, 1}, {true, 3}}) {
     const bool int8 = int8_;  // (a lambda below captures these: structured bindings cannot be captured in C++17)
     const int64_t B = B_;
@@ -587,11 +597,12 @@ TEST(EngineOps, DecodeFastPathMatchesComposite) {
     torch::NoGradGuard ng;
     const int64_t steps = 150;
     auto tokens = torch::randint(0, 512, {B, steps}, torch::kInt64).to(kCuda);
-    // Rows start at different positions (0, 40, 100), so one step mixes short and long rows.
-    const std::vector<int64_t> start = {0, 40, 100};
+    // Rows start at different positions (0, 40, 200), so one step mixes short and long rows; past
+    // 256 keys the attention splits them over two blocks (flash-decoding) and merges.
+    const std::vector<int64_t> start = {0, 40, 200};
     auto run = [&](bool fused) {
       ops::set_kernels_enabled(fused);
-      auto cache = net->new_cache(B, 256);
+      auto cache = net->new_cache(B, 512);
       std::vector<torch::Tensor> out;
       for (int64_t t = 0; t < steps; ++t) {
         std::vector<int64_t> pos;

@@ -70,7 +70,15 @@ struct DecodeAttentionArgs {
   void* y = nullptr;                   // (B, Hq · hd), contiguous
   int64_t B = 0, Hq = 0, Hkv = 0, hd = 0;
   float scale = 0.f;  // softmax scale, usually 1 / sqrt(hd)
+  // Flash-decoding split: with max_keys (a host-side bound on positions + 1, e.g. the graph's span)
+  // above 256, the keys are cut into `splits` stretches handled by separate blocks, then merged by
+  // a second launch. Needs decode_attention_workspace(a) fp32 values of scratch in `workspace`.
+  int64_t max_keys = 0;
+  float* workspace = nullptr;
 };
+
+// fp32 values of scratch decode_attention needs for these arguments (0: a single launch).
+int64_t decode_attention_workspace(const DecodeAttentionArgs& a);
 
 // hd 64 or 128, Hq a multiple of Hkv.
 bool decode_attention_supported(DType dt, int64_t hd);
