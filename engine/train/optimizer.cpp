@@ -2,8 +2,12 @@
 #include "engine/train/optimizer.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <stdexcept>
+#include <string>
+
+#include "engine/ops/adamw.h"
 
 namespace fathom::train {
 
@@ -42,6 +46,28 @@ void AdamW::step(double lr) {
     if (decay_[i] && opt_.weight_decay != 0.0) p_decay.push_back(params_[i].second);
   }
   if (p_all.empty()) return;
+  // FATHOM_FUSED_ADAMW=0 keeps LibTorch's path (A/B measurements: tools/gpu/check_kernels.sh).
+  static const bool fused_allowed = [] {
+    const char* e = std::getenv("FATHOM_FUSED_ADAMW");
+    return !(e && std::string(e) == "0");
+  }();
+  if (fused_allowed && ops::fused_adamw_applicable(p_all, g_all, m_all, v_all)) {
+    // CUDA with the kernels on: Fathom's multi-tensor fused AdamW (kernels/adamw), one pass over
+    // parameters, gradients and moments, both weight-decay groups in one launch.
+    std::vector<bool> decay;
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (params_[i].second.grad().defined()) decay.push_back(decay_[i] && opt_.weight_decay != 0.0);
+    ops::AdamWStep s;
+    s.lr = lr;
+    s.beta1 = opt_.beta1;
+    s.beta2 = opt_.beta2;
+    s.eps = opt_.eps;
+    s.weight_decay = opt_.weight_decay;
+    s.step_size = step_size;
+    s.bias_correction2_sqrt = bias_correction2_sqrt;
+    ops::fused_adamw_step(p_all, g_all, m_all, v_all, decay, s);
+    return;
+  }
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   // On CUDA, LibTorch's fused AdamW kernel (the one torch.optim.AdamW(fused=True) runs): one pass
   // over parameters, gradients and both moments instead of eight. Two calls, because the weight

@@ -5,7 +5,8 @@
 // with the peak memory of one call; weight-only int8 decode products against the dequantising
 // composite and against bf16; the decode-step ops (engine/ops/decode.h: one-row products,
 // q/k/v and gate/up+SwiGLU in one pass, rotary + cache append + attention) against the path the
-// model took before, both replayed from CUDA graphs. Timing: CUDA events around `iters`
+// model took before, both replayed from CUDA graphs; the multi-tensor fused AdamW against the
+// _foreach_ composite and LibTorch's _fused_adamw_. Timing: CUDA events around `iters`
 // calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
 // per case ({"bench":"kernels",...}). Exits 77 without a CUDA device.
 // Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]
@@ -27,6 +28,7 @@
 #include "engine/infer/graph_decode.h"
 #include "engine/model/transformer.h"
 #include "engine/ops/decode.h"
+#include "engine/ops/adamw.h"
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
@@ -312,6 +314,67 @@ void bench_model(const Shape& s) {
     };
   });
 }
+// Multi-tensor AdamW over the model's parameter list (fp32 master weights, gradients and moments):
+// the fused kernel (engine/ops/adamw.h) against the _foreach_ composite it replaces, and against
+// LibTorch's at::_fused_adamw_ (what the engine ran on CUDA before), one step each.
+void bench_adamw(const Shape& s) {
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA);
+  std::vector<std::vector<int64_t>> shapes = {{s.V, s.C}, {s.C}};
+  const int64_t L = s.model == "llama-1b" ? 16 : 12;
+  for (int64_t l = 0; l < L; ++l)
+    for (auto sh : std::vector<std::vector<int64_t>>{{s.H * s.hd, s.C}, {s.Hkv * s.hd, s.C}, {s.Hkv * s.hd, s.C},
+                                                     {s.C, s.H * s.hd}, {s.d_ff, s.C}, {s.d_ff, s.C}, {s.C, s.d_ff}, {s.C}, {s.C}})
+      shapes.push_back(sh);
+  std::vector<torch::Tensor> p, g, m, v, pd;
+  std::vector<bool> decay;
+  int64_t n = 0;
+  for (const auto& sh : shapes) {
+    p.push_back(torch::randn(sh, f32));
+    g.push_back(torch::randn(sh, f32) * 1e-3);
+    m.push_back(torch::zeros(sh, f32));
+    v.push_back(torch::zeros(sh, f32));
+    decay.push_back(sh.size() >= 2);
+    if (decay.back()) pd.push_back(p.back());
+    n += p.back().numel();
+  }
+  ops::AdamWStep st;
+  st.lr = 1e-4;
+  st.weight_decay = 0.1;
+  st.step_size = 1e-3;
+  st.bias_correction2_sqrt = 0.3;
+  const std::string shape = std::to_string(shapes.size()) + " tensors, " + std::to_string(n / 1000000) + "M";
+  const double bytes = 4.0 * n * 7;  // read p, g, m, v; write p, m, v
+  measure(s, "adamw", "step", shape, bytes, [&](bool fused) {
+    return [&, fused] {
+      torch::NoGradGuard ng;
+      if (fused) {
+        ops::fused_adamw_step(p, g, m, v, decay, st);
+        return;
+      }
+      // engine/train/optimizer.cpp's _foreach_ path.
+      at::_foreach_mul_(pd, 1.0 - st.lr * st.weight_decay);
+      at::_foreach_mul_(m, st.beta1);
+      at::_foreach_add_(m, g, 1.0 - st.beta1);
+      at::_foreach_mul_(v, st.beta2);
+      at::_foreach_addcmul_(v, g, g, 1.0 - st.beta2);
+      auto denom = at::_foreach_sqrt(v);
+      at::_foreach_div_(denom, st.bias_correction2_sqrt);
+      at::_foreach_add_(denom, st.eps);
+      at::_foreach_addcdiv_(p, m, denom, -st.step_size);
+    };
+  });
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  std::vector<torch::Tensor> steps;
+  for (const auto& t : p) steps.push_back(torch::full({}, 10.0, t.options()));
+  measure(s, "adamw_vs_torch_fused", "step", shape, bytes, [&](bool fused) {
+    return [&, fused] {
+      torch::NoGradGuard ng;
+      if (fused) ops::fused_adamw_step(p, g, m, v, decay, st);
+      else at::_fused_adamw_(p, g, m, v, {}, steps, st.lr, st.beta1, st.beta2, st.weight_decay, st.eps, false, false);
+    };
+  });
+#endif
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -336,6 +399,7 @@ int main(int argc, char** argv) {
     if (only.empty() || only == s.model) {
       bench_model(s);
       bench_decode(s);
+      bench_adamw(s);
     }
 
   cudaDeviceProp prop{};

@@ -8,10 +8,12 @@
 #include <vector>
 
 #include "engine/model/transformer.h"
+#include "engine/train/optimizer.h"
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
+#include "fathom/kernels/adamw.h"
 #include "fathom/kernels/cross_entropy.h"
 #include "fathom/kernels/decode.h"
 #include "fathom/kernels/int8_gemv.h"
@@ -265,4 +267,37 @@ TEST(KernelReference, DecodeRopeAppendAndAttentionMatchTheModelsDecode) {
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   k::ref::decode_attention(a);
   EXPECT_LT(max_rel(tens(y, {B, Hq * hd}), want), 1e-5);
+}
+
+TEST(KernelReference, AdamWMatchesTheOptimizer) {
+  // The fused AdamW reference against engine/train's AdamW (its _foreach_ path on the CPU), three
+  // steps, a decayed matrix and an undecayed vector.
+  torch::manual_seed(8);
+  auto w = torch::randn({5, 7}), b = torch::randn({7});
+  fathom::train::AdamWOptions o;
+  o.weight_decay = 0.1;
+  fathom::train::AdamW opt({{"w", w}, {"b", b}}, o);
+  std::vector<float> wp = vec(w), bp = vec(b), wm(35, 0.f), wv(35, 0.f), bm(7, 0.f), bv(7, 0.f);
+  const double lr = 3e-3;
+  for (int step = 1; step <= 3; ++step) {
+    auto gw = torch::randn({5, 7}), gb = torch::randn({7});
+    w.mutable_grad() = gw;
+    b.mutable_grad() = gb;
+    opt.step(lr);
+    auto gws = vec(gw), gbs = vec(gb);
+    k::AdamWHyper h;
+    h.lr = static_cast<float>(lr);
+    h.beta1 = static_cast<float>(o.beta1);
+    h.beta2 = static_cast<float>(o.beta2);
+    h.eps = static_cast<float>(o.eps);
+    h.weight_decay = static_cast<float>(o.weight_decay);
+    h.step_size = static_cast<float>(lr / (1.0 - std::pow(o.beta1, step)));
+    h.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, step)));
+    const k::AdamWTensor ts[2] = {{wp.data(), gws.data(), wm.data(), wv.data(), 35, true},
+                                  {bp.data(), gbs.data(), bm.data(), bv.data(), 7, false}};
+    k::ref::adamw_step(ts, 2, h);
+  }
+  EXPECT_LT(max_rel(tens(wp, {5, 7}), w), 1e-6);
+  EXPECT_LT(max_rel(tens(bp, {7}), b), 1e-6);
+  EXPECT_LT(max_rel(tens(wv, {5, 7}), opt.exp_avg_sq()[0]), 1e-6);
 }

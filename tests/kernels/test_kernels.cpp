@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "engine/model/linear.h"
+#include "engine/train/optimizer.h"
 #include "engine/model/transformer.h"
+#include "engine/ops/adamw.h"
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/decode.h"
 #include "engine/ops/int8_linear.h"
@@ -23,6 +25,7 @@
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
+#include "fathom/kernels/adamw.h"
 #include "fathom/kernels/cross_entropy.h"
 #include "fathom/kernels/decode.h"
 #include "fathom/kernels/int8_gemv.h"
@@ -403,6 +406,56 @@ TEST(DecodeAttentionKernels, MatchReference) {
   }
 }
 
+TEST(AdamWKernel, MatchesReference) {
+  // Sizes that take every path: 1 element, a float4 tail (4097), several chunks (70,001), a
+  // misaligned view (offset 1: the scalar path), and more than 64 tensors (two launches).
+  torch::manual_seed(14);
+  std::vector<int64_t> sizes = {1, 4097, 70001, 333};
+  for (int i = 0; i < 70; ++i) sizes.push_back(17 + i);
+  std::vector<torch::Tensor> p, g, m, v;
+  for (auto n : sizes) {
+    p.push_back(torch::randn({n}));
+    g.push_back(torch::randn({n}));
+    m.push_back(torch::randn({n}) * 0.1);
+    v.push_back(torch::rand({n}) * 0.01);
+  }
+  std::vector<torch::Tensor> pd, gd, md, vd;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    pd.push_back(p[i].to(kCuda));
+    gd.push_back(g[i].to(kCuda));
+    md.push_back(m[i].to(kCuda));
+    vd.push_back(v[i].to(kCuda));
+  }
+  auto big = torch::zeros({334}, torch::TensorOptions().device(kCuda));
+  big.narrow(0, 1, 333).copy_(pd[3]);
+  pd[3] = big.narrow(0, 1, 333);  // 4-byte offset: not 16-byte aligned
+  k::AdamWHyper h;
+  h.lr = 1e-3f; h.beta1 = 0.9f; h.beta2 = 0.95f; h.eps = 1e-8f; h.weight_decay = 0.1f;
+  h.step_size = 1e-3f / (1.f - 0.9f);
+  h.bias_correction2_sqrt = std::sqrt(1.f - 0.95f);
+  std::vector<k::AdamWTensor> ts, tr;
+  std::vector<std::vector<float>> hp, hg, hm, hv;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    ts.push_back({pd[i].data_ptr<float>(), gd[i].data_ptr<float>(), md[i].data_ptr<float>(), vd[i].data_ptr<float>(), sizes[i],
+                  i % 2 == 0});
+    hp.push_back(host(p[i]));
+    hg.push_back(host(g[i]));
+    hm.push_back(host(m[i]));
+    hv.push_back(host(v[i]));
+  }
+  for (size_t i = 0; i < sizes.size(); ++i)
+    tr.push_back({hp[i].data(), hg[i].data(), hm[i].data(), hv[i].data(), sizes[i], i % 2 == 0});
+  k::adamw_step(ts.data(), static_cast<int>(ts.size()), h, stream());
+  k::ref::adamw_step(tr.data(), static_cast<int>(tr.size()), h);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i) + " of " + std::to_string(sizes[i]));
+    EXPECT_LT(max_rel(pd[i], tens(hp[i], {sizes[i]})), 1e-6);
+    EXPECT_LT(max_rel(md[i], tens(hm[i], {sizes[i]})), 1e-6);
+    EXPECT_LT(max_rel(vd[i], tens(hv[i], {sizes[i]})), 1e-6);
+  }
+  EXPECT_EQ(big[0].item<float>(), 0.f) << "the element before the misaligned view";
+}
+
 // ---- 2. engine ops: fused path against the composite -----------------------------------------
 
 namespace {
@@ -635,6 +688,42 @@ TEST(EngineOps, DecodeFastPathMatchesComposite) {
   EXPECT_TRUE(ops::decode_linear_fusable(x9.narrow(0, 0, 8), {d, d, d}));
   EXPECT_FALSE(ops::decode_linear_fusable(x9, {d, d, d}));
   ops::set_kernels_enabled(std::nullopt);
+}
+
+// engine/train's AdamW on CUDA: the fused kernel (kernels on) against the path it replaced
+// (LibTorch's at::_fused_adamw_ on LibTorch ≥ 2.1, else _foreach_), five steps.
+TEST(EngineOps, FusedAdamWMatchesTheOptimizersOtherPath) {
+  torch::manual_seed(15);
+  auto make = [] {
+    std::vector<std::pair<std::string, torch::Tensor>> ps;
+    torch::manual_seed(16);
+    ps.emplace_back("w", torch::randn({256, 300}).to(kCuda));
+    ps.emplace_back("b", torch::randn({300}).to(kCuda));
+    ps.emplace_back("e", torch::randn({1000, 64}).to(kCuda));
+    return ps;
+  };
+  auto run = [&](bool fused) {
+    auto ps = make();
+    fathom::train::AdamW opt(ps, fathom::train::AdamWOptions{});
+    ops::set_kernels_enabled(fused);
+    std::vector<torch::Tensor> p, g, m, v;
+    for (auto& [n, t] : ps) {
+      p.push_back(t);
+      g.push_back(torch::zeros_like(t));
+      m.push_back(torch::zeros_like(t));
+      v.push_back(torch::zeros_like(t));
+    }
+    EXPECT_EQ(ops::fused_adamw_applicable(p, g, m, v), fused);
+    torch::manual_seed(17);
+    for (int s = 0; s < 5; ++s) {
+      for (auto& [n, t] : ps) t.mutable_grad() = torch::randn(t.sizes()).to(kCuda);
+      opt.step(1e-3);
+    }
+    ops::set_kernels_enabled(std::nullopt);
+    return ps;
+  };
+  auto a = run(true), b = run(false);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_LT(max_rel(a[i].second, b[i].second), 1e-5) << a[i].first;
 }
 
 TEST(EngineOps, SwitchOffGivesTheComposite) {

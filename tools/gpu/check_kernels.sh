@@ -6,7 +6,9 @@
 #      (references vs composites) and test_gpu_smoke (the engine on CUDA, now through the kernels);
 #   2. bench_kernels: fused vs composite at gpt2-124m and llama-1b shapes (table + JSON lines);
 #   3. with TRAIN_AB=1 and .device-data carried: `bench train` of gpt2-124m and llama-1b with
-#      FATHOM_KERNELS=1 and =0 (tokens/s A/B of the whole training step).
+#      FATHOM_KERNELS=1 and =0 (tokens/s A/B of the whole training step);
+#   4. with ADAMW_AB=1: `bench train` of llama-1b (or ADAMW_PRESETS) with FATHOM_FUSED_ADAMW=1 and =0
+#      (the fused AdamW kernel against LibTorch's _fused_adamw_, everything else the same).
 # Leaves /tmp/bk/bin/fathom-engine built (ENGINE for tools/gpu/bench_infer.sh in the same call).
 # Four files come back in $OUT: summary.txt (tests, failures, bench table, A/B), bench.txt (with the
 # JSON lines), build.txt, session.log.
@@ -59,6 +61,20 @@ if [ -n "${TRAIN_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.de
       [ -n "$line" ] || line="{\"error\": \"$(tail -3 /tmp/ab-$preset-$kern.err | tr '\n"' ' _')\"}"
       echo "{\"preset\":\"$preset\",\"FATHOM_KERNELS\":$kern,\"result\":$line}" >>/tmp/bk-train-ab.txt
       log "bench train $preset FATHOM_KERNELS=$kern: $line"
+    done
+  done
+fi
+
+# ---- 4. whole training step, the fused AdamW kernel vs LibTorch's _fused_adamw_ (ADAMW_AB=1) ----------
+if [ -n "${ADAMW_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
+  export FATHOM_DATA_DIR=$here/.device-data FATHOM_WORKSPACE=/tmp/fathom-ws
+  for preset in ${ADAMW_PRESETS:-llama-1b}; do
+    for fa in 1 0; do
+      [ "$(left)" -gt 50 ] || { log "skip bench train $preset FATHOM_FUSED_ADAMW=$fa: out of time"; continue; }
+      FATHOM_FUSED_ADAMW=$fa CUDA_VISIBLE_DEVICES=0 timeout 100 /tmp/bk/bin/fathom-engine bench train "$here/resources/presets/$preset.yaml" \
+        --steps "${STEPS:-6}" --warmup 2 --set train.gradient_accumulation_steps=1 --run-dir "/tmp/aw-$preset-$fa" \
+        >/tmp/aw-$preset-$fa.out 2>/tmp/aw-$preset-$fa.err
+      log "bench train $preset FATHOM_FUSED_ADAMW=$fa: $(grep '^{' /tmp/aw-$preset-$fa.out | tail -1 | head -c 400)$(tail -2 /tmp/aw-$preset-$fa.err | grep -i error)"
     done
   done
 fi

@@ -1,0 +1,24 @@
+// Multi-tensor fused AdamW on CUDA (kernels/adamw, issue #10) for engine/train/optimizer: every
+// parameter of a step updated in one pass (one launch per 64 tensors). Applicable to fp32, dense,
+// same-device CUDA tensors with the kernels on; elsewhere the optimizer keeps its other paths.
+#pragma once
+#include <torch/types.h>
+
+#include <vector>
+
+namespace fathom::ops {
+
+struct AdamWStep {
+  double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0;
+  double step_size = 0;              // lr / (1 − β1ᵗ)
+  double bias_correction2_sqrt = 1;  // sqrt(1 − β2ᵗ)
+};
+
+bool fused_adamw_applicable(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
+                            const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq);
+// decay[i]: tensor i takes weight decay.
+void fused_adamw_step(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
+                      const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
+                      const std::vector<bool>& decay, const AdamWStep& s);
+
+}  // namespace fathom::ops
