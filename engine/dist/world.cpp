@@ -2,7 +2,6 @@
 // c10d::ProcessGroup and has Gloo; LibTorch 2.x calls the backend c10d::Backend and adds NCCL. Gloo
 // in 1.13 has no reduce_scatter: it is emulated as all_reduce + slice, and reported as such.
 #include "engine/dist/world.h"
-#include "engine/protocol/emitter.h"
 
 #include <torch/version.h>
 #include <unistd.h>
@@ -43,6 +42,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #define FATHOM_HAVE_NCCL 1
 #endif
+
+#include "engine/protocol/emitter.h"
 
 namespace fathom::dist {
 namespace {

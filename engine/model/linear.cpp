@@ -42,7 +42,7 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
     if (has_lora() && !merged_) y = y + lora_B->forward(lora_A->forward(x)) * spec_.scale();
     return y;  // (no adapter bank with dynamic int8: see quantize_dynamic_int8's caller)
   }
-  if (auto d = decode_weight(); d && ops::decode_linear_fusable(x, {*d})) {
+  if (auto d = x.is_cuda() ? decode_weight() : std::nullopt; d && ops::decode_linear_fusable(x, {*d})) {
     // Decoding a few rows on CUDA: one pass over the weight (int8 or not) with the bias folded in.
     return ops::decode_linear(x, {*d});
   }

@@ -255,7 +255,9 @@ MlpImpl::MlpImpl(int64_t d_model, int64_t hidden) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  if (auto g = gate_proj->decode_weight(), u = up_proj->decode_weight(); g && u) {
+  auto g = x.is_cuda() ? gate_proj->decode_weight() : std::nullopt;
+  auto u = g ? up_proj->decode_weight() : std::nullopt;
+  if (g && u) {
     // Decoding on CUDA: gate, up and SwiGLU in one pass over both weights (engine/ops/decode.h).
     const std::vector<ops::DecodeWeight> ws{*g, *u};
     if (ops::decode_linear_fusable(x, ws, /*swiglu=*/true)) return down_proj(ops::decode_linear(x, ws, /*swiglu=*/true));

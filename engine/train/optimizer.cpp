@@ -7,8 +7,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "engine/ops/adamw.h"
-
 namespace fathom::train {
 
 AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options)
@@ -36,6 +34,7 @@ void AdamW::step(double lr) {
   // Multi-tensor (_foreach_) kernels: a handful of launches for all parameters on CUDA instead of
   // ~6 per tensor, and the same element-wise operations (so the same bits) as a per-tensor loop.
   std::vector<torch::Tensor> p_all, g_all, m_all, v_all, p_decay;
+  std::vector<bool> decay_all;  // per entry of p_all
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& g = params_[i].second.grad();
     if (!g.defined()) continue;
@@ -43,9 +42,18 @@ void AdamW::step(double lr) {
     g_all.push_back(g);
     m_all.push_back(exp_avg_[i]);
     v_all.push_back(exp_avg_sq_[i]);
-    if (decay_[i] && opt_.weight_decay != 0.0) p_decay.push_back(params_[i].second);
+    decay_all.push_back(decay_[i] && opt_.weight_decay != 0.0);
+    if (decay_all.back()) p_decay.push_back(params_[i].second);
   }
   if (p_all.empty()) return;
+  ops::AdamWStep s;
+  s.lr = lr;
+  s.beta1 = opt_.beta1;
+  s.beta2 = opt_.beta2;
+  s.eps = opt_.eps;
+  s.weight_decay = opt_.weight_decay;
+  s.step_size = step_size;
+  s.bias_correction2_sqrt = bias_correction2_sqrt;
   // FATHOM_FUSED_ADAMW=0 keeps LibTorch's path (A/B measurements: tools/gpu/check_kernels.sh).
   static const bool fused_allowed = [] {
     const char* e = std::getenv("FATHOM_FUSED_ADAMW");
@@ -54,18 +62,7 @@ void AdamW::step(double lr) {
   if (fused_allowed && ops::fused_adamw_applicable(p_all, g_all, m_all, v_all)) {
     // CUDA with the kernels on: Fathom's multi-tensor fused AdamW (kernels/adamw), one pass over
     // parameters, gradients and moments, both weight-decay groups in one launch.
-    std::vector<bool> decay;
-    for (size_t i = 0; i < params_.size(); ++i)
-      if (params_[i].second.grad().defined()) decay.push_back(decay_[i] && opt_.weight_decay != 0.0);
-    ops::AdamWStep s;
-    s.lr = lr;
-    s.beta1 = opt_.beta1;
-    s.beta2 = opt_.beta2;
-    s.eps = opt_.eps;
-    s.weight_decay = opt_.weight_decay;
-    s.step_size = step_size;
-    s.bias_correction2_sqrt = bias_correction2_sqrt;
-    ops::fused_adamw_step(p_all, g_all, m_all, v_all, decay, s);
+    ops::fused_adamw_step(p_all, g_all, m_all, v_all, decay_all, s);
     return;
   }
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
@@ -91,15 +88,21 @@ void AdamW::step(double lr) {
     return;
   }
 #endif
-  if (!p_decay.empty()) at::_foreach_mul_(p_decay, 1.0 - lr * opt_.weight_decay);
-  at::_foreach_mul_(m_all, opt_.beta1);
-  at::_foreach_add_(m_all, g_all, 1.0 - opt_.beta1);
-  at::_foreach_mul_(v_all, opt_.beta2);
-  at::_foreach_addcmul_(v_all, g_all, g_all, 1.0 - opt_.beta2);
-  auto denom = at::_foreach_sqrt(v_all);
-  at::_foreach_div_(denom, bias_correction2_sqrt);
-  at::_foreach_add_(denom, opt_.eps);
-  at::_foreach_addcdiv_(p_all, m_all, denom, -step_size);
+  adamw_foreach_update(p_all, g_all, m_all, v_all, p_decay, s);
+}
+
+void adamw_foreach_update(const std::vector<torch::Tensor>& p, const std::vector<torch::Tensor>& g,
+                          const std::vector<torch::Tensor>& m, const std::vector<torch::Tensor>& v,
+                          const std::vector<torch::Tensor>& p_decay, const ops::AdamWStep& s) {
+  if (!p_decay.empty()) at::_foreach_mul_(p_decay, 1.0 - s.lr * s.weight_decay);
+  at::_foreach_mul_(m, s.beta1);
+  at::_foreach_add_(m, g, 1.0 - s.beta1);
+  at::_foreach_mul_(v, s.beta2);
+  at::_foreach_addcmul_(v, g, g, 1.0 - s.beta2);
+  auto denom = at::_foreach_sqrt(v);
+  at::_foreach_div_(denom, s.bias_correction2_sqrt);
+  at::_foreach_add_(denom, s.eps);
+  at::_foreach_addcdiv_(p, m, denom, -s.step_size);
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {

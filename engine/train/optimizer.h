@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/ops/adamw.h"
+
 namespace fathom::train {
 
 struct AdamWOptions {
@@ -44,6 +46,13 @@ class AdamW {
   AdamWOptions opt_;
   int64_t step_ = 0;
 };
+
+// The AdamW update through _foreach_ kernels, the same element-wise operations as a per-tensor loop
+// (AdamW::step's path on the CPU; the composite the fused CUDA kernel is measured against). p_decay:
+// the entries of p that take weight decay.
+void adamw_foreach_update(const std::vector<torch::Tensor>& p, const std::vector<torch::Tensor>& g,
+                          const std::vector<torch::Tensor>& m, const std::vector<torch::Tensor>& v,
+                          const std::vector<torch::Tensor>& p_decay, const ops::AdamWStep& s);
 
 // Global L2 norm of all gradients, then scale them by min(1, max_norm / (norm + 1e-6)) exactly as
 // torch.nn.utils.clip_grad_norm_ does. max_norm ≤ 0 only measures. Returns the norm before clipping.

@@ -35,6 +35,7 @@
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
+#include "engine/train/optimizer.h"
 
 namespace ops = fathom::ops;
 
@@ -351,16 +352,7 @@ void bench_adamw(const Shape& s) {
         ops::fused_adamw_step(p, g, m, v, decay, st);
         return;
       }
-      // engine/train/optimizer.cpp's _foreach_ path.
-      at::_foreach_mul_(pd, 1.0 - st.lr * st.weight_decay);
-      at::_foreach_mul_(m, st.beta1);
-      at::_foreach_add_(m, g, 1.0 - st.beta1);
-      at::_foreach_mul_(v, st.beta2);
-      at::_foreach_addcmul_(v, g, g, 1.0 - st.beta2);
-      auto denom = at::_foreach_sqrt(v);
-      at::_foreach_div_(denom, st.bias_correction2_sqrt);
-      at::_foreach_add_(denom, st.eps);
-      at::_foreach_addcdiv_(p, m, denom, -st.step_size);
+      fathom::train::adamw_foreach_update(p, g, m, v, pd, st);  // engine/train's _foreach_ path
     };
   });
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
