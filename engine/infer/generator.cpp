@@ -141,6 +141,31 @@ GenerateResult generate(model::Transformer& net, const tok::Tokenizer& tokenizer
   std::string cancel;
   const bool greedy = seq.greedy_only();
   const int64_t V = seq.vocab_limit();
+  if (graph && greedy) {
+    // Greedy on CUDA: the argmax and the next input stay on the device (graph_decode.h), and one
+    // step more than the host has read is always queued, so the GPU does not wait between tokens.
+    const int64_t vocab = V > 0 && logits.size(0) > V ? V : logits.size(0);
+    auto step = seq.advance_greedy(logits.narrow(0, 0, vocab).argmax().item<int64_t>());
+    bool started = false;
+    while (true) {
+      if (step.has_event && on_token && !on_token(step.event)) {
+        cancel = "cancelled";
+        break;
+      }
+      if (seq.done()) break;
+      if (!started) {
+        graph->greedy_start(seq.next_input(), cache.length, vocab);
+        started = true;
+      }
+      while (graph->greedy_in_flight() < 2 && graph->greedy_position() < cache.capacity) graph->greedy_enqueue();
+      step = seq.advance_greedy(graph->greedy_wait());
+      cache.length += 1;
+    }
+    while (started && graph->greedy_in_flight() > 0) graph->greedy_wait();  // steps past the end: drained, unused
+    const auto tail = seq.finish(cancel.empty() ? "length" : cancel);
+    if (tail.has_event && on_token) on_token(tail.event);
+    return seq.result();
+  }
   while (!seq.done()) {
     const auto step = greedy ? seq.advance_greedy((V > 0 && logits.size(0) > V ? logits.narrow(0, 0, V) : logits).argmax().item<int64_t>())
                              : seq.advance(logits);

@@ -5,12 +5,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <vector>
 
 #include "engine/model/linear.h"
 
 #if defined(FATHOM_HAVE_CUDA)
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -34,7 +36,26 @@ struct GraphDecoder::Impl {
     torch::Tensor logits;  // (1, V), in the graphs' memory pool
   };
   std::map<int64_t, Captured> graphs;  // span → graph
+  std::map<int64_t, Captured> greedy_graphs;  // span → graph that also picks and feeds the next token
   decltype(at::cuda::graph_pool_handle()) pool;
+
+  // Greedy pipeline: tokens come back through pinned host slots, each with its event.
+  static constexpr int kSlots = 4;
+  int64_t greedy_vocab = -1;
+  int64_t greedy_pos = 0;  // position of the input the next enqueue feeds
+  torch::Tensor host_tokens;  // (kSlots) int64, pinned
+  std::vector<at::cuda::CUDAEvent> events;
+  std::deque<int> in_flight;  // slots, oldest first
+  int next_slot = 0;
+
+  // The greedy step: the decode step, then argmax → next input, position + 1 (all on the device).
+  torch::Tensor run_greedy(int64_t span) {
+    auto logits = run(span);
+    auto next = logits.narrow(-1, 0, greedy_vocab).argmax(-1);  // (1)
+    token.view({1}).copy_(next);
+    pos.add_(1);
+    return logits;
+  }
 
   torch::Tensor run(int64_t span) {
     model::DecodeStep st;
@@ -50,7 +71,7 @@ struct GraphDecoder::Impl {
     return std::min(s, cache->capacity);
   }
 
-  Captured& capture(int64_t span) {
+  Captured& capture(int64_t span, bool greedy = false) {
     // Capture happens on a side stream, after everything queued on the current one (the inputs).
     auto current = c10::cuda::getCurrentCUDAStream();
     current.synchronize();
@@ -59,16 +80,22 @@ struct GraphDecoder::Impl {
     {
       c10::cuda::CUDAStreamGuard guard(side);
       // Warm-up: cuBLAS handles and workspaces for this stream, attention back-end choice, the
-      // allocator's blocks. It runs the real step, so its cache writes are the replay's.
-      for (int i = 0; i < 2; ++i) run(span);
+      // allocator's blocks. It runs the real step, so its cache writes are the replay's. The greedy
+      // step's warm-up also moves token and position on: put them back before the capture.
+      auto token0 = token.clone(), pos0 = pos.clone();
+      for (int i = 0; i < 2; ++i) {
+        greedy ? run_greedy(span) : run(span);
+        token.copy_(token0);
+        pos.copy_(pos0);
+      }
       side.synchronize();
       c.graph = std::make_unique<at::cuda::CUDAGraph>();
       c.graph->capture_begin(pool);
-      c.logits = run(span);
+      c.logits = greedy ? run_greedy(span) : run(span);
       c.graph->capture_end();
     }
     side.synchronize();
-    return graphs.emplace(span, std::move(c)).first->second;
+    return (greedy ? greedy_graphs : graphs).emplace(span, std::move(c)).first->second;
   }
 };
 
@@ -113,7 +140,56 @@ torch::Tensor GraphDecoder::step(int64_t token, int64_t pos) {
   return c.logits.select(0, 0);
 }
 
-int GraphDecoder::graphs() const { return static_cast<int>(impl_->graphs.size()); }
+int GraphDecoder::graphs() const { return static_cast<int>(impl_->graphs.size() + impl_->greedy_graphs.size()); }
+
+void GraphDecoder::greedy_start(int64_t token, int64_t pos, int64_t vocab) {
+  auto& I = *impl_;
+  TORCH_CHECK(I.in_flight.empty(), "greedy_start with steps still in flight");
+  TORCH_CHECK(vocab > 0, "greedy decoding needs a vocabulary size");
+  if (vocab != I.greedy_vocab) I.greedy_graphs.clear();  // captured with another argmax width
+  I.greedy_vocab = vocab;
+  if (!I.host_tokens.defined()) {
+    I.host_tokens = torch::zeros({Impl::kSlots}, torch::TensorOptions().dtype(torch::kInt64).pinned_memory(true));
+    I.events.resize(Impl::kSlots);
+  }
+  torch::NoGradGuard ng;
+  I.token.fill_(token);
+  I.pos.fill_(pos);
+  I.greedy_pos = pos;
+}
+
+void GraphDecoder::greedy_enqueue() {
+  auto& I = *impl_;
+  TORCH_CHECK(I.greedy_vocab > 0, "greedy_enqueue before greedy_start");
+  TORCH_CHECK(static_cast<int>(I.in_flight.size()) < Impl::kSlots, "greedy_enqueue: ", Impl::kSlots, " steps already in flight");
+  TORCH_CHECK(I.greedy_pos < I.cache->capacity, "KV cache full: position ", I.greedy_pos, " exceeds its capacity ",
+              I.cache->capacity);
+  torch::NoGradGuard ng;
+  const int64_t span = I.bucket(I.greedy_pos + 1);
+  auto it = I.greedy_graphs.find(span);
+  Impl::Captured& c = it != I.greedy_graphs.end() ? it->second : I.capture(span, /*greedy=*/true);
+  c.graph->replay();
+  // The chosen token (now the next input) to its pinned slot, behind the replay on this stream;
+  // the next replay, queued after this copy, overwrites the input only once it is read.
+  const int slot = I.next_slot;
+  I.next_slot = (I.next_slot + 1) % Impl::kSlots;
+  I.host_tokens.select(0, slot).copy_(I.token.view({}), /*non_blocking=*/true);
+  I.events[slot].record(c10::cuda::getCurrentCUDAStream());
+  I.in_flight.push_back(slot);
+  I.greedy_pos += 1;
+}
+
+int64_t GraphDecoder::greedy_wait() {
+  auto& I = *impl_;
+  TORCH_CHECK(!I.in_flight.empty(), "greedy_wait with no step in flight");
+  const int slot = I.in_flight.front();
+  I.in_flight.pop_front();
+  I.events[slot].synchronize();
+  return I.host_tokens.data_ptr<int64_t>()[slot];
+}
+
+int GraphDecoder::greedy_in_flight() const { return static_cast<int>(impl_->in_flight.size()); }
+int64_t GraphDecoder::greedy_position() const { return impl_->greedy_pos; }
 
 double time_in_graph(const std::function<void()>& body, int iters, int repeats) {
   torch::NoGradGuard ng;
@@ -155,6 +231,11 @@ std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer&, model::K
 }
 torch::Tensor GraphDecoder::step(int64_t, int64_t) { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
 int GraphDecoder::graphs() const { return 0; }
+void GraphDecoder::greedy_start(int64_t, int64_t, int64_t) { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
+void GraphDecoder::greedy_enqueue() { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
+int64_t GraphDecoder::greedy_wait() { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
+int GraphDecoder::greedy_in_flight() const { return 0; }
+int64_t GraphDecoder::greedy_position() const { return 0; }
 double time_in_graph(const std::function<void()>&, int, int) { return -1.0; }
 
 #endif

@@ -37,6 +37,21 @@ class GraphDecoder {
   torch::Tensor step(int64_t token, int64_t pos);
   int graphs() const;  // captured so far
 
+  // Greedy decoding with the choice made on the device. Each replay also takes the argmax of the
+  // logits' first `vocab` entries, writes it as the next input and advances the position, so the
+  // next step can be queued before the host has read this one's token: the GPU does not wait for
+  // the host between tokens.
+  //   g->greedy_start(token, pos, vocab);  // the first input, at position pos
+  //   g->greedy_enqueue();                 // queue the step at the next position (≤ 4 in flight)
+  //   int64_t t = g->greedy_wait();        // the oldest queued step's token, in order
+  // A step queued past the end of a sequence only writes the cache past it. step() may be used
+  // again after greedy_start() (it sets token and position itself).
+  void greedy_start(int64_t token, int64_t pos, int64_t vocab);
+  void greedy_enqueue();
+  int64_t greedy_wait();
+  int greedy_in_flight() const;
+  int64_t greedy_position() const;  // the position the next greedy_enqueue() feeds
+
  private:
   GraphDecoder();
   struct Impl;

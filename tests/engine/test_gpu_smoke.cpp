@@ -164,11 +164,29 @@ TEST(GpuSmoke, CudaGraphDecodeMatchesEager) {
   sp.temperature = 0;
   sp.ignore_eos = true;
   sp.max_tokens = 150;
-  const auto with = fathom::infer::generate(net, tok, prompt, sp);
+  // Greedy generate() keeps the argmax on the device and one step queued ahead (graph_decode.h's
+  // greedy pipeline): the same tokens at every length, the first token alone, and when the caller
+  // stops it after 5 tokens.
+  for (int64_t max_tokens : {int64_t{150}, int64_t{1}, int64_t{2}}) {
+    sp.max_tokens = max_tokens;
+    const auto with = fathom::infer::generate(net, tok, prompt, sp);
+    setenv("FATHOM_CUDA_GRAPHS", "0", 1);
+    const auto without = fathom::infer::generate(net, tok, prompt, sp);
+    unsetenv("FATHOM_CUDA_GRAPHS");
+    EXPECT_EQ(with.tokens, without.tokens) << "max_tokens " << max_tokens;
+    EXPECT_EQ(static_cast<int64_t>(with.tokens.size()), max_tokens);
+  }
+  sp.max_tokens = 150;
+  auto stop_after_5 = [](int* n) { return [n](const fathom::infer::TokenEvent&) { return ++*n < 5; }; };
+  int n_with = 0, n_without = 0;
+  const auto cut = fathom::infer::generate(net, tok, prompt, sp, stop_after_5(&n_with));
   setenv("FATHOM_CUDA_GRAPHS", "0", 1);
-  const auto without = fathom::infer::generate(net, tok, prompt, sp);
+  const auto cut_eager = fathom::infer::generate(net, tok, prompt, sp, stop_after_5(&n_without));
   unsetenv("FATHOM_CUDA_GRAPHS");
-  EXPECT_EQ(with.tokens, without.tokens);
+  EXPECT_EQ(cut.tokens, cut_eager.tokens);
+  EXPECT_EQ(n_with, n_without);
+  EXPECT_EQ(n_with, 5);
+  EXPECT_LT(cut.tokens.size(), size_t{150});
 }
 
 // FP8 products (e4m3 forward, e5m2 gradients, per-tensor scales) against bf16: output and both
