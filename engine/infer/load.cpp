@@ -167,6 +167,10 @@ std::string quantize_for_serving(LoadedModel& m, const std::string& mode) {
   }
   std::ostringstream o;
   o << mode << ": " << layers << " linear layers, " << before / (1 << 20) << " MiB → " << after / (1 << 20) << " MiB (" << kernel << ")";
+  // int8 on CUDA: the decode steps also read an int8 copy of the LM head (transformer.h).
+  if (mode == "int8")
+    if (const int64_t head = m.net->quantize_head_for_decode(); head > 0)
+      o << "; LM head: an int8 copy for decoding, +" << head / (1 << 20) << " MiB";
   return o.str();
 }
 

@@ -409,7 +409,26 @@ torch::Tensor TransformerImpl::forward_decode(const torch::Tensor& idx, KvCache&
     std::pair<torch::Tensor, torch::Tensor> rows{full.first.narrow(0, 0, B), full.second.narrow(0, 0, B)};
     x = layer->as<BlockImpl>()->forward_decode(x, rope_, rows, step);
   }
-  return logits(model->norm(x)).squeeze(1);
+  auto h = model->norm(x);
+  if (head_q_.defined()) {
+    const std::vector<ops::DecodeWeight> head{{head_q_, head_scale_, {}}};
+    if (ops::decode_linear_fusable(h, head)) return ops::decode_linear(h, head).squeeze(1);
+  }
+  return logits(h).squeeze(1);
+}
+
+int64_t TransformerImpl::quantize_head_for_decode() {
+  // Only a plain product: an untied head with an adapter, a bias or int8 weights of its own keeps its path.
+  if (!args_.tie_embeddings && (lm_head->has_lora() || lm_head->has_adapter_bank() || lm_head->bias.defined() || lm_head->quantized()))
+    return 0;
+  const auto& w = args_.tie_embeddings ? model->embed_tokens->weight : lm_head->weight;
+  if (!w.defined() || !w.is_cuda()) return 0;
+  torch::NoGradGuard ng;
+  auto wf = w.detach().to(torch::kFloat32);
+  auto scale = wf.abs().amax(1).clamp_min(1e-12) / 127.0;  // per vocabulary row, as LinearImpl::quantize_int8
+  head_q_ = torch::round(wf / scale.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8).contiguous();
+  head_scale_ = scale.to(w.scalar_type());
+  return head_q_.numel() + head_scale_.numel() * head_scale_.element_size();
 }
 
 torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* aux, const SeqLayout& layout) {

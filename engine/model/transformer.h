@@ -229,6 +229,13 @@ class TransformerImpl : public torch::nn::Module {
   // by 1/sqrt(2·n_layers) (GPT-2 paper §2.3), norms at 1. Deterministic given the torch seed.
   void init_weights();
   void to_device(const torch::Device& device);
+  // Serving with int8 weights: an int8 copy of the LM head (one scale per vocabulary row) that
+  // forward_decode reads instead of the head itself wherever the decode gemv takes the step (CUDA,
+  // ≤ 8 rows). Prefill and the CPU keep the exact head, which stays (it is also the tied embedding),
+  // so this costs vocab × d_model bytes more memory and halves the head's bytes per token. Returns
+  // those bytes; 0 (nothing made) when the model is not on a CUDA device.
+  int64_t quantize_head_for_decode();
+  bool head_quantized_for_decode() const { return head_q_.defined(); }
 
   Decoder model{nullptr};
   Linear lm_head{nullptr};  // shares model.embed_tokens.weight when tied
@@ -238,6 +245,7 @@ class TransformerImpl : public torch::nn::Module {
   ModelArgs args_;
   double last_aux_loss_ = 0.0;
   RopeTables rope_;
+  torch::Tensor head_q_, head_scale_;  // quantize_head_for_decode's int8 head and scales
 };
 TORCH_MODULE(Transformer);
 

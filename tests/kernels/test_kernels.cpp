@@ -643,9 +643,13 @@ TEST(EngineOps, DecodeFastPathMatchesComposite) {
     fathom::model::Transformer net(a);
     net->to(torch::kBFloat16);
     net->to_device(kCuda);
-    if (int8)
+    if (int8) {
       for (const auto& m : net->modules(false))
         if (auto lin = std::dynamic_pointer_cast<fathom::model::LinearImpl>(m)) lin->quantize_int8();
+      // The int8 copy of the (tied) LM head, read by the fused path only: the composite keeps bf16.
+      EXPECT_EQ(net->quantize_head_for_decode(), 512 * 256 + 512 * 2);
+      EXPECT_TRUE(net->head_quantized_for_decode());
+    }
     net->eval();
     torch::NoGradGuard ng;
     const int64_t steps = 150;

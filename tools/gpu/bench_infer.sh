@@ -4,7 +4,8 @@
 # `fathom-engine bench infer` (batch 1 and continuous batching at 1/8/32/64 concurrent requests, for
 # none / int8 / dynamic_int8) on the same weights; then the quantisation's perplexity cost on a
 # `demo` model trained for a few hundred steps on the GPU.
-# Usage: tools/gpu/bench_infer.sh OUT_DIR   (carry .device-data)
+# Usage: [MODES=none,int8] [CONC=1] [SKIP_HF=1] [SKIP_PPL=1] [TTFT2K=1] [ENGINE=path] tools/gpu/bench_infer.sh OUT_DIR
+#        (carry .device-data)
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${1:?out dir}; mkdir -p "$out"
@@ -41,7 +42,7 @@ echo "== transformers generate (llama-1b bf16)"
 echo "HF: $(tail -1 "$out/hf.json")"; [ -s "$out/hf.json" ] || tail -20 "$out/hf.log"; rm -f "$out/hf-make.log"
 echo "== fathom bench infer (llama-1b bf16)"
 CUDA_VISIBLE_DEVICES=0 timeout 300 $eng bench infer /tmp/llama1b-hf --device cuda --precision bf16 \
-  --quantize ${MODES:-none,int8,dynamic_int8} --concurrency 1,8,32,64 --prompt-tokens 128 --new-tokens 128 --json > "$out/fathom.json" 2> "$out/fathom.log"
+  --quantize ${MODES:-none,int8,dynamic_int8} --concurrency ${CONC:-1,8,32,64} --prompt-tokens 128 --new-tokens 128 --json > "$out/fathom.json" 2> "$out/fathom.log"
 grep -E "^\[" "$out/fathom.log"; [ -s "$out/fathom.json" ] || tail -20 "$out/fathom.log"; echo "HF: $(tail -1 "$out/hf.json")"
 if [ -n "${GRAPHS_AB:-}" ]; then
   echo "== the same, batch 1, CUDA graphs off (FATHOM_CUDA_GRAPHS=0)"

@@ -10,8 +10,9 @@
 #   4. with ADAMW_AB=1: `bench train` of llama-1b (or ADAMW_PRESETS) with FATHOM_FUSED_ADAMW=1 and =0
 #      (the fused AdamW kernel against LibTorch's _fused_adamw_, everything else the same).
 # Leaves /tmp/bk/bin/fathom-engine built (ENGINE for tools/gpu/bench_infer.sh in the same call).
-# Four files come back in $OUT: summary.txt (tests, failures, bench table, A/B), bench.txt (with the
-# JSON lines), build.txt, session.log.
+# Five files come back in $OUT: summary.txt (tests, failures, bench table, A/B), tests.txt (the test
+# log's tail), bench.txt (with the JSON lines; SKIP_BENCH=1 skips the kernel benchmark), build.txt,
+# session.log.
 # Usage (device tool, kind nvidia-h200): [TRAIN_AB=1] tools/gpu/check_kernels.sh
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -42,9 +43,15 @@ log "tests: $(grep -E 'tests passed|tests failed' /tmp/bk-tests.txt | tail -1)"
 # What failed, with gtest's context lines (file:line, expected/actual, the SCOPED_TRACE).
 grep -E -B2 -A6 "Failure|FAILED  \]|exception" /tmp/bk-tests.txt | head -120 >/tmp/bk-failures.txt
 grep -E "loss fused" /tmp/bk-tests.txt | tee -a "$out/session.log"
+# The whole test log too (the last 200 KB): an exception's text is on its own line, not near "Failure".
+tail -c 200000 /tmp/bk-tests.txt >"$out/tests.txt"
 
 # ---- 2. kernel benchmark ----------------------------------------------------------------------------
-timeout 240 /tmp/bk/bin/bench_kernels --repeats 15 --iters 10 >"$out/bench.txt" 2>&1 || log "bench_kernels exit $?"
+if [ -z "${SKIP_BENCH:-}" ]; then
+  timeout 240 /tmp/bk/bin/bench_kernels --repeats 15 --iters 10 >"$out/bench.txt" 2>&1 || log "bench_kernels exit $?"
+else
+  echo "(bench_kernels skipped: SKIP_BENCH)" >"$out/bench.txt"
+fi
 grep -v '^{' "$out/bench.txt" | tee -a "$out/session.log"
 
 # ---- 3. whole training step, kernels on vs off ------------------------------------------------------
