@@ -173,7 +173,8 @@ void GraphDecoder::greedy_enqueue() {
   // the next replay, queued after this copy, overwrites the input only once it is read.
   const int slot = I.next_slot;
   I.next_slot = (I.next_slot + 1) % Impl::kSlots;
-  I.host_tokens.select(0, slot).copy_(I.token.view({}), /*non_blocking=*/true);
+  // (Not token.view({}): the braces pick view(ScalarType) — a reinterpretation as bytes, (1, 8).)
+  I.host_tokens.narrow(0, slot, 1).copy_(I.token.flatten(), /*non_blocking=*/true);
   I.events[slot].record(c10::cuda::getCurrentCUDAStream());
   I.in_flight.push_back(slot);
   I.greedy_pos += 1;

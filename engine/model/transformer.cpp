@@ -265,6 +265,22 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   return down_proj(ops::swiglu(gate_proj(x), up_proj(x)));
 }
 
+torch::Tensor MlpImpl::forward_residual(const torch::Tensor& x, const torch::Tensor& h) {
+  auto g = x.is_cuda() ? gate_proj->decode_weight() : std::nullopt;
+  auto u = g ? up_proj->decode_weight() : std::nullopt;
+  auto d = u ? down_proj->decode_weight() : std::nullopt;
+  if (g && u && d) {
+    const std::vector<ops::DecodeWeight> ws{*g, *u};
+    if (ops::decode_linear_fusable(x, ws, /*swiglu=*/true)) {
+      auto a = ops::decode_linear(x, ws, /*swiglu=*/true);
+      if (ops::decode_linear_fusable(a, {*d}) && h.sizes() == x.sizes() && h.scalar_type() == x.scalar_type())
+        return ops::decode_linear(a, {*d}, /*swiglu=*/false, h);
+      return h + down_proj(a);
+    }
+  }
+  return h + forward(x);
+}
+
 BlockImpl::BlockImpl(const ModelArgs& a, int64_t layer) {
   if (a.attention == "mla") mla = register_module("self_attn", std::make_shared<MlaAttentionImpl>(a));
   else self_attn = register_module("self_attn", Attention(a));
@@ -296,7 +312,7 @@ torch::Tensor BlockImpl::forward_decode(const torch::Tensor& x, const RopeTables
   auto a = input_layernorm(x);
   auto [f, h] = post_attention_layernorm->forward_add(
       x, mla ? mla->forward_decode(a, rope, slot, step) : self_attn->forward_decode(a, rope, slot, step));
-  return h + (moe ? moe->forward(f) : mlp(f));
+  return moe ? h + moe->forward(f) : mlp->forward_residual(f, h);
 }
 
 DecoderImpl::DecoderImpl(const ModelArgs& a) {

@@ -161,6 +161,8 @@ class MlpImpl : public torch::nn::Module {
   MlpImpl(int64_t d_model, int64_t hidden);
   // SwiGLU (Shazeer 2020): down(silu(gate(x)) ⊙ up(x))
   torch::Tensor forward(const torch::Tensor& x);
+  // h + forward(x): decoding on CUDA, down_proj's gemv adds h as it writes (one launch less).
+  torch::Tensor forward_residual(const torch::Tensor& x, const torch::Tensor& h);
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);

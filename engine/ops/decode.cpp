@@ -48,7 +48,8 @@ bool decode_linear_fusable(const torch::Tensor& x, const std::vector<DecodeWeigh
 #endif
 }
 
-torch::Tensor decode_linear(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu) {
+torch::Tensor decode_linear(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu,
+                            const torch::Tensor& residual) {
 #ifdef FATHOM_HAVE_CUDA
   TORCH_CHECK(decode_linear_fusable(x, ws, swiglu), "decode_linear: inputs the kernel does not take");
   c10::cuda::CUDAGuard guard(x.device());
@@ -77,10 +78,17 @@ torch::Tensor decode_linear(const torch::Tensor& x, const std::vector<DecodeWeig
   sizes.back() = rows;
   auto y = torch::empty(sizes, x.options());
   a.y = y.data_ptr();
+  torch::Tensor rc;
+  if (residual.defined()) {
+    TORCH_CHECK(!swiglu && residual.numel() == y.numel() && residual.device() == x.device(),
+                "decode_linear: the residual must have the output's shape ", y.sizes(), ", got ", residual.sizes());
+    rc = residual.to(x.scalar_type()).contiguous();
+    a.residual = rc.data_ptr();
+  }
   kernels::gemv(*detail::kernel_dtype(x), a, detail::stream());
   return y;
 #else
-  (void)x, (void)ws, (void)swiglu;
+  (void)x, (void)ws, (void)swiglu, (void)residual;
   TORCH_CHECK(false, "decode_linear needs a CUDA build");
 #endif
 }

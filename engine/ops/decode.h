@@ -23,7 +23,9 @@ struct DecodeWeight {
 // with scales in x's dtype), all int8 or none, K % 16 == 0; swiglu: exactly two of equal size.
 bool decode_linear_fusable(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu = false);
 // (..., Σ rows) — or (..., rows) with swiglu. Call only where decode_linear_fusable said yes.
-torch::Tensor decode_linear(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu = false);
+// residual (not with swiglu): added as the result is written, y = residual + x·Wᵀ; it has y's shape.
+torch::Tensor decode_linear(const torch::Tensor& x, const std::vector<DecodeWeight>& ws, bool swiglu = false,
+                            const torch::Tensor& residual = {});
 
 // qkv (B, (Hq + 2·Hkv)·hd) contiguous, from decode_linear over q, k and v; caches (Bc ≥ B, Hkv, S, hd)
 // with a contiguous last dimension; positions (B) int64 (< S and < the tables' rows: not checked on

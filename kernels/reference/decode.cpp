@@ -35,7 +35,11 @@ void gemv(const GemvArgs& a) {
   for (int64_t b = 0; b < a.B; ++b) {
     int64_t col = 0;
     for (int i = 0; i < a.segments; ++i)
-      for (int64_t n = 0; n < a.seg[i].rows; ++n) y[b * total + col++] = static_cast<float>(dot(a.seg[i], b, n));
+      for (int64_t n = 0; n < a.seg[i].rows; ++n) {
+        const double r = a.residual ? static_cast<const float*>(a.residual)[b * total + col] : 0.0;
+        y[b * total + col] = static_cast<float>(r + dot(a.seg[i], b, n));
+        ++col;
+      }
   }
 }
 

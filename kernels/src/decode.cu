@@ -14,6 +14,8 @@
 // from the row's position on the device.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <limits>
 #include <stdexcept>
 
@@ -72,6 +74,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
   wr[0] = static_cast<const W*>(sg.w) + n * K;
   if constexpr (SWIGLU) wr[R - 1] = static_cast<const W*>(a.seg[1].w) + n * K;
   const T* x = static_cast<const T*>(a.x);
+  const int64_t lanes = 32 * static_cast<int64_t>(ks);  // lanes sharing the row
+  const int64_t vlane = static_cast<int64_t>(part) * 32 + lane;
+
+  // Launched early (programmatic dependent launch): pull this block's weight rows into L2 while the
+  // kernel before it finishes, then wait for it (x is its output).
+  pdl_launch_dependents();
+  if (valid)
+#pragma unroll
+    for (int r = 0; r < R; ++r) prefetch_l2(wr[r], K * static_cast<int64_t>(sizeof(W)), static_cast<int>(vlane), static_cast<int>(lanes));
+  pdl_wait();
 
   float acc[R][BATCH];
 #pragma unroll
@@ -79,8 +91,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
 #pragma unroll
     for (int b = 0; b < BATCH; ++b) acc[r][b] = 0.f;
 
-  const int64_t lanes = 32 * static_cast<int64_t>(ks);  // lanes sharing the row
-  const int64_t vlane = static_cast<int64_t>(part) * 32 + lane;
   for (int64_t k0 = valid ? vlane * EW : K; k0 < K; k0 += lanes * EW * kUnroll) {
     int4 wv[R][kUnroll];
 #pragma unroll
@@ -151,6 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
     float v0 = acc[0][b];
     if (kInt8) v0 *= to_f32(static_cast<const T*>(sg.scale)[n]);
     if (sg.bias) v0 += to_f32(static_cast<const T*>(sg.bias)[n]);
+    if (!SWIGLU && a.residual) v0 += to_f32(static_cast<const T*>(a.residual)[b * p.y_stride + g]);
     if constexpr (SWIGLU) {
       float v1 = acc[R - 1][b];
       if (kInt8) v1 *= to_f32(static_cast<const T*>(s1.scale)[n]);
@@ -172,16 +183,19 @@ void launch_gemv(GemvParams p, int64_t rows, cudaStream_t stream) {
   p.ksplit = ks;
   const unsigned grid = static_cast<unsigned>(ceil_div(rows, kWarps / ks));
   const int B = static_cast<int>(p.a.B);
-  if (B <= 1) gemv_kernel<T, W, 1, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
-  else if (B <= 2) gemv_kernel<T, W, 2, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
-  else if (B <= 4) gemv_kernel<T, W, 4, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
-  else gemv_kernel<T, W, 8, SWIGLU><<<grid, kWarps * 32, 0, stream>>>(p);
+  const dim3 block(kWarps * 32);
+  if (B <= 1) launch_pdl(gemv_kernel<T, W, 1, SWIGLU>, dim3(grid), block, stream, p);
+  else if (B <= 2) launch_pdl(gemv_kernel<T, W, 2, SWIGLU>, dim3(grid), block, stream, p);
+  else if (B <= 4) launch_pdl(gemv_kernel<T, W, 4, SWIGLU>, dim3(grid), block, stream, p);
+  else launch_pdl(gemv_kernel<T, W, 8, SWIGLU>, dim3(grid), block, stream, p);
 }
 
 // ---- rotary + cache append --------------------------------------------------------------------------
 
 template <typename T>
 __global__ void rope_append_kernel(const DecodeRopeAppendArgs a) {
+  pdl_launch_dependents();
+  pdl_wait();  // qkv is the gemv's output
   const int64_t h = blockIdx.x, b = blockIdx.y;
   const int64_t half = a.hd / 2;
   T* row = static_cast<T*>(a.qkv) + b * a.row_stride + h * a.hd;
@@ -223,13 +237,16 @@ __device__ __forceinline__ float block_max(float v) {
   return t;
 }
 
-// Keys per split of the flash-decoding path, and the most splits.
-constexpr int64_t kKeysPerSplit = 256;
+// The flash-decoding split: at least kMinKeysPerSplit keys a block, and enough blocks to give every
+// multiprocessor two (a batch-1 step of a 32-head model is only 32 blocks), at most kMaxSplits.
+constexpr int64_t kMinKeysPerSplit = 64;
 constexpr int64_t kMaxSplits = 32;
 
 int64_t attention_splits(const DecodeAttentionArgs& a) {
-  if (a.max_keys <= kKeysPerSplit) return 1;
-  return std::min<int64_t>(kMaxSplits, ceil_div(a.max_keys, kKeysPerSplit));
+  const int64_t heads = std::max<int64_t>(1, a.B * a.Hq);
+  const int64_t want = std::min(kMaxSplits, std::max<int64_t>(1, ceil_div(2 * sm_count(), heads)));
+  const int64_t per = std::max(kMinKeysPerSplit, ceil_div(std::max<int64_t>(a.max_keys, 1), want));
+  return std::min(kMaxSplits, std::max<int64_t>(1, ceil_div(a.max_keys, per)));
 }
 
 // Block (h, b, split): keys [split · per, (split + 1) · per) ∩ [0, n). With one split it writes y;
@@ -241,6 +258,8 @@ __global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(const De
   __shared__ float qs[HD];
   __shared__ float ps[kAttnThreads];
   __shared__ float part[kAttnThreads];
+  pdl_launch_dependents();
+  pdl_wait();  // q and this step's key and value come from the kernel before
   const int tid = threadIdx.x;
   const int64_t h = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
   const int64_t hk = h / (a.Hq / a.Hkv);
@@ -304,6 +323,8 @@ __global__ void __launch_bounds__(kAttnThreads) decode_attention_kernel(const De
 // Merges the splits of decode_attention_kernel: y = Σ_i e^(m_i − M) acc_i / Σ_i e^(m_i − M) l_i.
 template <typename T, int HD>
 __global__ void decode_attention_merge_kernel(const DecodeAttentionArgs a, int64_t splits) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t h = blockIdx.x, b = blockIdx.y;
   const int tid = threadIdx.x;
   const float* w = a.workspace + (b * a.Hq + h) * splits * (2 + HD);
@@ -323,6 +344,23 @@ __global__ void decode_attention_merge_kernel(const DecodeAttentionArgs a, int64
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
+
+namespace detail {
+bool pdl_enabled() {
+  static int cache[64] = {};  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64) dev = 0;
+  if (cache[dev] == 0) {
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    const char* env = std::getenv("FATHOM_PDL");
+    const bool off = env && (std::string(env) == "0" || std::string(env) == "off" || std::string(env) == "false");
+    cache[dev] = major >= 9 && !off ? 2 : 1;
+  }
+  return cache[dev] == 2;
+}
+}  // namespace detail
 
 bool gemv_supported(DType dt, const GemvArgs& a) {
   if (a.B < 1 || a.B > 8 || a.K <= 0 || a.K % 16 != 0) return false;
@@ -361,7 +399,7 @@ void decode_rope_append(DType dt, const DecodeRopeAppendArgs& a, cudaStream_t st
   if (a.B == 0) return;
   const dim3 grid(static_cast<unsigned>(a.Hq + 2 * a.Hkv), static_cast<unsigned>(a.B));
   const int threads = static_cast<int>(std::min<int64_t>(std::max<int64_t>(32, ceil_div(a.hd / 2, 32) * 32), 256));
-  FATHOM_DISPATCH_DTYPE(dt, { rope_append_kernel<T><<<grid, threads, 0, stream>>>(a); });
+  FATHOM_DISPATCH_DTYPE(dt, { launch_pdl(rope_append_kernel<T>, grid, dim3(threads), stream, a); });
   check_launch("decode_rope_append");
 }
 
@@ -386,11 +424,11 @@ void decode_attention(DType dt, const DecodeAttentionArgs& a, cudaStream_t strea
   const dim3 merge_grid(static_cast<unsigned>(a.Hq), static_cast<unsigned>(a.B));
   FATHOM_DISPATCH_DTYPE(dt, {
     if (a.hd == 64) {
-      decode_attention_kernel<T, 64><<<grid, kAttnThreads, 0, stream>>>(a, splits, per);
-      if (splits > 1) decode_attention_merge_kernel<T, 64><<<merge_grid, 64, 0, stream>>>(a, splits);
+      launch_pdl(decode_attention_kernel<T, 64>, grid, dim3(kAttnThreads), stream, a, splits, per);
+      if (splits > 1) launch_pdl(decode_attention_merge_kernel<T, 64>, merge_grid, dim3(64), stream, a, splits);
     } else {
-      decode_attention_kernel<T, 128><<<grid, kAttnThreads, 0, stream>>>(a, splits, per);
-      if (splits > 1) decode_attention_merge_kernel<T, 128><<<merge_grid, 128, 0, stream>>>(a, splits);
+      launch_pdl(decode_attention_kernel<T, 128>, grid, dim3(kAttnThreads), stream, a, splits, per);
+      if (splits > 1) launch_pdl(decode_attention_merge_kernel<T, 128>, merge_grid, dim3(128), stream, a, splits);
     }
   });
   check_launch("decode_attention");

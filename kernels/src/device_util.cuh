@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "fathom/kernels/common.h"
 
@@ -95,6 +96,55 @@ int blocks_per_sm(int threads) {
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// ---- programmatic dependent launch (Hopper and later) ----------------------------------------------
+// A kernel launched with launch_pdl() may start while the kernel before it on the stream is still
+// running: as soon as every block of that one has called pdl_launch_dependents() (or exited). Before
+// pdl_wait() it may only read what no earlier kernel writes (weights) and write nothing; pdl_wait()
+// returns once the earlier kernels have finished and their writes are visible. The decode kernels
+// use the time to pull their weights into L2 while the small kernels before them run, and the
+// launch latency between kernels overlaps. Works inside CUDA graph capture (CUDA ≥ 12.3). Before
+// sm_90 both calls compile to nothing and launch_pdl() is a plain launch.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+// Pulls [p, p + bytes) into L2 (one prefetch per 128-byte line, spread over `threads` threads).
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes, int thread, int threads) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = static_cast<int64_t>(thread) * 128; o < bytes; o += static_cast<int64_t>(threads) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(c + o));
+}
+
+// Whether launch_pdl() asks for programmatic serialisation: a device of compute capability ≥ 9.0 and
+// FATHOM_PDL not 0 (the switch for A/B measurements). Looked up once per device.
+bool pdl_enabled();
+
+template <typename... Params, typename... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+#if CUDART_VERSION >= 12030
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  if (e != cudaSuccess) throw std::runtime_error(std::string("kernel launch: ") + cudaGetErrorString(e));
+#else
+  kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
+#endif
+}
 
 }  // namespace fathom::kernels::detail
 

@@ -40,6 +40,9 @@ add_rmsnorm_fwd_kernel(const T* __restrict__ x, const T* __restrict__ r, const T
                        T* __restrict__ h_out, float* __restrict__ rstd, int64_t rows, int C, float eps) {
   constexpr int N = Pack<T>::N;
   const int packs = C / N;
+  // A programmatic dependent launch (device_util.cuh): the norm's weight is read while the kernel
+  // before finishes; x and r (its output) only after pdl_wait().
+  pdl_launch_dependents();
   float wv[MAXC][N];
 #pragma unroll
   for (int k = 0; k < MAXC; ++k) {
@@ -50,6 +53,7 @@ add_rmsnorm_fwd_kernel(const T* __restrict__ x, const T* __restrict__ r, const T
       for (int j = 0; j < N; ++j) wv[k][j] = to_f32(pw.v[j]);
     }
   }
+  pdl_wait();
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const int64_t base = row * static_cast<int64_t>(packs);
     float hv[MAXC][N];
@@ -199,9 +203,8 @@ void launch_forward(const void* x, const void* r, const void* w, void* y, void* 
                     float eps, int threads, cudaStream_t stream) {
   const int64_t per_sm = blocks_per_sm<add_rmsnorm_fwd_kernel<T, MAXC>>(threads);
   const int64_t grid = std::max<int64_t>(1, std::min(rows, static_cast<int64_t>(sm_count()) * per_sm));
-  add_rmsnorm_fwd_kernel<T, MAXC><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
-      static_cast<const T*>(x), static_cast<const T*>(r), static_cast<const T*>(w), static_cast<T*>(y), static_cast<T*>(h_out),
-      rstd, rows, C, eps);
+  launch_pdl(add_rmsnorm_fwd_kernel<T, MAXC>, dim3(static_cast<unsigned>(grid)), dim3(threads), stream, static_cast<const T*>(x),
+             static_cast<const T*>(r), static_cast<const T*>(w), static_cast<T*>(y), static_cast<T*>(h_out), rstd, rows, C, eps);
 }
 
 template <typename T, int MAXC>

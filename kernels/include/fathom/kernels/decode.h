@@ -12,7 +12,10 @@
 //   decode_attention     softmax(q · Kᵀ / sqrt(hd)) · V over keys 0..position of each row, grouped-
 //                        query heads read from the cache in place (no repeat_kv copy, no mask).
 //
-// Positions are read on the device, so one captured CUDA graph serves every step.
+// Positions are read on the device, so one captured CUDA graph serves every step. On Hopper each is
+// a programmatic dependent launch: it starts while the kernel before it finishes (the gemv pulling
+// its weights into L2 meanwhile) and waits for that kernel's output only where it reads it.
+// FATHOM_PDL=0 turns that off.
 #pragma once
 #include "fathom/kernels/common.h"
 
@@ -35,6 +38,7 @@ struct GemvArgs {
   int segments = 1;         // 1..3
   bool int8 = false;        // weights int8 (with scales) rather than x's type
   bool swiglu = false;      // segments 0 and 1 are gate and up (equal rows): y = silu(gate) · up
+  const void* residual = nullptr;  // not with swiglu: y = residual + x · Wᵀ (residual laid out as y)
 };
 
 // B in 1..8, K a multiple of 16 (so every row starts 16-byte aligned), 1..3 segments (2 for swiglu).
@@ -71,8 +75,9 @@ struct DecodeAttentionArgs {
   int64_t B = 0, Hq = 0, Hkv = 0, hd = 0;
   float scale = 0.f;  // softmax scale, usually 1 / sqrt(hd)
   // Flash-decoding split: with max_keys (a host-side bound on positions + 1, e.g. the graph's span)
-  // above 256, the keys are cut into `splits` stretches handled by separate blocks, then merged by
-  // a second launch. Needs decode_attention_workspace(a) fp32 values of scratch in `workspace`.
+  // above 64, the keys are cut into stretches of ≥ 64 keys handled by separate blocks — enough
+  // blocks for two per multiprocessor, at most 32 stretches — then merged by a second launch.
+  // Needs decode_attention_workspace(a) fp32 values of scratch in `workspace`.
   int64_t max_keys = 0;
   float* workspace = nullptr;
 };
