@@ -14,6 +14,7 @@
 // from the row's position on the device.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <limits>
@@ -31,10 +32,22 @@ using namespace detail;
 constexpr int kWarps = 8;   // warps (rows) per block
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane and row
 
-__device__ __forceinline__ float w_to_f32(int8_t v) { return static_cast<float>(v); }
 __device__ __forceinline__ float w_to_f32(float v) { return v; }
 __device__ __forceinline__ float w_to_f32(f16 v) { return __half2float(v); }
 __device__ __forceinline__ float w_to_f32(bf16 v) { return __bfloat162float(v); }
+
+// 16 int8 weights → fp32 without I2F (a quarter-rate instruction on Hopper, which would bound the
+// int8 gemv below copy speed): each byte, offset to unsigned, becomes the low mantissa byte of
+// 2^23 (one PRMT), and one FADD takes 2^23 + 128 off again. Exact for every int8.
+__device__ __forceinline__ void unpack_int8(const int4& v, float (&out)[16]) {
+  const uint32_t words[4] = {static_cast<uint32_t>(v.x) ^ 0x80808080u, static_cast<uint32_t>(v.y) ^ 0x80808080u,
+                             static_cast<uint32_t>(v.z) ^ 0x80808080u, static_cast<uint32_t>(v.w) ^ 0x80808080u};
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      out[i * 4 + j] = __uint_as_float(__byte_perm(words[i], 0x4B000000u, 0x7540u | j)) - 8388736.f;
+}
 
 struct GemvParams {
   GemvArgs a;
@@ -107,9 +120,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
         float wf[R][EW];
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          const W* wp = reinterpret_cast<const W*>(&wv[r][u]);
+          if constexpr (kInt8) {
+            unpack_int8(wv[r][u], wf[r]);
+          } else {
+            const W* wp = reinterpret_cast<const W*>(&wv[r][u]);
 #pragma unroll
-          for (int j = 0; j < EW; ++j) wf[r][j] = w_to_f32(wp[j]);
+            for (int j = 0; j < EW; ++j) wf[r][j] = w_to_f32(wp[j]);
+          }
         }
 #pragma unroll
         for (int b = 0; b < BATCH; ++b) {
@@ -173,13 +190,36 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
   }
 }
 
+// When a row's K is split over warps: while the rows give fewer than `warps` warps, and each lane
+// keeps at least `loads` 16-byte weight loads. FATHOM_GEMV_SPLIT="warps,loads" overrides the
+// defaults for measurements (read once).
+struct GemvSplit {
+  int64_t warps = 16384;
+  int64_t loads = 2 * kUnroll;
+};
+const GemvSplit& gemv_split() {
+  static const GemvSplit s = [] {
+    GemvSplit g;
+    if (const char* e = std::getenv("FATHOM_GEMV_SPLIT")) {
+      long long w = 0, l = 0;
+      if (std::sscanf(e, "%lld,%lld", &w, &l) == 2 && w > 0 && l > 0) {
+        g.warps = w;
+        g.loads = l;
+      }
+    }
+    return g;
+  }();
+  return s;
+}
+
 template <typename T, typename W, bool SWIGLU>
 void launch_gemv(GemvParams p, int64_t rows, cudaStream_t stream) {
   // Enough warps in flight for HBM: split K over up to 8 warps a row while the rows alone give
   // fewer than ~16K warps (a 2,048-row layer gives 2,048) and each lane keeps ≥ 2 rounds of loads.
   constexpr int64_t EW = 16 / sizeof(W);
+  const GemvSplit& split = gemv_split();
   int ks = 1;
-  while (ks < kWarps && rows * ks < 16384 && p.a.K >= 32 * EW * ks * 2 * kUnroll) ks *= 2;
+  while (ks < kWarps && rows * ks < split.warps && p.a.K >= 32 * EW * ks * split.loads) ks *= 2;
   p.ksplit = ks;
   const unsigned grid = static_cast<unsigned>(ceil_div(rows, kWarps / ks));
   const int B = static_cast<int>(p.a.B);
