@@ -55,7 +55,7 @@ struct GemvParams {
   int ksplit;        // warps sharing one row, each over every ksplit-th stretch of K (1, 2, 4 or 8)
 };
 
-template <typename T, typename W, int BATCH, bool SWIGLU, int UNROLL = kUnroll>
+template <typename T, typename W, int BATCH, bool SWIGLU>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
   constexpr int EW = 16 / sizeof(W);  // weights per 16-byte load
   constexpr int PN = Pack<T>::N;      // activations per 16-byte pack
@@ -104,17 +104,17 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvParams p) {
 #pragma unroll
     for (int b = 0; b < BATCH; ++b) acc[r][b] = 0.f;
 
-  for (int64_t k0 = valid ? vlane * EW : K; k0 < K; k0 += lanes * EW * UNROLL) {
-    int4 wv[R][UNROLL];
+  for (int64_t k0 = valid ? vlane * EW : K; k0 < K; k0 += lanes * EW * kUnroll) {
+    int4 wv[R][kUnroll];
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
       const int64_t k = k0 + u * lanes * EW;
 #pragma unroll
       for (int r = 0; r < R; ++r)
         wv[r][u] = k < K ? __ldcs(reinterpret_cast<const int4*>(wr[r] + k)) : make_int4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) {
+    for (int u = 0; u < kUnroll; ++u) {
       const int64_t k = k0 + u * lanes * EW;
       if (k < K) {
         float wf[R][EW];
@@ -224,20 +224,6 @@ void launch_gemv(GemvParams p, int64_t rows, cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(ceil_div(rows, kWarps / ks));
   const int B = static_cast<int>(p.a.B);
   const dim3 block(kWarps * 32);
-  // bf16/fp16/fp32 weights at 1-2 rows where each lane has ≥ 8 loads (K = 2,048 unsplit: q/k/v,
-  // o_proj, gate/up of llama-1b): all 8 in flight at once rather than two dependent rounds of 4.
-  // FATHOM_GEMV_UNROLL=4 keeps the rounds of 4 (for A/B measurements).
-  if constexpr (sizeof(W) == sizeof(T)) {
-    static const bool wide = [] {
-      const char* e = std::getenv("FATHOM_GEMV_UNROLL");
-      return !(e && std::string(e) == "4");
-    }();
-    if (wide && B <= 2 && ceil_div(p.a.K, 32 * EW * ks) >= 8) {
-      if (B <= 1) launch_pdl(gemv_kernel<T, W, 1, SWIGLU, 8>, dim3(grid), block, stream, p);
-      else launch_pdl(gemv_kernel<T, W, 2, SWIGLU, 8>, dim3(grid), block, stream, p);
-      return;
-    }
-  }
   if (B <= 1) launch_pdl(gemv_kernel<T, W, 1, SWIGLU>, dim3(grid), block, stream, p);
   else if (B <= 2) launch_pdl(gemv_kernel<T, W, 2, SWIGLU>, dim3(grid), block, stream, p);
   else if (B <= 4) launch_pdl(gemv_kernel<T, W, 4, SWIGLU>, dim3(grid), block, stream, p);
