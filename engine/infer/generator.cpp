@@ -157,7 +157,9 @@ GenerateResult generate(model::Transformer& net, const tok::Tokenizer& tokenizer
         graph->greedy_start(seq.next_input(), cache.length, vocab);
         started = true;
       }
-      while (graph->greedy_in_flight() < 2 && graph->greedy_position() < cache.capacity) graph->greedy_enqueue();
+      // The cache holds prompt + budget positions; the step that yields the budget's last token feeds
+      // position capacity - 2, so none is queued past it (a step there could also need a capture).
+      while (graph->greedy_in_flight() < 2 && graph->greedy_position() < cache.capacity - 1) graph->greedy_enqueue();
       step = seq.advance_greedy(graph->greedy_wait());
       cache.length += 1;
     }

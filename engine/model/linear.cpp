@@ -132,14 +132,27 @@ void LinearImpl::unmerge() {
   merged_ = false;
 }
 
+std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2, "quantize_rows_int8 takes a matrix, got ", w.sizes());
+  torch::NoGradGuard ng;
+  const int64_t rows = w.size(0), chunk = 4096;
+  auto q = torch::empty(w.sizes(), w.options().dtype(torch::kInt8));
+  auto scale = torch::empty({rows}, w.options().dtype(torch::kFloat32));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t n = std::min(chunk, rows - r0);
+    auto wf = w.detach().narrow(0, r0, n).to(torch::kFloat32);
+    auto s = wf.abs().amax(1).clamp_min(1e-12) / 127.0;  // per output channel
+    q.narrow(0, r0, n).copy_(torch::round(wf / s.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8));
+    scale.narrow(0, r0, n).copy_(s);
+  }
+  return {q, scale.to(w.scalar_type())};
+}
+
 void LinearImpl::quantize_int8() {
   TORCH_CHECK(!quantized(), "already int8");
-  torch::NoGradGuard ng;
-  auto w = weight.detach().to(torch::kFloat32);
-  auto scale = w.abs().amax(1).clamp_min(1e-12) / 127.0;  // per output channel
-  auto q = torch::round(w / scale.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8);
+  auto [q, scale] = quantize_rows_int8(weight);
   weight_int8 = register_buffer("weight_int8", q);
-  weight_scale = register_buffer("weight_scale", scale.to(weight.scalar_type()));
+  weight_scale = register_buffer("weight_scale", scale);
   parameters_.erase("weight");
   weight = torch::Tensor();
 }

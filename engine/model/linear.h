@@ -95,4 +95,8 @@ class LinearImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
+// w (rows, K) → int8 (rows, K) on w's device and one scale per row in w's dtype (absmax / 127), so
+// that w ≈ q · scale. Converted to fp32 a chunk of rows at a time: no fp32 copy of the whole matrix.
+std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w);
+
 }  // namespace fathom::model

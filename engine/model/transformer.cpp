@@ -426,24 +426,24 @@ torch::Tensor TransformerImpl::forward_decode(const torch::Tensor& idx, KvCache&
     x = layer->as<BlockImpl>()->forward_decode(x, rope_, rows, step);
   }
   auto h = model->norm(x);
-  if (head_q_.defined()) {
+  if (head_q_.defined() && head_is_plain_product()) {  // (re-checked: an adapter may come after)
     const std::vector<ops::DecodeWeight> head{{head_q_, head_scale_, {}}};
     if (ops::decode_linear_fusable(h, head)) return ops::decode_linear(h, head).squeeze(1);
   }
   return logits(h).squeeze(1);
 }
 
+bool TransformerImpl::head_is_plain_product() const {
+  // An untied head with an adapter, a bias or int8 weights of its own is more than x · Wᵀ.
+  return args_.tie_embeddings || (!lm_head->has_lora() && !lm_head->has_adapter_bank() && !lm_head->bias.defined() &&
+                                  !lm_head->quantized() && !lm_head->dynamic_int8());
+}
+
 int64_t TransformerImpl::quantize_head_for_decode() {
-  // Only a plain product: an untied head with an adapter, a bias or int8 weights of its own keeps its path.
-  if (!args_.tie_embeddings && (lm_head->has_lora() || lm_head->has_adapter_bank() || lm_head->bias.defined() || lm_head->quantized()))
-    return 0;
+  if (!head_is_plain_product()) return 0;
   const auto& w = args_.tie_embeddings ? model->embed_tokens->weight : lm_head->weight;
   if (!w.defined() || !w.is_cuda()) return 0;
-  torch::NoGradGuard ng;
-  auto wf = w.detach().to(torch::kFloat32);
-  auto scale = wf.abs().amax(1).clamp_min(1e-12) / 127.0;  // per vocabulary row, as LinearImpl::quantize_int8
-  head_q_ = torch::round(wf / scale.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8).contiguous();
-  head_scale_ = scale.to(w.scalar_type());
+  std::tie(head_q_, head_scale_) = quantize_rows_int8(w);  // one scale per vocabulary row
   return head_q_.numel() + head_scale_.numel() * head_scale_.element_size();
 }
 

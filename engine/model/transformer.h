@@ -236,6 +236,10 @@ class TransformerImpl : public torch::nn::Module {
   // ≤ 8 rows). Prefill and the CPU keep the exact head, which stays (it is also the tied embedding),
   // so this costs vocab × d_model bytes more memory and halves the head's bytes per token. Returns
   // those bytes; 0 (nothing made) when the model is not on a CUDA device.
+  // Call once the weights are final: the copy does not follow later changes to the head's weight.
+  // It is not used while the head is more than a plain product (an adapter, a bias: checked at each
+  // step). The batcher's steps of more than 8 rows, and decoding without CUDA graphs or with
+  // FATHOM_KERNELS=0, use the exact head, so their logits differ from these by int8 rounding.
   int64_t quantize_head_for_decode();
   bool head_quantized_for_decode() const { return head_q_.defined(); }
 
@@ -244,6 +248,7 @@ class TransformerImpl : public torch::nn::Module {
 
  private:
   torch::Tensor hidden(const torch::Tensor& idx, torch::Tensor* aux, const SeqLayout& layout = {});
+  bool head_is_plain_product() const;
   ModelArgs args_;
   double last_aux_loss_ = 0.0;
   RopeTables rope_;

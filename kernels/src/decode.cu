@@ -277,14 +277,17 @@ __device__ __forceinline__ float block_max(float v) {
   return t;
 }
 
-// The flash-decoding split: at least kMinKeysPerSplit keys a block, and enough blocks to give every
-// multiprocessor two (a batch-1 step of a 32-head model is only 32 blocks), at most kMaxSplits.
+// The flash-decoding split: at least kMinKeysPerSplit keys a block; enough blocks to give every
+// multiprocessor two (a batch-1 step of a 32-head model is only 32 blocks), and at most
+// kMaxKeysPerSplit keys a block however many blocks the rows already give; at most kMaxSplits.
 constexpr int64_t kMinKeysPerSplit = 64;
+constexpr int64_t kMaxKeysPerSplit = 512;
 constexpr int64_t kMaxSplits = 32;
 
 int64_t attention_splits(const DecodeAttentionArgs& a) {
   const int64_t heads = std::max<int64_t>(1, a.B * a.Hq);
-  const int64_t want = std::min(kMaxSplits, std::max<int64_t>(1, ceil_div(2 * sm_count(), heads)));
+  const int64_t fill = ceil_div(2 * sm_count(), heads), length = ceil_div(std::max<int64_t>(a.max_keys, 1), kMaxKeysPerSplit);
+  const int64_t want = std::min(kMaxSplits, std::max<int64_t>(1, std::max(fill, length)));
   const int64_t per = std::max(kMinKeysPerSplit, ceil_div(std::max<int64_t>(a.max_keys, 1), want));
   return std::min(kMaxSplits, std::max<int64_t>(1, ceil_div(a.max_keys, per)));
 }
@@ -387,6 +390,9 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 namespace detail {
 bool pdl_enabled() {
+#ifndef FATHOM_KERNELS_PDL
+  return false;  // built for an architecture before sm_90 too (kernels/CMakeLists.txt)
+#endif
   static int cache[64] = {};  // 0 unknown, 1 no, 2 yes
   int dev = 0;
   cudaGetDevice(&dev);
@@ -405,7 +411,7 @@ bool pdl_enabled() {
 bool gemv_supported(DType dt, const GemvArgs& a) {
   if (a.B < 1 || a.B > 8 || a.K <= 0 || a.K % 16 != 0) return false;
   if (a.swiglu ? a.segments != 2 : (a.segments < 1 || a.segments > 3)) return false;
-  if (a.swiglu && a.seg[0].rows != a.seg[1].rows) return false;
+  if (a.swiglu && (a.seg[0].rows != a.seg[1].rows || a.residual)) return false;
   if (!aligned16(a.x)) return false;
   for (int i = 0; i < a.segments; ++i) {
     if (!a.seg[i].w || a.seg[i].rows < 0 || !aligned16(a.seg[i].w)) return false;

@@ -104,7 +104,8 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // returns once the earlier kernels have finished and their writes are visible. The decode kernels
 // use the time to pull their weights into L2 while the small kernels before them run, and the
 // launch latency between kernels overlaps. Works inside CUDA graph capture (CUDA ≥ 12.3). Before
-// sm_90 both calls compile to nothing and launch_pdl() is a plain launch.
+// sm_90 both calls compile to nothing, and launch_pdl() is a plain launch on such devices and in any
+// build that targets them too (FATHOM_KERNELS_PDL, kernels/CMakeLists.txt).
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -140,7 +141,10 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t s
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-  if (e != cudaSuccess) throw std::runtime_error(std::string("kernel launch: ") + cudaGetErrorString(e));
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // (cleared: the next launch check should not report it again)
+    throw std::runtime_error(std::string("kernel launch: ") + cudaGetErrorString(e));
+  }
 #else
   kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
 #endif

@@ -348,3 +348,24 @@ TEST(Batcher, Int8AndDynamicInt8StayCloseToFp32) {
     EXPECT_EQ(batcher.wait(batcher.submit(prompt, p)).tokens, generate(m.net, tokenizer, prompt, p).tokens) << mode;
   }
 }
+
+// The int8 quantiser (quantize_int8's and the decode LM head's) works a chunk of rows at a time: the
+// same values as the whole-matrix formula across a chunk edge, and within half a step of w. On the
+// CPU no int8 head copy is made (it serves the CUDA decode gemv only).
+TEST(Batcher, Int8QuantiserByChunksEqualsTheWholeMatrixFormula) {
+  torch::manual_seed(31);
+  auto w = torch::randn({5000, 24}) * torch::rand({5000, 1});  // 5,000 rows: two chunks of ≤ 4,096
+  w[4096].zero_();                                             // an all-zero row on the chunk edge
+  const auto [q, scale] = fm::quantize_rows_int8(w);
+  auto s_ref = w.abs().amax(1).clamp_min(1e-12) / 127.0;
+  auto q_ref = torch::round(w / s_ref.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8);
+  EXPECT_TRUE(torch::equal(q, q_ref));
+  EXPECT_TRUE(torch::allclose(scale, s_ref));
+  EXPECT_EQ(q[4096].abs().sum().item<int64_t>(), 0);
+  const auto err = (q.to(torch::kFloat32) * scale.unsqueeze(1) - w).abs() / scale.unsqueeze(1);
+  EXPECT_LE(err.max().item<double>(), 0.5 + 1e-4);
+  auto tokenizer = tiny_tokenizer();
+  auto net = tiny_model(static_cast<int64_t>(tokenizer.vocab_size()));
+  EXPECT_EQ(net->quantize_head_for_decode(), 0);
+  EXPECT_FALSE(net->head_quantized_for_decode());
+}

@@ -38,7 +38,7 @@ struct GemvArgs {
   int segments = 1;         // 1..3
   bool int8 = false;        // weights int8 (with scales) rather than x's type
   bool swiglu = false;      // segments 0 and 1 are gate and up (equal rows): y = silu(gate) · up
-  const void* residual = nullptr;  // not with swiglu: y = residual + x · Wᵀ (residual laid out as y)
+  const void* residual = nullptr;  // y = residual + x · Wᵀ (laid out as y); not with swiglu (unsupported)
 };
 
 // B in 1..8, K a multiple of 16 (so every row starts 16-byte aligned), 1..3 segments (2 for swiglu).
@@ -76,7 +76,8 @@ struct DecodeAttentionArgs {
   float scale = 0.f;  // softmax scale, usually 1 / sqrt(hd)
   // Flash-decoding split: with max_keys (a host-side bound on positions + 1, e.g. the graph's span)
   // above 64, the keys are cut into stretches of ≥ 64 keys handled by separate blocks — enough
-  // blocks for two per multiprocessor, at most 32 stretches — then merged by a second launch.
+  // blocks for two per multiprocessor, and stretches of at most 512 keys, at most 32 of them — then
+  // merged by a second launch.
   // Needs decode_attention_workspace(a) fp32 values of scratch in `workspace`.
   int64_t max_keys = 0;
   float* workspace = nullptr;
