@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 
@@ -187,6 +188,38 @@ TEST(GpuSmoke, CudaGraphDecodeMatchesEager) {
   EXPECT_EQ(n_with, n_without);
   EXPECT_EQ(n_with, 5);
   EXPECT_LT(cut.tokens.size(), size_t{150});
+  // A caller that stops at the very first token: nothing is queued, the same single token.
+  int first_with = 0, first_without = 0;
+  auto stop_at_once = [](int* n) { return [n](const fathom::infer::TokenEvent&) { return ++*n < 1; }; };
+  const auto once = fathom::infer::generate(net, tok, prompt, sp, stop_at_once(&first_with));
+  setenv("FATHOM_CUDA_GRAPHS", "0", 1);
+  const auto once_eager = fathom::infer::generate(net, tok, prompt, sp, stop_at_once(&first_without));
+  unsetenv("FATHOM_CUDA_GRAPHS");
+  EXPECT_EQ(once.tokens, once_eager.tokens);
+  EXPECT_EQ(once.tokens.size(), size_t{1});
+  EXPECT_EQ(once.finish_reason, "cancelled");
+  // A stop string inside the pipeline: it ends the text where the eager path ends it, with steps
+  // still queued (drained, unused). The stop is two printable ASCII characters from the middle of
+  // the eager 150-token text.
+  setenv("FATHOM_CUDA_GRAPHS", "0", 1);
+  const auto full = fathom::infer::generate(net, tok, prompt, sp);
+  unsetenv("FATHOM_CUDA_GRAPHS");
+  std::string stop;
+  for (size_t i = full.text.size() / 2; i + 1 < full.text.size() && stop.empty(); ++i)
+    if (std::isprint(static_cast<unsigned char>(full.text[i])) && std::isprint(static_cast<unsigned char>(full.text[i + 1])) &&
+        static_cast<unsigned char>(full.text[i]) < 128 && static_cast<unsigned char>(full.text[i + 1]) < 128)
+      stop = full.text.substr(i, 2);
+  ASSERT_FALSE(stop.empty()) << "no ASCII pair in the greedy text to stop on";
+  sp.stop = {stop};
+  const auto stopped = fathom::infer::generate(net, tok, prompt, sp);
+  setenv("FATHOM_CUDA_GRAPHS", "0", 1);
+  const auto stopped_eager = fathom::infer::generate(net, tok, prompt, sp);
+  unsetenv("FATHOM_CUDA_GRAPHS");
+  EXPECT_EQ(stopped.tokens, stopped_eager.tokens) << "stop " << stop;
+  EXPECT_EQ(stopped.text, stopped_eager.text);
+  EXPECT_EQ(stopped.finish_reason, "stop");
+  EXPECT_EQ(stopped_eager.finish_reason, "stop");
+  EXPECT_LT(stopped.tokens.size(), size_t{150});
 }
 
 // FP8 products (e4m3 forward, e5m2 gradients, per-tensor scales) against bf16: output and both
