@@ -390,21 +390,16 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 namespace detail {
 bool pdl_enabled() {
-#ifndef FATHOM_KERNELS_PDL
+#ifdef FATHOM_KERNELS_PDL
+  static const bool off = [] {
+    const char* env = std::getenv("FATHOM_PDL");
+    return env && (std::string(env) == "0" || std::string(env) == "off" || std::string(env) == "false");
+  }();
+  static int major[64] = {};
+  return !off && current_device_attribute(cudaDevAttrComputeCapabilityMajor, major) >= 9;
+#else
   return false;  // built for an architecture before sm_90 too (kernels/CMakeLists.txt)
 #endif
-  static int cache[64] = {};  // 0 unknown, 1 no, 2 yes
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev < 0 || dev >= 64) dev = 0;
-  if (cache[dev] == 0) {
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    const char* env = std::getenv("FATHOM_PDL");
-    const bool off = env && (std::string(env) == "0" || std::string(env) == "off" || std::string(env) == "false");
-    cache[dev] = major >= 9 && !off ? 2 : 1;
-  }
-  return cache[dev] == 2;
 }
 }  // namespace detail
 

@@ -67,18 +67,24 @@ inline void check_launch(const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
-// Multiprocessors of the current device (looked up once per device).
-inline int sm_count() {
-  static int cache[64] = {};
+// `attr` of the current device, looked up once per device in the caller's `cache` (one slot a
+// device; -1 where the lookup gave nothing).
+inline int current_device_attribute(cudaDeviceAttr attr, int (&cache)[64]) {
   int dev = 0;
   cudaGetDevice(&dev);
   if (dev < 0 || dev >= 64) dev = 0;
   if (cache[dev] == 0) {
     int n = 0;
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-    cache[dev] = n > 0 ? n : 1;
+    cudaDeviceGetAttribute(&n, attr, dev);
+    cache[dev] = n > 0 ? n : -1;
   }
   return cache[dev];
+}
+
+// Multiprocessors of the current device.
+inline int sm_count() {
+  static int cache[64] = {};
+  return std::max(1, current_device_attribute(cudaDevAttrMultiProcessorCount, cache));
 }
 
 // Resident blocks per multiprocessor of `kernel` at `threads` (≤ 1024) threads, looked up once
