@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/model/checkpointing.h"
+#include "engine/ops/moe.h"
 
 namespace fathom::model {
 
@@ -51,30 +52,22 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, torch::Tensor* aux) {
   if (a_.norm_topk_prob) topk_w = topk_w / (topk_w.sum(-1, /*keepdim=*/true) + 1e-20);
   topk_w = topk_w * a_.routed_scaling_factor;
 
-  // ---- dispatch: assignments sorted by expert (stable, so token order within an expert) ----
-  auto flat_expert = topk_idx.reshape({-1});                                                   // (N·k)
-  auto order = std::get<1>(flat_expert.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-  auto token_of = order.div(k, "floor");
-  auto weight_of = topk_w.reshape({-1}).index_select(0, order);
-  auto counts = torch::bincount(flat_expert, {}, E).to(torch::kCPU, torch::kInt64);
-  const int64_t* cnt = counts.data_ptr<int64_t>();
+  // ---- dispatch: one buffer of rows grouped by expert, each expert on its slice, combine -----
   const int64_t capacity =
       a_.capacity_factor > 0 ? static_cast<int64_t>(std::ceil(a_.capacity_factor * N * k / static_cast<double>(E))) : N * k;
-
-  auto out = torch::zeros({N, C}, h.options().dtype(torch::kFloat32));
-  int64_t offset = 0, dropped = 0;
+  const auto routing = ops::moe_route(topk_idx, E, capacity);
+  const auto& counts = routing.counts;
+  const int64_t dropped = routing.dropped;
+  auto xp = ops::moe_permute(h, routing);  // (P, C)
+  std::vector<torch::Tensor> parts;
+  int64_t offset = 0;
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t n_e = cnt[e];
-    const int64_t kept = std::min(n_e, capacity);
-    dropped += n_e - kept;
-    if (kept > 0) {
-      auto tokens = token_of.narrow(0, offset, kept);
-      auto y = experts[e]->as<MlpImpl>()->forward(h.index_select(0, tokens));
-      out.index_add_(0, tokens, y.to(torch::kFloat32) * weight_of.narrow(0, offset, kept).unsqueeze(-1));
-    }
-    offset += n_e;
+    const int64_t rows = routing.rows[e];
+    if (rows > 0) parts.push_back(experts[e]->as<MlpImpl>()->forward(xp.narrow(0, offset, rows)));
+    offset += rows;
   }
-  auto y = out.to(x.scalar_type());
+  auto yp = parts.empty() ? xp : parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  auto y = ops::moe_unpermute(yp, topk_w.to(torch::kFloat32), routing);
   if (a_.n_shared_experts > 0) y = y + shared_experts(h);
 
   // ---- balance and statistics (training forwards only, once per forward) ----------------

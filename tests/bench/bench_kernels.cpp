@@ -32,6 +32,7 @@
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
+#include "engine/ops/moe.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
@@ -315,6 +316,63 @@ void bench_model(const Shape& s) {
     };
   });
 }
+// MoE dispatch and combine at the model's width: B·T tokens, each routed to k = 6 of E = 64
+// experts (DeepSeek-V2-Lite's split), the expert itself left out (identity), so only the data
+// movement is timed. Fused: kernels/moe (one gather each way, their backward passes gathers too);
+// composite: the per-expert loop the MoE layer ran before (index_select of each expert's tokens,
+// index_add_ of its weighted fp32 output). The routing (sort, counts) is shared and not timed.
+void bench_moe(const Shape& s) {
+  const auto bf = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  const int64_t N = s.B * s.T, E = 64, k = 6, C = s.C;
+  auto scores = torch::rand({N, E}, torch::TensorOptions().device(torch::kCUDA));
+  auto topk = std::get<1>(scores.topk(k, -1));
+  auto w = torch::rand({N, k}, torch::TensorOptions().device(torch::kCUDA));
+  const auto r = ops::moe_route(topk, E, N * k);
+  // The old loop's maps: assignments sorted by expert, the token of each, per-expert counts.
+  auto order = std::get<1>(topk.reshape({-1}).sort(true, 0, false));
+  auto token_of = order.div(k, "floor");
+  auto weight_of = w.reshape({-1}).index_select(0, order);
+  const auto counts = r.counts;
+  auto h = torch::randn({N, C}, bf);
+  std::vector<int64_t> counts_host(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + E);
+  auto loop = [&](const torch::Tensor& x, const torch::Tensor& wo) {
+    auto out = torch::zeros({N, C}, x.options().dtype(torch::kFloat32));
+    int64_t off = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = counts_host[e];
+      if (n == 0) continue;
+      auto tokens = token_of.narrow(0, off, n);
+      auto y = x.index_select(0, tokens);  // the expert's input (and, as identity, its output)
+      out.index_add_(0, tokens, y.to(torch::kFloat32) * wo.narrow(0, off, n).unsqueeze(-1));
+      off += n;
+    }
+    return out.to(x.scalar_type());
+  };
+  const std::string shape = std::to_string(N) + "x" + std::to_string(C) + " E64 k6";
+  // Gather: N·k rows read and written; combine: N·k rows read, N written.
+  const double e = 2.0, moved = e * static_cast<double>(N) * C * (3 * k + 1);
+  measure(s, "moe_dispatch", "fwd", shape, moved, [&](bool fused) {
+    return [&, fused] {
+      torch::NoGradGuard ng;
+      auto out = fused ? ops::moe_unpermute(ops::moe_permute(h, r), w, r) : loop(h, weight_of);
+    };
+  });
+  auto hg = h.detach().clone().requires_grad_(true), wg = w.detach().clone().requires_grad_(true);
+  auto dout = torch::randn({N, C}, bf);
+  measure(s, "moe_dispatch", "fwd+bwd", shape, 2 * moved, [&](bool fused) {
+    return [&, fused] {
+      if (fused) {
+        auto out = ops::moe_unpermute(ops::moe_permute(hg, r), wg, r);
+        auto grads = torch::autograd::grad({out}, {hg, wg}, {dout});
+      } else {
+        auto wo = wg.reshape({-1}).index_select(0, order);
+        auto out = loop(hg, wo);
+        auto grads = torch::autograd::grad({out}, {hg, wg}, {dout});
+      }
+    };
+  });
+}
+
 // Multi-tensor AdamW over the model's parameter list (fp32 master weights, gradients and moments):
 // the fused kernel (engine/ops/adamw.h) against the _foreach_ composite it replaces, and against
 // LibTorch's at::_fused_adamw_ (what the engine ran on CUDA before), one step each.
@@ -392,6 +450,7 @@ int main(int argc, char** argv) {
       bench_model(s);
       bench_decode(s);
       bench_adamw(s);
+      bench_moe(s);
     }
 
   cudaDeviceProp prop{};

@@ -221,6 +221,72 @@ TEST(Moe, CapacityDropsTheLaterTokensAndCountsThem) {
   EXPECT_FALSE(torch::allclose(y, y2));
 }
 
+// With a capacity that drops: the output and the gradients (router, routed and shared experts)
+// against a per-token evaluation where each expert keeps only its earliest tokens.
+TEST(Moe, CappedDispatchMatchesAPerTokenReferenceWithGradients) {
+  ModelArgs a = deepseek();
+  a.moe.capacity_factor = 0.75;
+  a.moe.norm_topk_prob = true;
+  a.moe.routed_scaling_factor = 1.5;
+  torch::manual_seed(11);
+  MoeImpl moe(a);
+  for (auto& p : moe.parameters()) {
+    torch::NoGradGuard ng;
+    p.normal_(0, 0.2);
+  }
+  moe.eval();  // no statistics; gradients still flow
+  const int64_t N = 20, C = 48, E = 8, k = 3;
+  auto x = torch::randn({2, 10, C});
+  auto g = torch::randn({2, 10, C});
+  (moe.forward(x) * g).sum().backward();
+  std::vector<torch::Tensor> got_grads, got_params;
+  for (auto& p : moe.parameters()) {
+    got_params.push_back(p);
+    got_grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+    p.mutable_grad() = torch::Tensor();
+  }
+  torch::Tensor y_got;
+  {
+    torch::NoGradGuard ng;
+    y_got = moe.forward(x).view({N, C});
+  }
+
+  // Reference: token by token, expert e keeps its first `capacity` assignments in token order.
+  const int64_t capacity = static_cast<int64_t>(std::ceil(0.75 * N * k / static_cast<double>(E)));
+  auto h = x.view({N, C});
+  auto s = torch::matmul(h, moe.gate->weight.t()).softmax(-1);
+  auto idx = std::get<1>((s.detach() + moe.gate->e_score_correction_bias).topk(k, -1));
+  std::vector<int64_t> used(E, 0);
+  int64_t dropped = 0;
+  std::vector<torch::Tensor> rows;
+  for (int64_t t = 0; t < N; ++t) {
+    auto wt = s[t].index_select(0, idx[t]);
+    wt = wt / (wt.sum() + 1e-20) * 1.5;
+    auto yt = moe.shared_experts(h[t].unsqueeze(0)).squeeze(0);
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t e = idx[t][i].item<int64_t>();
+      if (used[e]++ >= capacity) {
+        ++dropped;
+        continue;
+      }
+      yt = yt + moe.experts[e]->as<MlpImpl>()->forward(h[t].unsqueeze(0)).squeeze(0) * wt[i];
+    }
+    rows.push_back(yt);
+  }
+  ASSERT_GT(dropped, 0) << "the test wants a capacity that drops";
+  auto y_ref = torch::stack(rows, 0);
+  (y_ref * g.view({N, C})).sum().backward();
+  EXPECT_LT((y_got - y_ref.detach()).abs().max().item<double>(), 1e-5);
+  auto names = moe.named_parameters();
+  size_t i = 0;
+  for (auto& item : names) {
+    auto want = item.value().grad().defined() ? item.value().grad() : torch::zeros_like(item.value());
+    const double scale = want.abs().max().item<double>() + 1e-6;
+    EXPECT_LT((got_grads[i] - want).abs().max().item<double>() / scale, 1e-4) << item.key();
+    ++i;
+  }
+}
+
 TEST(Moe, AuxLossIsAlphaSumFP) {
   ModelArgs a = deepseek();
   a.moe.aux_loss_coef = 0.1;

@@ -10,6 +10,7 @@
 #include "engine/model/transformer.h"
 #include "engine/train/optimizer.h"
 #include "engine/ops/cross_entropy.h"
+#include "engine/ops/moe.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
@@ -17,6 +18,7 @@
 #include "fathom/kernels/cross_entropy.h"
 #include "fathom/kernels/decode.h"
 #include "fathom/kernels/int8_gemv.h"
+#include "fathom/kernels/moe.h"
 #include "fathom/kernels/rmsnorm.h"
 #include "fathom/kernels/rope.h"
 #include "fathom/kernels/swiglu.h"
@@ -300,4 +302,73 @@ TEST(KernelReference, AdamWMatchesTheOptimizer) {
   EXPECT_LT(max_rel(tens(wp, {5, 7}), w), 1e-6);
   EXPECT_LT(max_rel(tens(bp, {7}), b), 1e-6);
   EXPECT_LT(max_rel(tens(wv, {5, 7}), opt.exp_avg_sq()[0]), 1e-6);
+}
+
+// MoE routing (with a capacity that drops assignments), dispatch and combine: the references
+// against the composites, forward and backward (dx, dy and the routing weights' gradient).
+TEST(KernelReference, MoePermuteAndCombineMatchComposite) {
+  torch::manual_seed(9);
+  const int64_t N = 13, k = 3, E = 5, C = 12, capacity = 6;
+  std::vector<torch::Tensor> picks;
+  for (int64_t t = 0; t < N; ++t) picks.push_back(torch::randperm(E).narrow(0, 0, k));
+  auto idx = torch::stack(picks, 0);  // (N, k), distinct experts per token
+  const auto r = ops::moe_route(idx, E, capacity);
+
+  // The routing: per-expert rows capped, the earliest tokens kept, rows grouped by expert in token order.
+  const int64_t total = N * k;
+  int64_t kept = 0, dropped = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n_e = (idx == e).sum().item<int64_t>();
+    EXPECT_EQ(r.counts[e].item<int64_t>(), n_e);
+    EXPECT_EQ(r.rows[e], std::min(n_e, capacity));
+    kept += r.rows[e];
+    dropped += n_e - r.rows[e];
+  }
+  ASSERT_GT(dropped, 0) << "the test wants a capacity that drops";
+  EXPECT_EQ(r.dropped, dropped);
+  ASSERT_EQ(r.kept(), kept);
+  int64_t row = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    std::vector<int64_t> tokens;
+    for (int64_t t = 0; t < N; ++t)
+      for (int64_t i = 0; i < k; ++i)
+        if (idx[t][i].item<int64_t>() == e) tokens.push_back(t);
+    for (int64_t j = 0; j < r.rows[e]; ++j, ++row) {
+      EXPECT_EQ(r.src[row].item<int64_t>(), tokens[j]) << "expert " << e << " row " << j;
+      const int64_t a = r.assign[row].item<int64_t>();
+      EXPECT_EQ(r.pos.view({-1})[a].item<int64_t>(), row);
+      EXPECT_EQ(idx.view({-1})[a].item<int64_t>(), e);
+    }
+  }
+  EXPECT_EQ((r.pos < 0).sum().item<int64_t>(), total - kept);
+
+  auto x = torch::randn({N, C}).requires_grad_(true);
+  auto xp = ops::composite::moe_permute(x, r);
+  auto y = (torch::randn({kept, C})).requires_grad_(true);
+  auto w = torch::rand({N, k}).requires_grad_(true);
+  auto out = ops::composite::moe_unpermute(y, w, r);
+  auto gxp = torch::randn({kept, C}), gout = torch::randn({N, C});
+  ((xp * gxp).sum() + (out * gout).sum()).backward();
+
+  auto xs = vec(x), ys = vec(y), ws = vec(w), gxps = vec(gxp), gouts = vec(gout);
+  auto pos = r.pos.contiguous(), src = r.src.contiguous();
+  std::vector<int64_t> ps(pos.data_ptr<int64_t>(), pos.data_ptr<int64_t>() + N * k),
+      ss(src.data_ptr<int64_t>(), src.data_ptr<int64_t>() + kept);
+  std::vector<float> xp_ref(kept * C), out_ref(N * C), dx(N * C), dy(kept * C), dw(N * k), scale(kept);
+  k::ref::moe_gather_rows(xs.data(), ss.data(), nullptr, xp_ref.data(), kept, C);
+  k::ref::moe_combine_rows(ys.data(), ps.data(), ws.data(), out_ref.data(), N, k, C);
+  k::ref::moe_combine_rows(gxps.data(), ps.data(), nullptr, dx.data(), N, k, C);  // permute's backward
+  for (int64_t j = 0; j < kept; ++j) scale[j] = ws[r.assign[j].item<int64_t>()];
+  k::ref::moe_gather_rows(gouts.data(), ss.data(), scale.data(), dy.data(), kept, C);  // combine's dy
+  k::ref::moe_combine_weight_grad(gouts.data(), ys.data(), ps.data(), dw.data(), N, k, C);
+  EXPECT_LT(max_rel(tens(xp_ref, {kept, C}), xp), 1e-7);
+  EXPECT_LT(max_rel(tens(out_ref, {N, C}), out), 1e-6);
+  EXPECT_LT(max_rel(tens(dx, {N, C}), x.grad()), 1e-6);
+  EXPECT_LT(max_rel(tens(dy, {kept, C}), y.grad()), 1e-6);
+  EXPECT_LT(max_rel(tens(dw, {N, k}), w.grad()), 1e-5);
+  // A dropped assignment's weight gets no gradient.
+  EXPECT_EQ(w.grad().masked_select(r.pos < 0).abs().sum().item<double>(), 0.0);
+  // On the CPU the ops are the composites.
+  EXPECT_TRUE(torch::equal(ops::moe_permute(x, r), xp));
+  EXPECT_TRUE(torch::equal(ops::moe_unpermute(y, w, r), out));
 }
