@@ -1,10 +1,14 @@
 // DeepSeekMoE feed-forward (see moe.h). N tokens, E routed experts, k = top_k, G groups.
 #include "engine/model/moe.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/model/checkpointing.h"
+#include "engine/model/fp8.h"
+#include "engine/ops/grouped_linear.h"
 #include "engine/ops/moe.h"
+#include "engine/ops/swiglu.h"
 
 namespace fathom::model {
 
@@ -59,14 +63,7 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, torch::Tensor* aux) {
   const auto& counts = routing.counts;
   const int64_t dropped = routing.dropped;
   auto xp = ops::moe_permute(h, routing);  // (P, C)
-  std::vector<torch::Tensor> parts;
-  int64_t offset = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t rows = routing.rows[e];
-    if (rows > 0) parts.push_back(experts[e]->as<MlpImpl>()->forward(xp.narrow(0, offset, rows)));
-    offset += rows;
-  }
-  auto yp = parts.empty() ? xp : parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  auto yp = routed_experts(xp, routing.rows);
   auto y = ops::moe_unpermute(yp, topk_w.to(torch::kFloat32), routing);
   if (a_.n_shared_experts > 0) y = y + shared_experts(h);
 
@@ -88,6 +85,45 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, torch::Tensor* aux) {
     if (!checkpoint_recomputing()) stat_aux_ += aux->detach().item<double>();
   }
   return y.view(x.sizes());
+}
+
+torch::Tensor MoeImpl::routed_experts(const torch::Tensor& xp, const std::vector<int64_t>& rows) {
+  // The experts that got rows, and whether all of them are plain SwiGLUs (no adapter, no int8, no
+  // bias) that the grouped GEMM can take: then three grouped products (gate, up, down) for all.
+  std::vector<int64_t> active_rows;
+  std::vector<torch::Tensor> gate_w, up_w, down_w;
+  bool plain = xp.is_cuda() && !(fp8::enabled() && is_training());
+  int64_t most = 0;
+  for (size_t e = 0; e < rows.size(); ++e) {
+    if (rows[e] == 0) continue;
+    active_rows.push_back(rows[e]);
+    most = std::max(most, rows[e]);
+    if (!plain) continue;
+    auto* m = experts[e]->as<MlpImpl>();
+    for (auto* lin : {m->gate_proj.get(), m->up_proj.get(), m->down_proj.get()}) {
+      auto d = lin->decode_weight();
+      if (!d || d->scale.defined() || d->bias.defined()) plain = false;
+    }
+    if (plain) {
+      gate_w.push_back(m->gate_proj->weight);
+      up_w.push_back(m->up_proj->weight);
+      down_w.push_back(m->down_proj->weight);
+    }
+  }
+  if (active_rows.empty()) return xp;  // no rows at all: (0, C)
+  // A few rows per expert without gradients (decoding): each expert's own decode kernels.
+  const bool grads = torch::GradMode::is_enabled() && (xp.requires_grad() || (plain && gate_w[0].requires_grad()));
+  if (plain && (most > 8 || grads) && ops::grouped_linear_fusable(xp, gate_w) && ops::grouped_linear_fusable(xp, up_w)) {
+    auto act = ops::swiglu(ops::grouped_linear(xp, gate_w, active_rows), ops::grouped_linear(xp, up_w, active_rows));
+    if (ops::grouped_linear_fusable(act, down_w)) return ops::grouped_linear(act, down_w, active_rows);
+  }
+  std::vector<torch::Tensor> parts;
+  int64_t offset = 0;
+  for (size_t e = 0; e < rows.size(); ++e) {
+    if (rows[e] > 0) parts.push_back(experts[e]->as<MlpImpl>()->forward(xp.narrow(0, offset, rows[e])));
+    offset += rows[e];
+  }
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
 }
 
 void MoeImpl::update_bias(bool apply) {

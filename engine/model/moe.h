@@ -53,6 +53,8 @@ class MoeImpl : public torch::nn::Module {
   Mlp shared_experts{nullptr};
 
  private:
+  // The routed experts over xp's rows, grouped by expert (rows[e] each, in expert order).
+  torch::Tensor routed_experts(const torch::Tensor& xp, const std::vector<int64_t>& rows);
   MoeArgs a_;
   torch::Tensor step_counts_;  // (E) fp64, CPU: assignments since update_bias()
   torch::Tensor stat_counts_;  // (E) fp64, CPU: since take_stats()

@@ -6,8 +6,9 @@
 // composite and against bf16; the decode-step ops (engine/ops/decode.h: one-row products,
 // q/k/v and gate/up+SwiGLU in one pass, rotary + cache append + attention) against the path the
 // model took before, both replayed from CUDA graphs; the multi-tensor fused AdamW against the
-// _foreach_ composite and LibTorch's _fused_adamw_. Timing: CUDA events around `iters`
-// calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
+// _foreach_ composite and LibTorch's _fused_adamw_; the MoE dispatch/combine gathers against the
+// per-expert loop, and a whole DeepSeekMoE layer (grouped GEMMs) against a product per expert.
+// Timing: CUDA events around `iters` calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
 // per case ({"bench":"kernels",...}). Exits 77 without a CUDA device.
 // Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]
 #include <torch/torch.h>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "engine/infer/graph_decode.h"
+#include "engine/model/moe.h"
 #include "engine/model/transformer.h"
 #include "engine/ops/decode.h"
 #include "engine/ops/adamw.h"
@@ -369,6 +371,40 @@ void bench_moe(const Shape& s) {
         auto out = loop(hg, wo);
         auto grads = torch::autograd::grad({out}, {hg, wg}, {dout});
       }
+    };
+  });
+
+  // A whole DeepSeekMoE layer at this width (64 experts of d_expert ≈ 0.69·C, top 6, one shared
+  // expert; DeepSeek-V2-Lite's proportions): router, dispatch, experts, combine. Fused: the
+  // dispatch kernels and one grouped GEMM per product for all experts; composite: a product per
+  // expert (the kernels switch off both). Matmul-bound: no GB/s figure.
+  fathom::model::ModelArgs a;
+  a.d_model = C;
+  a.moe.n_routed_experts = E;
+  a.moe.n_shared_experts = 1;
+  a.moe.top_k = k;
+  a.moe.d_expert = (C * 11 / 16 + 63) / 64 * 64;
+  a.moe.balance = "none";
+  fathom::model::MoeImpl layer(a);
+  layer.to(torch::kCUDA, torch::kBFloat16);
+  layer.train();
+  auto xl = torch::randn({s.B, s.T, C}, bf);
+  auto xg = xl.detach().clone().requires_grad_(true);
+  auto dl = torch::randn_like(xl);
+  std::vector<torch::Tensor> params{xg};
+  for (auto& p : layer.parameters()) params.push_back(p);
+  const std::string lshape = std::to_string(N) + "x" + std::to_string(C) + " E64 k6 d" + std::to_string(a.moe.d_expert);
+  measure(s, "moe_layer", "fwd", lshape, 0, [&](bool) {
+    return [&] {
+      torch::NoGradGuard ng;
+      auto out = layer.forward(xl);
+    };
+  });
+  measure(s, "moe_layer", "fwd+bwd", lshape, 0, [&](bool) {
+    return [&] {
+      auto out = layer.forward(xg);
+      auto grads = torch::autograd::grad({out}, params, {dl}, /*retain_graph=*/false, /*create_graph=*/false,
+                                         /*allow_unused=*/true);
     };
   });
 }

@@ -10,6 +10,7 @@
 #include "engine/model/transformer.h"
 #include "engine/train/optimizer.h"
 #include "engine/ops/cross_entropy.h"
+#include "engine/ops/grouped_linear.h"
 #include "engine/ops/moe.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
@@ -371,4 +372,39 @@ TEST(KernelReference, MoePermuteAndCombineMatchComposite) {
   // On the CPU the ops are the composites.
   EXPECT_TRUE(torch::equal(ops::moe_permute(x, r), xp));
   EXPECT_TRUE(torch::equal(ops::moe_unpermute(y, w, r), out));
+}
+
+// The grouped linear's autograd Function (what CUDA runs, one grouped GEMM per pass) with its
+// products done by matmuls on the CPU, against the composite: output, input gradient, and the
+// gradient of each weight that wants one (a frozen expert gets none).
+TEST(KernelReference, GroupedLinearFunctionMatchesComposite) {
+  torch::manual_seed(10);
+  const std::vector<int64_t> rows{5, 1, 17, 7};
+  const int64_t P = 30, in = 12, out = 8;
+  auto x = torch::randn({P, in});
+  std::vector<torch::Tensor> w;
+  for (size_t g = 0; g < rows.size(); ++g) w.push_back(torch::randn({out, in}).requires_grad_(g != 2));
+  auto seed = torch::randn({P, out});
+  auto run = [&](bool function) {
+    auto xl = x.clone().requires_grad_(true);
+    std::vector<torch::Tensor> wl;
+    for (auto& t : w) wl.push_back(t.detach().clone().requires_grad_(t.requires_grad()));
+    auto y = function ? ops::detail::grouped_linear_function(xl, wl, rows) : ops::composite::grouped_linear(xl, wl, rows);
+    (y * seed).sum().backward();
+    std::vector<torch::Tensor> r{y.detach(), xl.grad()};
+    for (auto& t : wl) r.push_back(t.grad());
+    return r;
+  };
+  auto got = run(true), want = run(false);
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].defined(), want[i].defined()) << "tensor " << i;
+    if (want[i].defined()) {
+      EXPECT_LT(max_rel(got[i], want[i]), 1e-6) << "tensor " << i;
+    }
+  }
+  EXPECT_FALSE(got[2 + 2].defined()) << "the frozen weight gets no gradient";
+  // On the CPU the op is the composite; rows that do not add up are refused.
+  EXPECT_TRUE(torch::equal(ops::grouped_linear(x, w, rows), ops::composite::grouped_linear(x, w, rows)));
+  EXPECT_THROW(ops::grouped_linear(x, w, {5, 1, 17, 6}), c10::Error);
+  EXPECT_THROW(ops::grouped_linear(x, w, {5, 0, 18, 7}), c10::Error);
 }

@@ -22,6 +22,7 @@
 #include "engine/ops/decode.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
+#include "engine/ops/grouped_linear.h"
 #include "engine/ops/moe.h"
 #include "engine/model/moe.h"
 #include "engine/ops/rmsnorm.h"
@@ -790,6 +791,29 @@ TEST(EngineOps, FusedAdamWMatchesTheOptimizersOtherPath) {
   };
   auto a = run(true), b = run(false);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_LT(max_rel(a[i].second, b[i].second), 1e-5) << a[i].first;
+}
+
+// The grouped GEMM (one cuBLAS call a pass for every expert) against a matmul per expert: output,
+// input gradient and each expert's weight gradient, groups of 1 to 256 rows.
+TEST(EngineOps, GroupedLinearFusedMatchesComposite) {
+  torch::manual_seed(14);
+  ops::set_kernels_enabled(true);
+  const std::vector<int64_t> rows{1, 3, 64, 100, 7, 256, 2, 33};
+  const int64_t P = 466, in = 256, out = 384;
+  for (const auto& kind : kKinds) {
+    std::vector<torch::Tensor> inputs{rnd({P, in}, kind.st)};
+    for (size_t g = 0; g < rows.size(); ++g) inputs.push_back(rnd({out, in}, kind.st, 0.05));
+    ASSERT_TRUE(ops::grouped_linear_fusable(inputs[0], {inputs.begin() + 1, inputs.end()})) << "cuBLAS lacks the grouped GEMM";
+    auto seed = torch::randn({P, out}, kCuda);
+    auto run = [&](bool fused) {
+      return run_with_grads(inputs, {seed}, [&](auto& in_) {
+        std::vector<torch::Tensor> w(in_.begin() + 1, in_.end());
+        return std::vector<torch::Tensor>{fused ? ops::grouped_linear(in_[0], w, rows) : ops::composite::grouped_linear(in_[0], w, rows)};
+      });
+    };
+    expect_close(run(true), run(false), 2 * kind.tol, std::string("grouped_linear ") + k::dtype_name(kind.dt));
+  }
+  ops::set_kernels_enabled(std::nullopt);
 }
 
 TEST(EngineOps, MoeDispatchFusedMatchesComposite) {

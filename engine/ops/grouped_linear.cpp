@@ -1,0 +1,211 @@
+// Grouped expert linears: kernels/grouped_gemm on CUDA, a loop of products elsewhere (see
+// grouped_linear.h). Three products per layer, each one cuBLAS call for every expert:
+//   forward  y_g  = x_g · W_gᵀ      (r_g × out)
+//   dgrad    dx_g = dy_g · W_g      (r_g × in)
+//   wgrad    dW_g = dy_gᵀ · x_g     (out × in)
+#include "engine/ops/grouped_linear.h"
+
+#include <torch/torch.h>
+
+#include <numeric>
+#include <stdexcept>
+
+#include "engine/ops/kernels.h"
+
+#ifdef FATHOM_HAVE_CUDA
+#include "engine/ops/cuda_util.h"
+#include "fathom/kernels/grouped_gemm.h"
+#endif
+
+namespace fathom::ops {
+
+namespace composite {
+torch::Tensor grouped_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                             const std::vector<int64_t>& rows) {
+  std::vector<torch::Tensor> parts;
+  int64_t at = 0;
+  for (size_t g = 0; g < weights.size(); ++g) {
+    parts.push_back(torch::nn::functional::linear(x.narrow(0, at, rows[g]), weights[g]));
+    at += rows[g];
+  }
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+}
+}  // namespace composite
+
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+void check_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& weights, const std::vector<int64_t>& rows) {
+  TORCH_CHECK(rows.size() == weights.size(), "grouped_linear: ", rows.size(), " row counts for ", weights.size(), " weights");
+  for (auto r : rows) TORCH_CHECK(r >= 1, "grouped_linear: every group needs at least one row");
+  TORCH_CHECK(std::accumulate(rows.begin(), rows.end(), int64_t{0}) == x.size(0), "grouped_linear: the rows (",
+              std::accumulate(rows.begin(), rows.end(), int64_t{0}), ") do not add up to x's ", x.size(0));
+}
+
+enum class Form { forward, dgrad, wgrad };
+
+#ifdef FATHOM_HAVE_CUDA
+// One grouped GEMM: problem g has shape `shape(g)` and operands at a + a_off(g), b(g), c(g).
+void cuda_grouped(const torch::Tensor& like, const std::vector<kernels::GemmShape>& shapes, const std::vector<const void*>& a,
+                  const std::vector<const void*>& b, const std::vector<void*>& c, float beta) {
+  const int64_t n = static_cast<int64_t>(shapes.size());
+  // The pointer arrays go to the device through pinned memory: no stream sync, and the caching host
+  // allocator keeps the block until the copy has run.
+  auto host = torch::empty({3 * n}, torch::TensorOptions().dtype(torch::kLong).pinned_memory(true));
+  int64_t* h = host.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    h[i] = reinterpret_cast<int64_t>(a[i]);
+    h[n + i] = reinterpret_cast<int64_t>(b[i]);
+    h[2 * n + i] = reinterpret_cast<int64_t>(c[i]);
+  }
+  auto dev = host.to(like.device(), /*non_blocking=*/true);
+  auto* p = reinterpret_cast<void**>(dev.data_ptr<int64_t>());
+  kernels::grouped_gemm(*detail::kernel_dtype(like), at::cuda::getCurrentCUDABlasHandle(), shapes.data(), static_cast<int>(n),
+                        const_cast<const void* const*>(p), const_cast<const void* const*>(p + n), p + 2 * n, beta,
+                        detail::stream());
+}
+#endif
+
+// forward: a = x, returns y (P, out). dgrad: a = dy, returns dx (P, in).
+torch::Tensor products(Form form, const torch::Tensor& a, const std::vector<torch::Tensor>& w, const std::vector<int64_t>& rows) {
+  const int64_t out = w[0].size(0), in = w[0].size(1);
+  const int64_t cols = form == Form::forward ? out : in;
+  auto y = torch::empty({a.size(0), cols}, a.options());
+#ifdef FATHOM_HAVE_CUDA
+  if (a.is_cuda()) {
+    c10::cuda::CUDAGuard guard(a.device());
+    std::vector<kernels::GemmShape> shapes;
+    std::vector<const void*> pa, pb;
+    std::vector<void*> pc;
+    const size_t es = a.element_size();
+    int64_t at = 0;
+    for (size_t g = 0; g < w.size(); ++g) {
+      const int64_t r = rows[g];
+      if (form == Form::forward) shapes.push_back({r, out, in, false, true});  // x_g (r×in) · W_gᵀ
+      else shapes.push_back({r, in, out, false, false});                       // dy_g (r×out) · W_g
+      pa.push_back(static_cast<const char*>(a.data_ptr()) + at * a.size(1) * es);
+      pb.push_back(w[g].data_ptr());
+      pc.push_back(static_cast<char*>(y.data_ptr()) + at * cols * es);
+      at += r;
+    }
+    cuda_grouped(a, shapes, pa, pb, pc, 0.f);
+    return y;
+  }
+#endif
+  int64_t at = 0;
+  for (size_t g = 0; g < w.size(); ++g) {
+    auto slice = y.narrow(0, at, rows[g]);
+    torch::mm_out(slice, a.narrow(0, at, rows[g]), form == Form::forward ? w[g].t() : w[g]);
+    at += rows[g];
+  }
+  return y;
+}
+
+// dW_g = dy_gᵀ · x_g for the groups in `want` (the others undefined).
+std::vector<torch::Tensor> weight_grads(const torch::Tensor& dy, const torch::Tensor& x, const std::vector<torch::Tensor>& w,
+                                        const std::vector<int64_t>& rows, const std::vector<bool>& want) {
+  std::vector<torch::Tensor> dw(w.size());
+#ifdef FATHOM_HAVE_CUDA
+  if (x.is_cuda()) {
+    const int64_t out = w[0].size(0), in = w[0].size(1);
+    c10::cuda::CUDAGuard guard(x.device());
+    std::vector<kernels::GemmShape> shapes;
+    std::vector<const void*> pa, pb;
+    std::vector<void*> pc;
+    const size_t es = x.element_size();
+    int64_t at = 0;
+    for (size_t g = 0; g < w.size(); ++g) {
+      if (want[g]) {
+        dw[g] = torch::empty({out, in}, w[g].options());
+        shapes.push_back({out, in, rows[g], true, false});  // dy_gᵀ (out×r) · x_g (r×in)
+        pa.push_back(static_cast<const char*>(dy.data_ptr()) + at * out * es);
+        pb.push_back(static_cast<const char*>(x.data_ptr()) + at * in * es);
+        pc.push_back(dw[g].data_ptr());
+      }
+      at += rows[g];
+    }
+    if (!shapes.empty()) cuda_grouped(x, shapes, pa, pb, pc, 0.f);
+    return dw;
+  }
+#endif
+  int64_t at = 0;
+  for (size_t g = 0; g < w.size(); ++g) {
+    if (want[g]) dw[g] = torch::mm(dy.narrow(0, at, rows[g]).t(), x.narrow(0, at, rows[g]));
+    at += rows[g];
+  }
+  return dw;
+}
+
+class GroupedLinearFn : public torch::autograd::Function<GroupedLinearFn> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x, at::TensorList weights,
+                               const std::vector<int64_t>& rows) {
+    variable_list saved{x};
+    saved.insert(saved.end(), weights.begin(), weights.end());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["rows"] = rows;
+    return {products(Form::forward, x, weights.vec(), rows)};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const std::vector<torch::Tensor> w(saved.begin() + 1, saved.end());
+    const auto rows = ctx->saved_data["rows"].toIntVector();
+    auto dy = grads[0].to(x.scalar_type()).contiguous();
+    variable_list out;
+    out.push_back(ctx->needs_input_grad(0) ? products(Form::dgrad, dy, w, rows) : torch::Tensor());
+    std::vector<bool> want(w.size());
+    for (size_t g = 0; g < w.size(); ++g) want[g] = ctx->needs_input_grad(1 + g);
+    auto dw = weight_grads(dy, x, w, rows, want);
+    out.insert(out.end(), dw.begin(), dw.end());
+    out.push_back(torch::Tensor());  // rows
+    return out;
+  }
+};
+
+bool any_grad(const torch::Tensor& x, const std::vector<torch::Tensor>& w) {
+  if (!torch::GradMode::is_enabled()) return false;
+  if (x.requires_grad()) return true;
+  for (const auto& t : w)
+    if (t.requires_grad()) return true;
+  return false;
+}
+}  // namespace
+
+bool grouped_linear_fusable(const torch::Tensor& x, const std::vector<torch::Tensor>& weights) {
+#ifdef FATHOM_HAVE_CUDA
+  if (!kernels_enabled() || weights.empty() || !x.defined() || !x.is_cuda() || x.dim() != 2 || !x.is_contiguous() ||
+      !detail::kernel_dtype(x) || !kernels::grouped_gemm_available())
+    return false;
+  for (const auto& w : weights)
+    if (!w.defined() || w.dim() != 2 || w.size(1) != x.size(1) || w.size(0) != weights[0].size(0) ||
+        w.scalar_type() != x.scalar_type() || w.device() != x.device() || !w.is_contiguous())
+      return false;
+  return true;
+#else
+  (void)x;
+  (void)weights;
+  return false;
+#endif
+}
+
+torch::Tensor grouped_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                             const std::vector<int64_t>& rows) {
+  check_rows(x, weights, rows);
+  if (grouped_linear_fusable(x, weights)) {
+    if (any_grad(x, weights)) return GroupedLinearFn::apply(x, at::TensorList(weights), rows)[0];
+    return products(Form::forward, x, weights, rows);
+  }
+  return composite::grouped_linear(x, weights, rows);
+}
+
+namespace detail {
+torch::Tensor grouped_linear_function(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                                      const std::vector<int64_t>& rows) {
+  check_rows(x, weights, rows);
+  return GroupedLinearFn::apply(x.contiguous(), at::TensorList(weights), rows)[0];
+}
+}  // namespace detail
+
+}  // namespace fathom::ops

@@ -1,0 +1,34 @@
+// Linear layers of many experts over one buffer whose rows are grouped by expert (ops/moe.h's
+// dispatch): rows [o_g, o_g + rows_g) of x go through weight W_g (out × in, no bias):
+// y_g = x_g · W_gᵀ. On CUDA with the kernels on: one cuBLAS grouped GEMM per pass (forward,
+// input gradient, weight gradients: kernels/grouped_gemm) through an autograd Function; elsewhere
+// a loop of F::linear over the slices.
+#pragma once
+#include <torch/types.h>
+
+#include <vector>
+
+namespace fathom::ops {
+
+// x (P, in) with P = Σ rows; weights: one (out, in) per group, all of x's dtype and device; every
+// rows[g] ≥ 1. Returns (P, out).
+torch::Tensor grouped_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                             const std::vector<int64_t>& rows);
+// Whether grouped_linear takes the grouped GEMM for these operands (CUDA, kernels on, cuBLAS with
+// the entry point, dense weights of x's dtype).
+bool grouped_linear_fusable(const torch::Tensor& x, const std::vector<torch::Tensor>& weights);
+
+namespace composite {
+torch::Tensor grouped_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                             const std::vector<int64_t>& rows);
+}
+
+namespace detail {
+// The autograd Function the CUDA path runs, with its products done by a loop of matmuls into
+// slices of the output on the CPU: what the tests use to check its bookkeeping (gradient layout,
+// which weights get one) where there is no GPU.
+torch::Tensor grouped_linear_function(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                                      const std::vector<int64_t>& rows);
+}  // namespace detail
+
+}  // namespace fathom::ops
