@@ -6,13 +6,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -23,9 +28,41 @@ inline std::string engine_bin() {
   return e ? e : std::string(FATHOM_BINARY_DIR) + "/bin/fathom-engine";
 }
 
+// The folders make_temp_dir made, removed when the test program exits, unless a test failed (they
+// stay for a post-mortem, and the program prints where) or FATHOM_KEEP_TEST_DIRS is set. Built on
+// first use, after gtest's UnitTest: destroyed before it, so it can still ask whether a test failed.
+class TempDirRegistry {
+ public:
+  static TempDirRegistry& get() {
+    static TempDirRegistry registry;
+    return registry;
+  }
+  void add(const std::string& dir) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs_.push_back(dir);
+  }
+  ~TempDirRegistry() {
+    const bool keep = std::getenv("FATHOM_KEEP_TEST_DIRS") != nullptr || ::testing::UnitTest::GetInstance()->Failed();
+    for (const auto& d : dirs_) {
+      if (keep) {
+        std::fprintf(stderr, "test folder kept: %s\n", d.c_str());
+      } else {
+        std::error_code ec;
+        std::filesystem::remove_all(d, ec);
+      }
+    }
+  }
+
+ private:
+  TempDirRegistry() = default;
+  std::mutex mu_;
+  std::vector<std::string> dirs_;
+};
+
 inline std::string make_temp_dir(const std::string& tag) {
   std::string tmpl = (std::filesystem::temp_directory_path() / ("fathom-" + tag + "-XXXXXX")).string();
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  TempDirRegistry::get().add(tmpl);
   return tmpl;
 }
 
