@@ -4,6 +4,8 @@
 #include <atomic>
 #include <optional>
 
+#include "engine/ops/fp8_cast.h"
+
 #if defined(FATHOM_HAVE_CUDA)
 #include <ATen/cuda/CUDAContext.h>
 #endif
@@ -30,12 +32,12 @@ struct Scaled {
   torch::Tensor inv;  // fp32 scalar: q · inv ≈ the tensor
 };
 
-// Per-tensor scale from the current absolute maximum, so the largest value maps to the format's max.
+// Per-tensor scale from the current absolute maximum, so the largest value maps to the format's max
+// (engine/ops/fp8_cast.h: two kernel passes on CUDA with the kernels on, the composite otherwise).
 Scaled quantize(const torch::Tensor& t, at::ScalarType fp8, double max) {
-  auto amax = t.abs().amax().to(torch::kFloat32).clamp_min(1e-12);
-  auto scale = amax.reciprocal() * max;
-  auto q = (t.to(torch::kFloat32) * scale).clamp(-max, max).to(fp8);
-  return {q, scale.reciprocal()};
+  TORCH_INTERNAL_ASSERT(fp8 == at::kFloat8_e4m3fn ? max == kE4m3Max : max == kE5m2Max);
+  auto s = ops::fp8_quantize(t, fp8 == at::kFloat8_e4m3fn);
+  return {s.q, s.inv};
 }
 
 // a (M, K) row-major · b (K, N) column-major → (M, N) in `out`, both scales applied.

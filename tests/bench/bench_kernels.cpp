@@ -30,6 +30,7 @@
 #include "engine/model/moe.h"
 #include "engine/model/transformer.h"
 #include "engine/ops/decode.h"
+#include "engine/ops/fp8_cast.h"
 #include "engine/ops/adamw.h"
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/int8_linear.h"
@@ -318,6 +319,29 @@ void bench_model(const Shape& s) {
     };
   });
 }
+// FP8 per-tensor quantisation (what each FP8 linear does to its input, weight and output gradient):
+// the two-pass kernel against the composite (abs, amax, fp32 copy, scale, clamp, cast), on the
+// layer's input (rows × C) and the MLP's hidden activation (rows × d_ff).
+void bench_fp8_cast(const Shape& s) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  const auto bf = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  const int64_t rows = s.B * s.T;
+  for (int64_t cols : {s.C, s.d_ff}) {
+    auto x = torch::randn({rows, cols}, bf);
+    // Minimum traffic: read x twice (maximum, cast), write one byte per element.
+    const double bytes = static_cast<double>(rows) * cols * (2 + 2 + 1);
+    measure(s, "fp8_quantize", "fwd", std::to_string(rows) + "x" + std::to_string(cols), bytes, [&](bool) {
+      return [&] {
+        torch::NoGradGuard ng;
+        auto q = fathom::ops::fp8_quantize(x, true);
+      };
+    });
+  }
+#else
+  (void)s;
+#endif
+}
+
 // MoE dispatch and combine at the model's width: B·T tokens, each routed to k = 6 of E = 64
 // experts (DeepSeek-V2-Lite's split), the expert itself left out (identity), so only the data
 // movement is timed. Fused: kernels/moe (one gather each way, their backward passes gathers too);
@@ -487,6 +511,7 @@ int main(int argc, char** argv) {
       bench_decode(s);
       bench_adamw(s);
       bench_moe(s);
+      bench_fp8_cast(s);
     }
 
   cudaDeviceProp prop{};

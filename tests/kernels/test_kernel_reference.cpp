@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <vector>
 
 #include "engine/model/transformer.h"
@@ -18,6 +19,7 @@
 #include "fathom/kernels/adamw.h"
 #include "fathom/kernels/cross_entropy.h"
 #include "fathom/kernels/decode.h"
+#include "fathom/kernels/fp8_cast.h"
 #include "fathom/kernels/int8_gemv.h"
 #include "fathom/kernels/moe.h"
 #include "fathom/kernels/rmsnorm.h"
@@ -407,4 +409,44 @@ TEST(KernelReference, GroupedLinearFunctionMatchesComposite) {
   EXPECT_TRUE(torch::equal(ops::grouped_linear(x, w, rows), ops::composite::grouped_linear(x, w, rows)));
   EXPECT_THROW(ops::grouped_linear(x, w, {5, 1, 17, 6}), c10::Error);
   EXPECT_THROW(ops::grouped_linear(x, w, {5, 0, 18, 7}), c10::Error);
+}
+
+// The FP8 rounding of the reference against values worked out by hand from the formats: ties to
+// even, subnormals, saturation, NaN. (The GPU test checks the kernels against this and against
+// LibTorch's own conversion.)
+TEST(KernelReference, Fp8RoundingFollowsTheFormats) {
+  using F = k::Fp8Format;
+  struct Case {
+    float in, out;
+    F fmt;
+  };
+  const float two_m9 = std::ldexp(1.f, -9), two_m16 = std::ldexp(1.f, -16);
+  const std::vector<Case> cases = {
+      {1.f, 1.f, F::e4m3},           {1.0625f, 1.f, F::e4m3},      // tie between 1.000 and 1.001: even
+      {1.1875f, 1.25f, F::e4m3},     {1.19f, 1.25f, F::e4m3},      // tie between 1.001 and 1.010: even
+      {-3.3f, -3.25f, F::e4m3},      {447.f, 448.f, F::e4m3},      {500.f, 448.f, F::e4m3},
+      {-1e9f, -448.f, F::e4m3},      {two_m9, two_m9, F::e4m3},    // smallest subnormal
+      {two_m9 / 2, 0.f, F::e4m3},    {two_m9 * 0.75f, two_m9, F::e4m3}, {two_m9 * 1.5f, 2 * two_m9, F::e4m3},
+      {0.017f, 0.017578125f, F::e4m3},  // just above the smallest normal 2^-6: steps of 2^-9
+      {0.005f, 0.005859375f, F::e4m3},  // subnormal: 2.56 steps of 2^-9 → 3
+      {1.0625f, 1.f, F::e5m2},       {1.125f, 1.f, F::e5m2},       {1.375f, 1.5f, F::e5m2},
+      {57344.f, 57344.f, F::e5m2},   {60000.f, 57344.f, F::e5m2},  {two_m16, two_m16, F::e5m2},
+      {two_m16 / 2, 0.f, F::e5m2},   {0.f, 0.f, F::e5m2}};
+  for (const auto& c : cases)
+    EXPECT_EQ(k::ref::round_fp8(c.in, c.fmt), c.out) << c.in << (c.fmt == F::e4m3 ? " e4m3" : " e5m2");
+  EXPECT_TRUE(std::isnan(k::ref::round_fp8(std::nanf(""), F::e4m3)));
+
+  // The recipe: the largest magnitude lands on the format's maximum; q · inv is the tensor to within
+  // the format's relative step (2^-4 for e4m3, 2^-3 for e5m2) for values well inside the range.
+  std::vector<float> x{0.5f, -2.f, 3.f, -7.5f, 0.25f}, q(x.size());
+  for (F fmt : {F::e4m3, F::e5m2}) {
+    const float inv = k::ref::fp8_quantize(x.data(), static_cast<int64_t>(x.size()), fmt, q.data());
+    EXPECT_EQ(q[3], -k::fp8_max(fmt));
+    for (size_t i = 0; i < x.size(); ++i)
+      EXPECT_NEAR(q[i] * inv, x[i], std::fabs(x[i]) * (fmt == F::e4m3 ? 0.0625 : 0.125)) << i;
+  }
+  x[2] = std::nanf("");
+  const float inv = k::ref::fp8_quantize(x.data(), static_cast<int64_t>(x.size()), F::e4m3, q.data());
+  EXPECT_TRUE(std::isnan(inv));
+  for (float v : q) EXPECT_TRUE(std::isnan(v));
 }

@@ -20,6 +20,7 @@
 #include "engine/ops/adamw.h"
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/decode.h"
+#include "engine/ops/fp8_cast.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/grouped_linear.h"
@@ -31,6 +32,7 @@
 #include "fathom/kernels/adamw.h"
 #include "fathom/kernels/cross_entropy.h"
 #include "fathom/kernels/decode.h"
+#include "fathom/kernels/fp8_cast.h"
 #include "fathom/kernels/int8_gemv.h"
 #include "fathom/kernels/moe.h"
 #include "fathom/kernels/rmsnorm.h"
@@ -415,6 +417,42 @@ TEST(DecodeAttentionKernels, MatchReference) {
     }
   }
 }
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+// FP8 quantisation: the kernels' bytes equal LibTorch's composite (same arithmetic, same rounding),
+// and the values they stand for equal the reference's rounding from the formats' definitions.
+TEST(Fp8CastKernel, MatchesCompositeAndReference) {
+  torch::manual_seed(15);
+  for (const auto& kind : kKinds) {
+    for (int64_t n : {int64_t{1}, int64_t{13}, int64_t{4096}, int64_t{2048 * 2048 + 3}}) {
+      for (bool e4m3 : {true, false}) {
+        SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " n " + std::to_string(n) + (e4m3 ? " e4m3" : " e5m2"));
+        // Magnitudes over ten binades, so the subnormals and the top of the range both occur.
+        auto x = (torch::randn({n}) * torch::pow(2.0, torch::randint(-10, 1, {n}).to(torch::kFloat32))).to(kCuda, kind.st);
+        ops::set_kernels_enabled(true);
+        const auto got = ops::fp8_quantize(x, e4m3);
+        const auto want = ops::composite::fp8_quantize(x, e4m3);
+        ops::set_kernels_enabled(std::nullopt);
+        EXPECT_EQ(got.inv.item<float>(), want.inv.item<float>());
+        EXPECT_TRUE(torch::equal(got.q.view(torch::kUInt8).cpu(), want.q.view(torch::kUInt8).cpu()));
+        auto xs = host(x);
+        std::vector<float> q(n);
+        const float inv = k::ref::fp8_quantize(xs.data(), n, e4m3 ? k::Fp8Format::e4m3 : k::Fp8Format::e5m2, q.data());
+        EXPECT_EQ(inv, got.inv.item<float>());
+        EXPECT_TRUE(torch::equal(got.q.to(torch::kFloat32).cpu(), tens(q, {n})));
+      }
+    }
+  }
+  // A NaN makes the scale and every value NaN (the trainer's non-finite guard then skips the step).
+  auto x = torch::randn({1000}, kCuda).to(torch::kBFloat16);
+  x[17] = std::nanf("");
+  ops::set_kernels_enabled(true);
+  const auto s = ops::fp8_quantize(x, true);
+  ops::set_kernels_enabled(std::nullopt);
+  EXPECT_TRUE(std::isnan(s.inv.item<float>()));
+  EXPECT_TRUE(s.q.to(torch::kFloat32).isnan().all().item<bool>());
+}
+#endif
 
 TEST(AdamWKernel, MatchesReference) {
   // Sizes that take every path: 1 element, a float4 tail (4097), several chunks (70,001), a
