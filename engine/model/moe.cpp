@@ -111,11 +111,13 @@ torch::Tensor MoeImpl::routed_experts(const torch::Tensor& xp, const std::vector
     }
   }
   if (active_rows.empty()) return xp;  // no rows at all: (0, C)
-  // A few rows per expert without gradients (decoding): each expert's own decode kernels.
-  const bool grads = torch::GradMode::is_enabled() && (xp.requires_grad() || (plain && gate_w[0].requires_grad()));
-  if (plain && (most > 8 || grads) && ops::grouped_linear_fusable(xp, gate_w) && ops::grouped_linear_fusable(xp, up_w)) {
+  // Decoding (a few rows per expert, not training): each expert's own decode kernels. The choice
+  // does not depend on grad mode, so a checkpointed block recomputes exactly what its forward did.
+  if (plain && (most > 8 || is_training()) && ops::grouped_linear_fusable(xp, gate_w) &&
+      ops::grouped_linear_fusable(xp, up_w) &&
+      ops::grouped_weights_fusable(down_w, gate_w[0].size(0), xp.scalar_type(), xp.device())) {
     auto act = ops::swiglu(ops::grouped_linear(xp, gate_w, active_rows), ops::grouped_linear(xp, up_w, active_rows));
-    if (ops::grouped_linear_fusable(act, down_w)) return ops::grouped_linear(act, down_w, active_rows);
+    return ops::grouped_linear(act, down_w, active_rows);
   }
   std::vector<torch::Tensor> parts;
   int64_t offset = 0;

@@ -152,7 +152,11 @@ class GroupedLinearFn : public torch::autograd::Function<GroupedLinearFn> {
     const auto& x = saved[0];
     const std::vector<torch::Tensor> w(saved.begin() + 1, saved.end());
     const auto rows = ctx->saved_data["rows"].toIntVector();
+#ifdef FATHOM_HAVE_CUDA
+    auto dy = x.is_cuda() ? detail::dense(grads[0].to(x.scalar_type())) : grads[0].to(x.scalar_type()).contiguous();
+#else
     auto dy = grads[0].to(x.scalar_type()).contiguous();
+#endif
     variable_list out;
     out.push_back(ctx->needs_input_grad(0) ? products(Form::dgrad, dy, w, rows) : torch::Tensor());
     std::vector<bool> want(w.size());
@@ -173,16 +177,33 @@ bool any_grad(const torch::Tensor& x, const std::vector<torch::Tensor>& w) {
 }
 }  // namespace
 
-bool grouped_linear_fusable(const torch::Tensor& x, const std::vector<torch::Tensor>& weights) {
+bool grouped_weights_fusable(const std::vector<torch::Tensor>& weights, int64_t in, torch::ScalarType dtype,
+                             torch::Device device) {
 #ifdef FATHOM_HAVE_CUDA
-  if (!kernels_enabled() || weights.empty() || !x.defined() || !x.is_cuda() || x.dim() != 2 || !x.is_contiguous() ||
-      !detail::kernel_dtype(x) || !kernels::grouped_gemm_available())
-    return false;
+  if (!kernels_enabled() || weights.empty() || !device.is_cuda() || !kernels::grouped_gemm_available()) return false;
+  const int64_t es = static_cast<int64_t>(c10::elementSize(dtype));
+  const int64_t out = weights[0].dim() == 2 ? weights[0].size(0) : 0;
+  // cuBLAS wants 16-byte aligned operands whose rows are whole 16-byte units (16-bit types).
+  if (out <= 0 || (in * es) % 16 != 0 || (out * es) % 16 != 0) return false;
   for (const auto& w : weights)
-    if (!w.defined() || w.dim() != 2 || w.size(1) != x.size(1) || w.size(0) != weights[0].size(0) ||
-        w.scalar_type() != x.scalar_type() || w.device() != x.device() || !w.is_contiguous())
+    if (!w.defined() || w.dim() != 2 || w.size(0) != out || w.size(1) != in || w.scalar_type() != dtype ||
+        w.device() != device || !w.is_contiguous() || !detail::aligned16(w))
       return false;
   return true;
+#else
+  (void)weights;
+  (void)in;
+  (void)dtype;
+  (void)device;
+  return false;
+#endif
+}
+
+bool grouped_linear_fusable(const torch::Tensor& x, const std::vector<torch::Tensor>& weights) {
+#ifdef FATHOM_HAVE_CUDA
+  if (!x.defined() || !x.is_cuda() || x.dim() != 2 || !x.is_contiguous() || !detail::kernel_dtype(x) || !detail::aligned16(x))
+    return false;
+  return grouped_weights_fusable(weights, x.size(1), x.scalar_type(), x.device());
 #else
   (void)x;
   (void)weights;

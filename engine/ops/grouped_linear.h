@@ -17,6 +17,10 @@ torch::Tensor grouped_linear(const torch::Tensor& x, const std::vector<torch::Te
 // Whether grouped_linear takes the grouped GEMM for these operands (CUDA, kernels on, cuBLAS with
 // the entry point, dense weights of x's dtype).
 bool grouped_linear_fusable(const torch::Tensor& x, const std::vector<torch::Tensor>& weights);
+// The weights' half of that test, for an input of `in` columns of `dtype` on `device` (to decide
+// before the input exists): one shape, dense, 16-byte aligned rows and addresses.
+bool grouped_weights_fusable(const std::vector<torch::Tensor>& weights, int64_t in, torch::ScalarType dtype,
+                             torch::Device device);
 
 namespace composite {
 torch::Tensor grouped_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,

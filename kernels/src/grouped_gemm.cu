@@ -20,11 +20,8 @@ using GroupedFn = cublasStatus_t (*)(cublasHandle_t, const cublasOperation_t[], 
                                      const int[], const int[], const void*, const void* const[], cudaDataType_t,
                                      const int[], const void* const[], cudaDataType_t, const int[], const void*,
                                      void* const[], cudaDataType_t, const int[], int, const int[], cublasComputeType_t);
-using SetStreamFn = cublasStatus_t (*)(cublasHandle_t, cudaStream_t);
-
 struct Entry {
   GroupedFn grouped = nullptr;
-  SetStreamFn set_stream = nullptr;
 };
 
 // Found in the libraries already loaded (LibTorch's libcublas), never a second copy.
@@ -33,7 +30,6 @@ const Entry& entry() {
   static std::once_flag once;
   std::call_once(once, [] {
     e.grouped = reinterpret_cast<GroupedFn>(dlsym(RTLD_DEFAULT, "cublasGemmGroupedBatchedEx"));
-    e.set_stream = reinterpret_cast<SetStreamFn>(dlsym(RTLD_DEFAULT, "cublasSetStream_v2"));
   });
   return e;
 }
@@ -54,7 +50,7 @@ int as_int(int64_t v, const char* what) {
 
 }  // namespace
 
-bool grouped_gemm_available() { return entry().grouped != nullptr && entry().set_stream != nullptr; }
+bool grouped_gemm_available() { return entry().grouped != nullptr; }
 
 void grouped_gemm(DType dt, cublasHandle_t handle, const GemmShape* shapes, int count, const void* const* a,
                   const void* const* b, void* const* c, float beta, cudaStream_t stream) {
@@ -78,7 +74,7 @@ void grouped_gemm(DType dt, cublasHandle_t handle, const GemmShape* shapes, int 
     ld_c[i] = as_int(s.n, "ldc");
   }
   const cudaDataType_t t = cuda_type(dt);
-  if (entry().set_stream(handle, stream) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("grouped_gemm: cublasSetStream failed");
+  (void)stream;  // the handle is already bound to it (see the header); setting it again would drop the workspace
   const cublasStatus_t st = entry().grouped(handle, op_b.data(), op_a.data(), m.data(), nn.data(), k.data(), alpha.data(), b, t,
                                             ld_b.data(), a, t, ld_a.data(), betas.data(), c, t, ld_c.data(), count,
                                             group_size.data(), CUBLAS_COMPUTE_32F);

@@ -22,6 +22,9 @@ struct GemmShape {
 };
 
 bool grouped_gemm_available();
+// `handle` must already be bound to `stream` with its workspace set (LibTorch's
+// getCurrentCUDABlasHandle() does both; cublasSetStream here would reset the workspace to cuBLAS's
+// own pool). 16-bit operands: every pointer 16-byte aligned, every row a multiple of 16 bytes.
 // Throws std::runtime_error when cuBLAS lacks the entry point or fails.
 void grouped_gemm(DType dt, cublasHandle_t handle, const GemmShape* shapes, int count, const void* const* a,
                   const void* const* b, void* const* c, float beta, cudaStream_t stream);
