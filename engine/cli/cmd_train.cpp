@@ -68,6 +68,10 @@ int cmd_bench(int argc, char** argv) {
   train->add_option("--steps", steps, "timed steps (default 20)");
   train->add_option("--warmup", inv.bench_warmup_steps, "untimed warm-up steps (default 3)");
   train->add_option("--run-dir", inv.run_dir, "scratch run directory");
+  train->add_option("--profile", inv.bench_profile,
+                    "profile the timed steps (LibTorch's Kineto profiler): write the Chrome trace to this file, print "
+                    "where a step's time goes (GPU kernels by category and the top ones; CPU operators by self time) "
+                    "to stderr and add it to the JSON line. The profiler slows the steps it records.");
   auto* comm = app.add_subcommand("comm", "collective bus bandwidth across message sizes; run it under N ranks with "
                                           "torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK)");
   fathom::dist::BenchCommOptions copt;

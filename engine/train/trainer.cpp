@@ -49,6 +49,7 @@
 #include "engine/protocol/payloads.h"
 #include "engine/telemetry/cuda_memory.h"
 #include "engine/telemetry/host_stats.h"
+#include "engine/train/profile.h"
 #include "engine/telemetry/nvml.h"
 #include "engine/telemetry/prometheus.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -878,6 +879,7 @@ int run_training(const TrainInvocation& inv) {
     double t_data = 0, t_fwd = 0, t_bwd = 0, t_opt = 0, t_sync = 0;
     auto bench_t0 = Clock::now();
     int64_t bench_tokens = 0;
+    std::unique_ptr<StepProfiler> profiler;  // bench train --profile: over the timed steps
     std::string exit_status = "completed";
 
     while (st.step < cfg.train.max_steps) {
@@ -1005,6 +1007,13 @@ int run_training(const TrainInvocation& inv) {
         bench_t0 = Clock::now();
         bench_tokens = 0;
         if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
+        if (!inv.bench_profile.empty() && rank == 0) {
+          try {
+            profiler = std::make_unique<StepProfiler>(device.is_cuda());
+          } catch (const std::exception& e) {
+            std::cerr << "warning: bench --profile: " << e.what() << "; timing without a profile\n";
+          }
+        }
       } else if (inv.bench) {
         bench_tokens += tokens_per_step;
       }
@@ -1148,6 +1157,14 @@ int run_training(const TrainInvocation& inv) {
       r["mfu"] = peak > 0 ? r["tokens_per_s"].get<double>() * flops_per_token / (peak * comm->size()) : 0.0;
       if (auto m = telemetry::cuda_memory_stats(device.is_cuda() ? device.index() : 0)) r["peak_allocated_bytes"] = m->peak_allocated;
       else r["peak_rss_bytes"] = peak_rss_bytes();
+      if (profiler) {
+        // The profiler's own overhead is inside these steps' time: read tokens/s from a run without it.
+        const auto summary = profiler->stop(inv.bench_profile, st.step - inv.bench_warmup_steps);
+        profiler.reset();
+        r["profiled"] = true;
+        r["profile"] = summary;
+        std::cerr << format_profile(summary);
+      }
       if (comm->size() > 1) {
         r["rank"] = rank;
         r["world_size"] = comm->size();

@@ -25,6 +25,9 @@ struct TrainInvocation {
   bool preview = false;
   int preview_examples = 5;
   int64_t bench_warmup_steps = 3;
+  // bench train --profile: Kineto profile of the timed steps; the Chrome trace goes here and a
+  // summary (where the step's time goes) to stderr and into the JSON line (engine/train/profile.h).
+  std::string bench_profile;
 };
 
 // Returns the process exit code: 0 completed or stopped on request, 1 failed, 2 invalid config.

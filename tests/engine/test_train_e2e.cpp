@@ -9,6 +9,7 @@
 #include "engine/checkpoint/tensor_io.h"
 #include <nlohmann/json.hpp>
 #include "engine/engine_process.h"
+#include "engine/train/profile.h"
 
 namespace fs = std::filesystem;
 using namespace fathom::testing;
@@ -103,6 +104,48 @@ void expect_kill_resume_bit_identical(const std::string& dir, const std::string&
   EXPECT_GT(resumed[0]["data"]["step"].get<int64_t>(), 0);
   expect_identical(dir + "/a/checkpoints/step-40/model.safetensors", dir + "/b/checkpoints/step-40/model.safetensors");
   expect_identical(dir + "/a/checkpoints/step-40/optimizer.safetensors", dir + "/b/checkpoints/step-40/optimizer.safetensors");
+}
+
+// `bench train`: one JSON line of speed; with --profile, where a step's time goes (CPU operators by
+// self time here) and a Chrome trace that parses.
+TEST(TrainE2E, BenchTrainReportsSpeedAndAProfile) {
+  const auto dir = make_temp_dir("bench");
+  const auto cfg = tiny_config(dir, 10, 0);
+  ASSERT_EQ(run_engine({"bench", "train", cfg, "--steps", "3", "--warmup", "1", "--profile", dir + "/trace.json"}, dir), 0)
+      << read_text(dir + "/stderr.txt");
+  const auto lines = read_records(dir + "/stdout.txt");
+  ASSERT_EQ(lines.size(), 1u) << read_text(dir + "/stdout.txt");
+  const auto& r = lines[0];
+  EXPECT_GT(r["tokens_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(r["steps"].get<int64_t>(), 3);
+  EXPECT_TRUE(r["profiled"].get<bool>());
+  const auto& p = r["profile"];
+  EXPECT_EQ(p["device"], "cpu");
+  EXPECT_GT(p["total_ms_per_step"].get<double>(), 0.0);
+  ASSERT_FALSE(p["top"].empty());
+  double share = 0;
+  bool saw_matmul = false;
+  for (const auto& row : p["top"]) {
+    share += row["share"].get<double>();
+    const auto name = row["name"].get<std::string>();
+    saw_matmul = saw_matmul || name == "aten::mm" || name == "aten::addmm" || name == "aten::bmm";
+    EXPECT_GT(row["calls_per_step"].get<double>(), 0.0) << name;
+  }
+  EXPECT_LE(share, 1.0 + 1e-9);
+  EXPECT_TRUE(saw_matmul) << p.dump();
+  EXPECT_NE(read_text(dir + "/stderr.txt").find("profile over 3 steps"), std::string::npos);
+  const auto trace = nlohmann::json::parse(read_text(dir + "/trace.json"));
+  ASSERT_TRUE(trace.contains("traceEvents"));
+  EXPECT_GT(trace["traceEvents"].size(), 100u);
+  // The kernel names of a CUDA profile fall into the categories the summary reports.
+  EXPECT_EQ(fathom::train::kernel_category("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64"), "matrix products");
+  EXPECT_EQ(fathom::train::kernel_category("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NNT"), "matrix products");
+  EXPECT_EQ(fathom::train::kernel_category("void fathom::kernels::(anonymous namespace)::swiglu_fwd_kernel<__nv_bfloat16>"),
+            "Fathom kernels");
+  EXPECT_EQ(fathom::train::kernel_category("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64>>"), "attention");
+  EXPECT_EQ(fathom::train::kernel_category("ncclDevKernel_AllReduce_Sum_bf16_RING_LL"), "communication (NCCL)");
+  EXPECT_EQ(fathom::train::kernel_category("void at::native::vectorized_elementwise_kernel<4, at::native::AUnaryFunctor>"),
+            "elementwise");
 }
 
 TEST(TrainE2E, SigkillAndResumeIsBitIdentical) {
