@@ -143,13 +143,22 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   // Fused flash / memory-efficient kernels where available (equal q/k/v widths for flash).
   if (past == 0 || T == 1) return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/past == 0 && T > 1);
 #endif
-  // softmax(q kᵀ / sqrt(hd) + causal mask) v, softmax in fp32. Query i is position past + i.
-  auto att = torch::matmul(q, kk.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  // softmax(q kᵀ / sqrt(hd) + causal mask) v, softmax in fp32. Query i is position past + i. The
+  // scale and the additive mask (0, or −inf where a key is in the query's future) go into one
+  // baddbmm: no separate scaling or masking pass over the (B, H, T, S) scores, forward or backward
+  // (on the CPU those two passes were ~7% of a training step).
+  const auto B = q.size(0), H = q.size(1), hd = q.size(3);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  auto scores_q = q.reshape({B * H, T, hd});
+  auto keys_t = kk.transpose(-2, -1).reshape({B * H, hd, S});
+  torch::Tensor att;
   if (T > 1) {
-    auto mask = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(S - T + 1);
-    att = att.masked_fill(mask, -std::numeric_limits<float>::infinity());
+    auto additive = torch::full({T, S}, -std::numeric_limits<float>::infinity(), q.options()).triu(S - T + 1);
+    att = torch::baddbmm(additive, scores_q, keys_t, /*beta=*/1.0, /*alpha=*/scale);
+  } else {
+    att = torch::bmm(scores_q, keys_t) * scale;
   }
-  att = torch::softmax(att.to(torch::kFloat32), -1).to(q.scalar_type());
+  att = torch::softmax(att.view({B, H, T, S}).to(torch::kFloat32), -1).to(q.scalar_type());
   return torch::matmul(att, vv);
 }
 
