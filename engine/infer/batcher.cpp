@@ -2,6 +2,7 @@
 #include "engine/infer/batcher.h"
 
 #include <algorithm>
+#include <iostream>
 
 #include "engine/model/linear.h"
 
@@ -162,6 +163,7 @@ void Batcher::ensure_capacity(int64_t positions) {
     }
   }
   cache_ = std::move(grown);
+  graphs_.clear();  // captured over the old cache's memory
   std::lock_guard<std::mutex> g(mu_);
   counters_.kv_slot_capacity = cache_.capacity;
   counters_.kv_bytes = cache_.bytes();
@@ -207,11 +209,18 @@ void Batcher::decode_step() {
     adapters.push_back(h->adapter);
     any_adapter = any_adapter || h->adapter >= 0;
   }
-  const auto step = model::DecodeStep::make(positions, device_);
-  std::unique_ptr<model::AdapterRows> rows;
-  if (any_adapter) rows = std::make_unique<model::AdapterRows>(torch::tensor(adapters, torch::kInt64).to(device_));
-  auto logits = net_->forward_decode(torch::tensor(inputs, torch::kInt64).view({B, 1}).to(device_), cache_, step);
-  rows.reset();
+  // On CUDA the step is a graph replay (one launch for the whole step, rows padded to a power of
+  // two); eager where graphs do not apply.
+  torch::Tensor logits = any_adapter ? torch::Tensor() : graph_step(inputs, positions);
+  const bool graphed = logits.defined();
+  if (graphed) {
+    logits = logits.narrow(0, 0, B);
+  } else {
+    const auto step = model::DecodeStep::make(positions, device_);
+    std::unique_ptr<model::AdapterRows> rows;
+    if (any_adapter) rows = std::make_unique<model::AdapterRows>(torch::tensor(adapters, torch::kInt64).to(device_));
+    logits = net_->forward_decode(torch::tensor(inputs, torch::kInt64).view({B, 1}).to(device_), cache_, step);
+  }
   // Greedy rows: one argmax over the batch on the device, B ids to the host. The other rows are
   // sampled on the host from their own logits (penalties, filters, logprobs).
   const int64_t V = running_.front()->seq.vocab_limit();
@@ -236,6 +245,7 @@ void Batcher::decode_step() {
   }
   std::lock_guard<std::mutex> g(mu_);
   ++counters_.decode_steps;
+  if (graphed) ++counters_.graph_steps;
   counters_.generated_tokens += produced;
   ++counters_.batch_size_counts[static_cast<size_t>(B)];
   int64_t used = 0;
@@ -243,6 +253,34 @@ void Batcher::decode_step() {
     if (running_[i]->seq.done()) retire(i, "length");
   for (const auto& h : running_) used += h->seq.position() + 1;
   counters_.kv_tokens_used = used;
+}
+
+torch::Tensor Batcher::graph_step(const std::vector<int64_t>& inputs, const std::vector<int64_t>& positions) {
+  if (graphs_off_ || !device_.is_cuda()) return {};
+  const auto B = static_cast<int64_t>(inputs.size());
+  int64_t rows = 1;
+  while (rows < B) rows *= 2;
+  rows = std::min(rows, opt_.max_batch);
+  auto& g = graphs_[rows];
+  if (!g) {
+    g = GraphDecoder::create(net_, cache_, nullptr, rows);
+    if (!g) {
+      graphs_off_ = true;
+      graphs_.clear();
+      return {};
+    }
+  }
+  try {
+    return g->step_rows(inputs, positions);
+  } catch (const std::exception& e) {
+    // A step that cannot be captured: serve on, eagerly (the eager step rewrites the same cache
+    // entries the graph's warm-up may have written).
+    std::cerr << "warning: CUDA-graph decoding of " << rows << " rows failed (" << e.what()
+              << "); the batcher continues without graphs\n";
+    graphs_off_ = true;
+    graphs_.clear();
+    return {};
+  }
 }
 
 // With mu_ held. Moves the last row into `row` so the running rows stay 0..n-1.

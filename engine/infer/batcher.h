@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "engine/infer/generator.h"
+#include "engine/infer/graph_decode.h"
 
 namespace fathom::infer {
 
@@ -44,6 +46,7 @@ struct BatcherStats {
   int64_t kv_slot_capacity = 0;    // positions per slot allocated now
   int64_t kv_bytes = 0;            // cache memory allocated
   int64_t decode_steps = 0, prefills = 0, generated_tokens = 0;
+  int64_t graph_steps = 0;  // decode steps replayed from CUDA graphs
   std::vector<int64_t> batch_size_counts;  // [b] = decode steps that ran with b sequences
 };
 
@@ -84,6 +87,10 @@ class Batcher {
   void ensure_capacity(int64_t positions);
   void copy_row(int64_t from, int64_t to, int64_t length);
   void fail_all(const std::string& what);
+  // The decode step replayed from a CUDA graph of `rows` ≥ B rows (a power of two, padded): the
+  // logits (rows, V), or undefined where graphs do not apply (CPU, MoE, adapter banks,
+  // FATHOM_CUDA_GRAPHS=0), after which the batcher stays eager.
+  torch::Tensor graph_step(const std::vector<int64_t>& inputs, const std::vector<int64_t>& positions);
 
   model::Transformer net_;
   const tok::Tokenizer& tokenizer_;
@@ -97,6 +104,8 @@ class Batcher {
   std::deque<Handle> waiting_;
   std::vector<Handle> running_;  // row i of the cache belongs to running_[i]
   model::KvCache cache_;
+  std::map<int64_t, std::unique_ptr<GraphDecoder>> graphs_;  // rows → decoder over cache_ (dropped when it grows)
+  bool graphs_off_ = false;
   int64_t reserved_ = 0;
   BatcherStats counters_;
   bool stop_ = false;

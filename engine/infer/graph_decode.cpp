@@ -30,7 +30,8 @@ bool cuda_graphs_enabled() {
 struct GraphDecoder::Impl {
   model::Transformer net{nullptr};
   model::KvCache* cache = nullptr;
-  torch::Tensor token, pos, arange;  // static inputs (1, 1), (1); key positions 0..capacity-1
+  int64_t rows = 1;
+  torch::Tensor token, pos, arange;  // static inputs (rows, 1), (rows); key positions 0..capacity-1
   struct Captured {
     std::unique_ptr<at::cuda::CUDAGraph> graph;
     torch::Tensor logits;  // (1, V), in the graphs' memory pool
@@ -61,7 +62,7 @@ struct GraphDecoder::Impl {
     model::DecodeStep st;
     st.positions = pos;
     st.span = span;
-    st.mask = (arange.narrow(0, 0, span).view({1, span}) <= pos.view({1, 1})).view({1, 1, 1, span});
+    st.mask = (arange.narrow(0, 0, span).view({1, span}) <= pos.view({rows, 1})).view({rows, 1, 1, span});
     return net->forward_decode(token, *cache, st);
   }
 
@@ -102,7 +103,8 @@ struct GraphDecoder::Impl {
 GraphDecoder::GraphDecoder() : impl_(std::make_unique<Impl>()) {}
 GraphDecoder::~GraphDecoder() = default;
 
-std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer& net, model::KvCache& cache, std::string* why) {
+std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer& net, model::KvCache& cache, std::string* why,
+                                                   int64_t rows) {
   auto no = [why](const std::string& reason) {
     if (why) *why = reason;
     return std::unique_ptr<GraphDecoder>();
@@ -112,6 +114,8 @@ std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer& net, mode
   if (!w.is_cuda()) return no("the model is not on a CUDA device");
   if (net->args().moe.n_routed_experts > 0) return no("MoE routing reads expert counts on the host");
   if (cache.layers.empty() || cache.layers[0].first.size(0) < 1) return no("the KV cache is empty");
+  if (rows < 1 || cache.layers[0].first.size(0) < rows)
+    return no("the KV cache has " + std::to_string(cache.layers[0].first.size(0)) + " rows, not " + std::to_string(rows));
   for (const auto& m : net->modules(/*include_self=*/false))
     if (auto lin = std::dynamic_pointer_cast<model::LinearImpl>(m); lin && lin->has_adapter_bank())
       return no("per-request adapter banks pick rows on the host");
@@ -120,8 +124,9 @@ std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer& net, mode
   I.net = net;
   I.cache = &cache;
   const auto ints = torch::TensorOptions().dtype(torch::kInt64).device(w.device());
-  I.token = torch::zeros({1, 1}, ints);
-  I.pos = torch::zeros({1}, ints);
+  I.rows = rows;
+  I.token = torch::zeros({rows, 1}, ints);
+  I.pos = torch::zeros({rows}, ints);
   I.arange = torch::arange(cache.capacity, ints);
   I.pool = at::cuda::graph_pool_handle();
   return g;
@@ -129,6 +134,7 @@ std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer& net, mode
 
 torch::Tensor GraphDecoder::step(int64_t token, int64_t pos) {
   auto& I = *impl_;
+  TORCH_CHECK(I.rows == 1, "GraphDecoder::step is for a one-row decoder; this one has ", I.rows, " rows (step_rows)");
   TORCH_CHECK(pos >= 0 && pos < I.cache->capacity, "KV cache full: position ", pos, " exceeds its capacity ", I.cache->capacity);
   torch::NoGradGuard ng;
   const int64_t span = I.bucket(pos + 1);
@@ -140,10 +146,37 @@ torch::Tensor GraphDecoder::step(int64_t token, int64_t pos) {
   return c.logits.select(0, 0);
 }
 
+torch::Tensor GraphDecoder::step_rows(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions) {
+  auto& I = *impl_;
+  const auto n = static_cast<int64_t>(tokens.size());
+  TORCH_CHECK(n >= 1 && n <= I.rows && positions.size() == tokens.size(), "step_rows: ", n, " tokens and ", positions.size(),
+              " positions for a ", I.rows, "-row decoder");
+  int64_t top = 0;
+  for (auto p : positions) {
+    TORCH_CHECK(p >= 0 && p < I.cache->capacity, "KV cache full: position ", p, " exceeds its capacity ", I.cache->capacity);
+    top = std::max(top, p);
+  }
+  torch::NoGradGuard ng;
+  std::vector<int64_t> host(static_cast<size_t>(2 * I.rows), 0);  // tokens, then positions; padding rows 0, 0
+  std::copy(tokens.begin(), tokens.end(), host.begin());
+  std::copy(positions.begin(), positions.end(), host.begin() + I.rows);
+  auto staged = torch::tensor(host, torch::kInt64).to(I.token.device());
+  I.token.view({I.rows}).copy_(staged.narrow(0, 0, I.rows));
+  I.pos.copy_(staged.narrow(0, I.rows, I.rows));
+  const int64_t span = I.bucket(top + 1);
+  auto it = I.graphs.find(span);
+  Impl::Captured& c = it != I.graphs.end() ? it->second : I.capture(span);
+  c.graph->replay();
+  return c.logits;
+}
+
+int64_t GraphDecoder::rows() const { return impl_->rows; }
+
 int GraphDecoder::graphs() const { return static_cast<int>(impl_->graphs.size() + impl_->greedy_graphs.size()); }
 
 void GraphDecoder::greedy_start(int64_t token, int64_t pos, int64_t vocab) {
   auto& I = *impl_;
+  TORCH_CHECK(I.rows == 1, "the greedy pipeline is for a one-row decoder");
   TORCH_CHECK(I.in_flight.empty(), "greedy_start with steps still in flight");
   TORCH_CHECK(vocab > 0, "greedy decoding needs a vocabulary size");
   if (vocab != I.greedy_vocab) I.greedy_graphs.clear();  // captured with another argmax width
@@ -226,11 +259,15 @@ double time_in_graph(const std::function<void()>& body, int iters, int repeats) 
 struct GraphDecoder::Impl {};
 GraphDecoder::GraphDecoder() : impl_(std::make_unique<Impl>()) {}
 GraphDecoder::~GraphDecoder() = default;
-std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer&, model::KvCache&, std::string* why) {
+std::unique_ptr<GraphDecoder> GraphDecoder::create(model::Transformer&, model::KvCache&, std::string* why, int64_t) {
   if (why) *why = "this engine was built without CUDA";
   return nullptr;
 }
 torch::Tensor GraphDecoder::step(int64_t, int64_t) { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
+torch::Tensor GraphDecoder::step_rows(const std::vector<int64_t>&, const std::vector<int64_t>&) {
+  TORCH_CHECK(false, "CUDA graphs need a CUDA build");
+}
+int64_t GraphDecoder::rows() const { return 0; }
 int GraphDecoder::graphs() const { return 0; }
 void GraphDecoder::greedy_start(int64_t, int64_t, int64_t) { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
 void GraphDecoder::greedy_enqueue() { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/model/transformer.h"
 
@@ -23,10 +24,11 @@ namespace fathom::infer {
 
 class GraphDecoder {
  public:
-  // A decoder for row 0 of `cache`, or null (with the reason in *why) where graphs do not apply:
-  // not a CUDA model, a LibTorch without CUDA, MoE layers (their routing reads expert counts on the
-  // host), adapter banks, or FATHOM_CUDA_GRAPHS=0 in the environment.
-  static std::unique_ptr<GraphDecoder> create(model::Transformer& net, model::KvCache& cache, std::string* why = nullptr);
+  // A decoder for rows 0..rows-1 of `cache`, or null (with the reason in *why) where graphs do not
+  // apply: not a CUDA model, a LibTorch without CUDA, MoE layers (their routing reads expert counts
+  // on the host), adapter banks, fewer cache rows than `rows`, or FATHOM_CUDA_GRAPHS=0.
+  static std::unique_ptr<GraphDecoder> create(model::Transformer& net, model::KvCache& cache, std::string* why = nullptr,
+                                              int64_t rows = 1);
   ~GraphDecoder();
   GraphDecoder(const GraphDecoder&) = delete;
   GraphDecoder& operator=(const GraphDecoder&) = delete;
@@ -35,6 +37,13 @@ class GraphDecoder {
   // logits (V,), a view of the graph's output valid until the next step. The first step of each
   // span bucket warms up and captures its graph.
   torch::Tensor step(int64_t token, int64_t pos);
+  // A step of several sequences at once (the continuous batcher): row i feeds tokens[i] at
+  // positions[i] (its cache row holds 0..positions[i]-1); n = tokens.size() ≤ rows. Rows n..rows-1
+  // are padding: they feed token 0 at position 0 of their cache rows, which must be free (the
+  // batcher's rows past its running ones). Returns the logits (rows, V), a view valid until the
+  // next step; rows ≥ n are meaningless. One graph per key-span bucket, as step().
+  torch::Tensor step_rows(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions);
+  int64_t rows() const;
   int graphs() const;  // captured so far
 
   // Greedy decoding with the choice made on the device. Each replay also takes the argmax of the

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "engine/infer/batcher.h"
 #include "engine/infer/generator.h"
 #include "engine/infer/graph_decode.h"
 #include "engine/model/fp8.h"
@@ -220,6 +221,61 @@ TEST(GpuSmoke, CudaGraphDecodeMatchesEager) {
   EXPECT_EQ(stopped.finish_reason, "stop");
   EXPECT_EQ(stopped_eager.finish_reason, "stop");
   EXPECT_LT(stopped.tokens.size(), size_t{150});
+}
+
+// The continuous batcher's decode steps replayed from CUDA graphs (rows padded to 1, 2, 4, then the
+// batch cap 5; spans 64 and 128; the cache growing mid-run, which drops the graphs) give the eager
+// batcher's tokens, for requests that join a running batch.
+TEST(GpuSmoke, BatcherCudaGraphsMatchEager) {
+  fathom::model::ModelArgs a;
+  a.vocab_size = 512; a.d_model = 128; a.n_layers = 2; a.n_heads = 4; a.n_kv_heads = 2; a.d_ff = 352; a.max_seq_len = 640;
+  torch::manual_seed(4);
+  fathom::model::Transformer net(a);
+  net->to_device(torch::kCUDA);
+  net->eval();
+  const auto tok = fathom::testing::tiny_tokenizer();
+  std::vector<std::vector<int64_t>> prompts;
+  std::vector<fathom::infer::SamplingParams> params;
+  for (int i = 0; i < 9; ++i) {
+    std::vector<int64_t> p(3 + (i * 7) % 30);
+    for (size_t j = 0; j < p.size(); ++j) p[j] = static_cast<int64_t>((i * 31 + j * 17) % 290);
+    prompts.push_back(p);
+    fathom::infer::SamplingParams sp;
+    sp.temperature = 0;
+    sp.ignore_eos = true;
+    sp.max_tokens = 20 + (i * 67) % 400;  // spans 64 to 512 keys; past the first cache size (256)
+    params.push_back(sp);
+  }
+  auto run = [&](bool graphs, fathom::infer::BatcherStats* stats) {
+    if (!graphs) setenv("FATHOM_CUDA_GRAPHS", "0", 1);
+    fathom::infer::BatcherOptions bo;
+    bo.max_batch = 5;
+    fathom::infer::Batcher batcher(net, tok, bo);
+    std::vector<fathom::infer::Batcher::Handle> hs;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      hs.push_back(batcher.submit(prompts[i], params[i]));
+      if (i % 3 == 2) {  // let the batch run a few steps: later requests join a running batch
+        fathom::infer::TokenEvent ev;
+        for (int k = 0; k < 5 && batcher.next(hs[i - 2], &ev); ++k) {
+        }
+      }
+    }
+    std::vector<fathom::infer::GenerateResult> all;
+    for (auto& h : hs) all.push_back(batcher.wait(h));
+    *stats = batcher.stats();
+    unsetenv("FATHOM_CUDA_GRAPHS");
+    return all;
+  };
+  fathom::infer::BatcherStats with_stats, without_stats;
+  const auto with = run(true, &with_stats);
+  const auto without = run(false, &without_stats);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(with[i].tokens, without[i].tokens) << "request " << i;
+    EXPECT_EQ(static_cast<int64_t>(with[i].tokens.size()), params[i].max_tokens) << "request " << i;
+  }
+  EXPECT_EQ(with_stats.graph_steps, with_stats.decode_steps);
+  EXPECT_GT(with_stats.decode_steps, 0);
+  EXPECT_EQ(without_stats.graph_steps, 0);
 }
 
 // FP8 products (e4m3 forward, e5m2 gradients, per-tensor scales) against bf16: output and both
