@@ -1,6 +1,8 @@
 // Continuous batching scheduler (see batcher.h).
 #include "engine/infer/batcher.h"
 
+#include <c10/core/DeviceGuard.h>
+
 #include <algorithm>
 #include <iostream>
 
@@ -105,6 +107,10 @@ BatcherStats Batcher::stats() const {
 
 void Batcher::loop() {
   torch::NoGradGuard ng;
+  // This thread's current device is the model's: its streams (and the CUDA graphs' capture and
+  // replay) are that device's, not device 0's.
+  c10::OptionalDeviceGuard on_device;
+  if (device_.is_cuda()) on_device.reset_device(device_);
   for (;;) {
     {
       std::unique_lock<std::mutex> g(mu_);
@@ -155,6 +161,7 @@ void Batcher::ensure_capacity(int64_t positions) {
   if (!cache_.layers.empty() && cache_.capacity >= positions) return;
   int64_t capacity = cache_.layers.empty() ? std::min<int64_t>(context_, 256) : cache_.capacity;
   while (capacity < positions) capacity = std::min(context_, capacity * 2);
+  graphs_.clear();  // captured over the old cache's memory; their pools go before the new cache comes
   auto grown = net_->new_cache(opt_.max_batch, capacity);
   if (!cache_.layers.empty()) {
     for (size_t l = 0; l < cache_.layers.size(); ++l) {
@@ -163,7 +170,6 @@ void Batcher::ensure_capacity(int64_t positions) {
     }
   }
   cache_ = std::move(grown);
-  graphs_.clear();  // captured over the old cache's memory
   std::lock_guard<std::mutex> g(mu_);
   counters_.kv_slot_capacity = cache_.capacity;
   counters_.kv_bytes = cache_.bytes();

@@ -34,7 +34,7 @@ struct GraphDecoder::Impl {
   torch::Tensor token, pos, arange;  // static inputs (rows, 1), (rows); key positions 0..capacity-1
   struct Captured {
     std::unique_ptr<at::cuda::CUDAGraph> graph;
-    torch::Tensor logits;  // (1, V), in the graphs' memory pool
+    torch::Tensor logits;  // (rows, V), in the graphs' memory pool
   };
   std::map<int64_t, Captured> graphs;  // span → graph
   std::map<int64_t, Captured> greedy_graphs;  // span → graph that also picks and feeds the next token
@@ -92,7 +92,17 @@ struct GraphDecoder::Impl {
       side.synchronize();
       c.graph = std::make_unique<at::cuda::CUDAGraph>();
       c.graph->capture_begin(pool);
-      c.logits = greedy ? run_greedy(span) : run(span);
+      try {
+        c.logits = greedy ? run_greedy(span) : run(span);
+      } catch (...) {
+        // End the stream capture (and the allocator's capture state) before the error goes on:
+        // left open, the stream and the caching allocator would stay in capture mode.
+        try {
+          c.graph->capture_end();
+        } catch (...) {
+        }
+        throw;
+      }
       c.graph->capture_end();
     }
     side.synchronize();

@@ -40,13 +40,14 @@ Fp8Scaled fp8_quantize(const torch::Tensor& t, bool e4m3) {
     c10::cuda::CUDAGuard guard(t.device());
     auto x = detail::dense(t);
     const auto dt = *detail::kernel_dtype(t);
-    auto stats = torch::empty({2}, t.options().dtype(torch::kFloat32));  // amax, inv
+    // inv first: the scale handed to the scaled matmul starts at the allocation (aligned).
+    auto stats = torch::empty({2}, t.options().dtype(torch::kFloat32));  // inv, amax
     auto q = torch::empty(t.sizes(), t.options().dtype(e4m3 ? at::kFloat8_e4m3fn : at::kFloat8_e5m2));
     float* s = stats.data_ptr<float>();
-    kernels::fp8_absmax(dt, x.data_ptr(), x.numel(), s, detail::stream());
-    kernels::fp8_quantize(dt, x.data_ptr(), x.numel(), s, e4m3 ? kernels::Fp8Format::e4m3 : kernels::Fp8Format::e5m2,
-                          q.data_ptr(), s + 1, detail::stream());
-    return {q, stats.select(0, 1)};
+    kernels::fp8_absmax(dt, x.data_ptr(), x.numel(), s + 1, detail::stream());
+    kernels::fp8_quantize(dt, x.data_ptr(), x.numel(), s + 1, e4m3 ? kernels::Fp8Format::e4m3 : kernels::Fp8Format::e5m2,
+                          q.data_ptr(), s, detail::stream());
+    return {q, stats.select(0, 0)};
   }
 #endif
   return composite::fp8_quantize(t, e4m3);
