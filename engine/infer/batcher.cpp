@@ -267,26 +267,19 @@ torch::Tensor Batcher::graph_step(const std::vector<int64_t>& inputs, const std:
   int64_t rows = 1;
   while (rows < B) rows *= 2;
   rows = std::min(rows, opt_.max_batch);
-  auto& g = graphs_[rows];
-  if (!g) {
-    g = GraphDecoder::create(net_, cache_, nullptr, rows);
-    if (!g) {
-      graphs_off_ = true;
-      graphs_.clear();
-      return {};
-    }
-  }
   try {
-    return g->step_rows(inputs, positions);
+    auto& g = graphs_[rows];
+    if (!g) g = GraphDecoder::create(net_, cache_, nullptr, rows);
+    if (g) return g->step_rows(inputs, positions);
   } catch (const std::exception& e) {
     // A step that cannot be captured: serve on, eagerly (the eager step rewrites the same cache
     // entries the graph's warm-up may have written).
     std::cerr << "warning: CUDA-graph decoding of " << rows << " rows failed (" << e.what()
               << "); the batcher continues without graphs\n";
-    graphs_off_ = true;
-    graphs_.clear();
-    return {};
   }
+  graphs_off_ = true;  // graphs do not apply to this model, or one failed: eager from now on
+  graphs_.clear();
+  return {};
 }
 
 // With mu_ held. Moves the last row into `row` so the running rows stay 0..n-1.

@@ -108,6 +108,15 @@ struct GraphDecoder::Impl {
     side.synchronize();
     return (greedy ? greedy_graphs : graphs).emplace(span, std::move(c)).first->second;
   }
+
+  // Replays the graph of this span (capturing it the first time) and returns it.
+  Captured& replay(int64_t span, bool greedy = false) {
+    auto& all = greedy ? greedy_graphs : graphs;
+    auto it = all.find(span);
+    Captured& c = it != all.end() ? it->second : capture(span, greedy);
+    c.graph->replay();
+    return c;
+  }
 };
 
 GraphDecoder::GraphDecoder() : impl_(std::make_unique<Impl>()) {}
@@ -150,10 +159,7 @@ torch::Tensor GraphDecoder::step(int64_t token, int64_t pos) {
   const int64_t span = I.bucket(pos + 1);
   I.token.fill_(token);
   I.pos.fill_(pos);
-  auto it = I.graphs.find(span);
-  Impl::Captured& c = it != I.graphs.end() ? it->second : I.capture(span);
-  c.graph->replay();
-  return c.logits.select(0, 0);
+  return I.replay(span).logits.select(0, 0);
 }
 
 torch::Tensor GraphDecoder::step_rows(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions) {
@@ -173,14 +179,8 @@ torch::Tensor GraphDecoder::step_rows(const std::vector<int64_t>& tokens, const 
   auto staged = torch::tensor(host, torch::kInt64).to(I.token.device());
   I.token.view({I.rows}).copy_(staged.narrow(0, 0, I.rows));
   I.pos.copy_(staged.narrow(0, I.rows, I.rows));
-  const int64_t span = I.bucket(top + 1);
-  auto it = I.graphs.find(span);
-  Impl::Captured& c = it != I.graphs.end() ? it->second : I.capture(span);
-  c.graph->replay();
-  return c.logits;
+  return I.replay(I.bucket(top + 1)).logits;
 }
-
-int64_t GraphDecoder::rows() const { return impl_->rows; }
 
 int GraphDecoder::graphs() const { return static_cast<int>(impl_->graphs.size() + impl_->greedy_graphs.size()); }
 
@@ -208,10 +208,7 @@ void GraphDecoder::greedy_enqueue() {
   TORCH_CHECK(I.greedy_pos < I.cache->capacity, "KV cache full: position ", I.greedy_pos, " exceeds its capacity ",
               I.cache->capacity);
   torch::NoGradGuard ng;
-  const int64_t span = I.bucket(I.greedy_pos + 1);
-  auto it = I.greedy_graphs.find(span);
-  Impl::Captured& c = it != I.greedy_graphs.end() ? it->second : I.capture(span, /*greedy=*/true);
-  c.graph->replay();
+  I.replay(I.bucket(I.greedy_pos + 1), /*greedy=*/true);
   // The chosen token (now the next input) to its pinned slot, behind the replay on this stream;
   // the next replay, queued after this copy, overwrites the input only once it is read.
   const int slot = I.next_slot;
@@ -277,7 +274,6 @@ torch::Tensor GraphDecoder::step(int64_t, int64_t) { TORCH_CHECK(false, "CUDA gr
 torch::Tensor GraphDecoder::step_rows(const std::vector<int64_t>&, const std::vector<int64_t>&) {
   TORCH_CHECK(false, "CUDA graphs need a CUDA build");
 }
-int64_t GraphDecoder::rows() const { return 0; }
 int GraphDecoder::graphs() const { return 0; }
 void GraphDecoder::greedy_start(int64_t, int64_t, int64_t) { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }
 void GraphDecoder::greedy_enqueue() { TORCH_CHECK(false, "CUDA graphs need a CUDA build"); }

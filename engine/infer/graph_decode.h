@@ -43,7 +43,6 @@ class GraphDecoder {
   // batcher's rows past its running ones). Returns the logits (rows, V), a view valid until the
   // next step; rows ≥ n are meaningless. One graph per key-span bucket, as step().
   torch::Tensor step_rows(const std::vector<int64_t>& tokens, const std::vector<int64_t>& positions);
-  int64_t rows() const;
   int graphs() const;  // captured so far
 
   // Greedy decoding with the choice made on the device. Each replay also takes the argmax of the

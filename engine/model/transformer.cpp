@@ -263,31 +263,28 @@ MlpImpl::MlpImpl(int64_t d_model, int64_t hidden) {
   down_proj = register_module("down_proj", lin(hidden, d_model));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+std::optional<torch::Tensor> MlpImpl::fused_gate_up(const torch::Tensor& x) {
   auto g = x.is_cuda() ? gate_proj->decode_weight() : std::nullopt;
   auto u = g ? up_proj->decode_weight() : std::nullopt;
-  if (g && u) {
-    // Decoding on CUDA: gate, up and SwiGLU in one pass over both weights (engine/ops/decode.h).
-    const std::vector<ops::DecodeWeight> ws{*g, *u};
-    if (ops::decode_linear_fusable(x, ws, /*swiglu=*/true)) return down_proj(ops::decode_linear(x, ws, /*swiglu=*/true));
-  }
+  if (!g || !u) return std::nullopt;
+  // Decoding on CUDA: gate, up and SwiGLU in one pass over both weights (engine/ops/decode.h).
+  const std::vector<ops::DecodeWeight> ws{*g, *u};
+  if (!ops::decode_linear_fusable(x, ws, /*swiglu=*/true)) return std::nullopt;
+  return ops::decode_linear(x, ws, /*swiglu=*/true);
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  if (auto a = fused_gate_up(x)) return down_proj(*a);
   return down_proj(ops::swiglu(gate_proj(x), up_proj(x)));
 }
 
 torch::Tensor MlpImpl::forward_residual(const torch::Tensor& x, const torch::Tensor& h) {
-  auto g = x.is_cuda() ? gate_proj->decode_weight() : std::nullopt;
-  auto u = g ? up_proj->decode_weight() : std::nullopt;
-  auto d = u ? down_proj->decode_weight() : std::nullopt;
-  if (g && u && d) {
-    const std::vector<ops::DecodeWeight> ws{*g, *u};
-    if (ops::decode_linear_fusable(x, ws, /*swiglu=*/true)) {
-      auto a = ops::decode_linear(x, ws, /*swiglu=*/true);
-      if (ops::decode_linear_fusable(a, {*d}) && h.sizes() == x.sizes() && h.scalar_type() == x.scalar_type())
-        return ops::decode_linear(a, {*d}, /*swiglu=*/false, h);
-      return h + down_proj(a);
-    }
-  }
-  return h + forward(x);
+  auto a = fused_gate_up(x);
+  if (!a) return h + forward(x);
+  if (auto d = down_proj->decode_weight();
+      d && ops::decode_linear_fusable(*a, {*d}) && h.sizes() == x.sizes() && h.scalar_type() == x.scalar_type())
+    return ops::decode_linear(*a, {*d}, /*swiglu=*/false, h);
+  return h + down_proj(*a);
 }
 
 BlockImpl::BlockImpl(const ModelArgs& a, int64_t layer) {

@@ -7,6 +7,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -164,6 +165,11 @@ class MlpImpl : public torch::nn::Module {
   // h + forward(x): decoding on CUDA, down_proj's gemv adds h as it writes (one launch less).
   torch::Tensor forward_residual(const torch::Tensor& x, const torch::Tensor& h);
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  // silu(gate(x)) ⊙ up(x) from the decode gemv in one pass, where it takes x (CUDA, few rows,
+  // plain weights); nullopt otherwise.
+  std::optional<torch::Tensor> fused_gate_up(const torch::Tensor& x);
 };
 TORCH_MODULE(Mlp);
 

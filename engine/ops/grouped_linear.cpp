@@ -39,57 +39,69 @@ using torch::autograd::variable_list;
 void check_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& weights, const std::vector<int64_t>& rows) {
   TORCH_CHECK(rows.size() == weights.size(), "grouped_linear: ", rows.size(), " row counts for ", weights.size(), " weights");
   for (auto r : rows) TORCH_CHECK(r >= 1, "grouped_linear: every group needs at least one row");
-  TORCH_CHECK(std::accumulate(rows.begin(), rows.end(), int64_t{0}) == x.size(0), "grouped_linear: the rows (",
-              std::accumulate(rows.begin(), rows.end(), int64_t{0}), ") do not add up to x's ", x.size(0));
+  const int64_t total = std::accumulate(rows.begin(), rows.end(), int64_t{0});
+  TORCH_CHECK(total == x.size(0), "grouped_linear: the rows (", total, ") do not add up to x's ", x.size(0));
 }
 
-enum class Form { forward, dgrad, wgrad };
+enum class Form { forward, dgrad };
 
 #ifdef FATHOM_HAVE_CUDA
-// One grouped GEMM: problem g has shape `shape(g)` and operands at a + a_off(g), b(g), c(g).
-void cuda_grouped(const torch::Tensor& like, const std::vector<kernels::GemmShape>& shapes, const std::vector<const void*>& a,
-                  const std::vector<const void*>& b, const std::vector<void*>& c, float beta) {
-  const int64_t n = static_cast<int64_t>(shapes.size());
-  // The pointer arrays go to the device through pinned memory: no stream sync, and the caching host
-  // allocator keeps the block until the copy has run.
-  auto host = torch::empty({3 * n}, torch::TensorOptions().dtype(torch::kLong).pinned_memory(true));
-  int64_t* h = host.data_ptr<int64_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    h[i] = reinterpret_cast<int64_t>(a[i]);
-    h[n + i] = reinterpret_cast<int64_t>(b[i]);
-    h[2 * n + i] = reinterpret_cast<int64_t>(c[i]);
+// The problems of one grouped GEMM, collected, then run as one cuBLAS call.
+struct GroupedCall {
+  std::vector<kernels::GemmShape> shapes;
+  std::vector<const void*> a, b;
+  std::vector<void*> c;
+
+  void add(kernels::GemmShape s, const void* pa, const void* pb, void* pc) {
+    shapes.push_back(s);
+    a.push_back(pa);
+    b.push_back(pb);
+    c.push_back(pc);
   }
-  auto dev = host.to(like.device(), /*non_blocking=*/true);
-  auto* p = reinterpret_cast<void**>(dev.data_ptr<int64_t>());
-  kernels::grouped_gemm(*detail::kernel_dtype(like), at::cuda::getCurrentCUDABlasHandle(), shapes.data(), static_cast<int>(n),
-                        const_cast<const void* const*>(p), const_cast<const void* const*>(p + n), p + 2 * n, beta,
-                        detail::stream());
+
+  void run(const torch::Tensor& like) const {
+    const int64_t n = static_cast<int64_t>(shapes.size());
+    if (n == 0) return;
+    // The pointer arrays go to the device through pinned memory: no stream sync, and the caching
+    // host allocator keeps the block until the copy has run.
+    auto host = torch::empty({3 * n}, torch::TensorOptions().dtype(torch::kLong).pinned_memory(true));
+    int64_t* h = host.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      h[i] = reinterpret_cast<int64_t>(a[i]);
+      h[n + i] = reinterpret_cast<int64_t>(b[i]);
+      h[2 * n + i] = reinterpret_cast<int64_t>(c[i]);
+    }
+    auto dev = host.to(like.device(), /*non_blocking=*/true);
+    auto* p = reinterpret_cast<void**>(dev.data_ptr<int64_t>());
+    kernels::grouped_gemm(*detail::kernel_dtype(like), at::cuda::getCurrentCUDABlasHandle(), shapes.data(), static_cast<int>(n),
+                          const_cast<const void* const*>(p), const_cast<const void* const*>(p + n), p + 2 * n, /*beta=*/0.f,
+                          detail::stream());
+  }
+};
+
+// Address of row `r` of a dense 2-D tensor.
+char* row_ptr(const torch::Tensor& t, int64_t r) {
+  return static_cast<char*>(t.data_ptr()) + r * t.size(1) * static_cast<int64_t>(t.element_size());
 }
 #endif
 
 // forward: a = x, returns y (P, out). dgrad: a = dy, returns dx (P, in).
 torch::Tensor products(Form form, const torch::Tensor& a, const std::vector<torch::Tensor>& w, const std::vector<int64_t>& rows) {
   const int64_t out = w[0].size(0), in = w[0].size(1);
-  const int64_t cols = form == Form::forward ? out : in;
-  auto y = torch::empty({a.size(0), cols}, a.options());
+  auto y = torch::empty({a.size(0), form == Form::forward ? out : in}, a.options());
 #ifdef FATHOM_HAVE_CUDA
   if (a.is_cuda()) {
     c10::cuda::CUDAGuard guard(a.device());
-    std::vector<kernels::GemmShape> shapes;
-    std::vector<const void*> pa, pb;
-    std::vector<void*> pc;
-    const size_t es = a.element_size();
+    GroupedCall call;
     int64_t at = 0;
     for (size_t g = 0; g < w.size(); ++g) {
       const int64_t r = rows[g];
-      if (form == Form::forward) shapes.push_back({r, out, in, false, true});  // x_g (r×in) · W_gᵀ
-      else shapes.push_back({r, in, out, false, false});                       // dy_g (r×out) · W_g
-      pa.push_back(static_cast<const char*>(a.data_ptr()) + at * a.size(1) * es);
-      pb.push_back(w[g].data_ptr());
-      pc.push_back(static_cast<char*>(y.data_ptr()) + at * cols * es);
+      const kernels::GemmShape shape = form == Form::forward ? kernels::GemmShape{r, out, in, false, true}    // x_g · W_gᵀ
+                                                             : kernels::GemmShape{r, in, out, false, false};  // dy_g · W_g
+      call.add(shape, row_ptr(a, at), w[g].data_ptr(), row_ptr(y, at));
       at += r;
     }
-    cuda_grouped(a, shapes, pa, pb, pc, 0.f);
+    call.run(a);
     return y;
   }
 #endif
@@ -110,22 +122,16 @@ std::vector<torch::Tensor> weight_grads(const torch::Tensor& dy, const torch::Te
   if (x.is_cuda()) {
     const int64_t out = w[0].size(0), in = w[0].size(1);
     c10::cuda::CUDAGuard guard(x.device());
-    std::vector<kernels::GemmShape> shapes;
-    std::vector<const void*> pa, pb;
-    std::vector<void*> pc;
-    const size_t es = x.element_size();
+    GroupedCall call;
     int64_t at = 0;
     for (size_t g = 0; g < w.size(); ++g) {
       if (want[g]) {
         dw[g] = torch::empty({out, in}, w[g].options());
-        shapes.push_back({out, in, rows[g], true, false});  // dy_gᵀ (out×r) · x_g (r×in)
-        pa.push_back(static_cast<const char*>(dy.data_ptr()) + at * out * es);
-        pb.push_back(static_cast<const char*>(x.data_ptr()) + at * in * es);
-        pc.push_back(dw[g].data_ptr());
+        call.add({out, in, rows[g], true, false}, row_ptr(dy, at), row_ptr(x, at), dw[g].data_ptr());  // dy_gᵀ · x_g
       }
       at += rows[g];
     }
-    if (!shapes.empty()) cuda_grouped(x, shapes, pa, pb, pc, 0.f);
+    call.run(x);
     return dw;
   }
 #endif

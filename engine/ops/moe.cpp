@@ -29,17 +29,15 @@ MoeRouting moe_route(const torch::Tensor& topk_idx, int64_t n_experts, int64_t c
   const int64_t* cnt = r.counts.data_ptr<int64_t>();
   r.rows.resize(static_cast<size_t>(n_experts));
   std::vector<int64_t> start(static_cast<size_t>(n_experts));
-  bool drops = false;
   int64_t at = 0;
   for (int64_t e = 0; e < n_experts; ++e) {
     start[e] = at;
     at += cnt[e];
     r.rows[e] = std::min(cnt[e], capacity);
     r.dropped += cnt[e] - r.rows[e];
-    drops = drops || cnt[e] > capacity;
   }
   auto order = std::get<1>(flat.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));  // (A)
-  if (drops) {  // keep an expert's first `capacity` assignments (its earliest tokens)
+  if (r.dropped > 0) {  // keep an expert's first `capacity` assignments (its earliest tokens)
     auto first = torch::tensor(start).to(flat.device());
     auto rank = torch::arange(A, opts) - first.index_select(0, flat.index_select(0, order));
     order = order.masked_select(rank < capacity);

@@ -103,6 +103,14 @@ int blocks_per_sm(int threads) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Grid of a grid-stride loop over n elements in 16-byte packs, `threads` a block: enough blocks to
+// fill the GPU `per_sm` times over (the loop takes the rest), at least one.
+inline unsigned elementwise_grid(int64_t n, DType dt, int threads, int per_sm) {
+  const int64_t packs = std::max<int64_t>(1, n / (16 / static_cast<int64_t>(dtype_size(dt))));
+  const int64_t cap = static_cast<int64_t>(sm_count()) * per_sm;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min(ceil_div(packs, threads), cap)));
+}
+
 // ---- programmatic dependent launch (Hopper and later) ----------------------------------------------
 // A kernel launched with launch_pdl() may start while the kernel before it on the stream is still
 // running: as soon as every block of that one has called pdl_launch_dependents() (or exited). Before

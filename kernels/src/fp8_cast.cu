@@ -81,11 +81,7 @@ __global__ void quantize_kernel(const T* __restrict__ x, int64_t n, const float*
 
 constexpr int kThreads = 256;
 
-unsigned grid_for(int64_t n, DType dt) {
-  const int64_t packs = std::max<int64_t>(1, n / (16 / static_cast<int64_t>(dtype_size(dt))));
-  const int64_t cap = static_cast<int64_t>(sm_count()) * 8;
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(ceil_div(packs, kThreads), cap)));
-}
+unsigned grid_for(int64_t n, DType dt) { return elementwise_grid(n, dt, kThreads, /*per_sm=*/8); }
 
 }  // namespace
 

@@ -101,13 +101,17 @@ __global__ void combine_weight_grad_kernel(const T* __restrict__ dout, const T* 
   }
 }
 
-// Whole 16-byte packs per row, and every row base 16-byte aligned with them.
-bool vectorisable(DType dt, int64_t cols, std::initializer_list<const void*> ptrs) {
+// How a row is walked: in 16-byte packs when it is whole packs and every row base is 16-byte
+// aligned (vec), else element by element; units = packs or elements per row.
+struct RowWalk {
+  bool vec;
+  int64_t units;
+};
+RowWalk row_walk(DType dt, int64_t cols, std::initializer_list<const void*> ptrs) {
   const int64_t per = 16 / static_cast<int64_t>(dtype_size(dt));
-  if (cols % per != 0) return false;
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
+  bool vec = cols % per == 0;
+  for (const void* p : ptrs) vec = vec && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  return {vec, vec ? cols / per : cols};
 }
 
 // Threads per block: the row's work units rounded up to whole warps, 32 to 256.
@@ -124,12 +128,11 @@ unsigned row_grid(int64_t rows) {
 void moe_gather_rows(DType dt, const void* x, const int64_t* src, const float* scale, void* out, int64_t rows,
                      int64_t cols, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  const bool vec = vectorisable(dt, cols, {x, out});
-  const int64_t units = vec ? cols / (16 / static_cast<int64_t>(dtype_size(dt))) : cols;
+  const RowWalk walk = row_walk(dt, cols, {x, out});
   FATHOM_DISPATCH_DTYPE(dt, {
-    auto kernel = vec ? gather_rows_kernel<T, true> : gather_rows_kernel<T, false>;
-    kernel<<<row_grid(rows), row_threads(units), 0, stream>>>(static_cast<const T*>(x), src, scale,
-                                                               static_cast<T*>(out), rows, cols);
+    auto kernel = walk.vec ? gather_rows_kernel<T, true> : gather_rows_kernel<T, false>;
+    kernel<<<row_grid(rows), row_threads(walk.units), 0, stream>>>(static_cast<const T*>(x), src, scale,
+                                                                    static_cast<T*>(out), rows, cols);
   });
   check_launch("moe_gather_rows");
 }
@@ -137,12 +140,11 @@ void moe_gather_rows(DType dt, const void* x, const int64_t* src, const float* s
 void moe_combine_rows(DType dt, const void* y, const int64_t* pos, const float* w, void* out, int64_t tokens, int64_t k,
                       int64_t cols, cudaStream_t stream) {
   if (tokens <= 0 || cols <= 0) return;
-  const bool vec = vectorisable(dt, cols, {y, out});
-  const int64_t units = vec ? cols / (16 / static_cast<int64_t>(dtype_size(dt))) : cols;
+  const RowWalk walk = row_walk(dt, cols, {y, out});
   FATHOM_DISPATCH_DTYPE(dt, {
-    auto kernel = vec ? combine_rows_kernel<T, true> : combine_rows_kernel<T, false>;
-    kernel<<<row_grid(tokens), row_threads(units), 0, stream>>>(static_cast<const T*>(y), pos, w,
-                                                                 static_cast<T*>(out), tokens, k, cols);
+    auto kernel = walk.vec ? combine_rows_kernel<T, true> : combine_rows_kernel<T, false>;
+    kernel<<<row_grid(tokens), row_threads(walk.units), 0, stream>>>(static_cast<const T*>(y), pos, w,
+                                                                      static_cast<T*>(out), tokens, k, cols);
   });
   check_launch("moe_combine_rows");
 }
@@ -150,7 +152,7 @@ void moe_combine_rows(DType dt, const void* y, const int64_t* pos, const float* 
 void moe_combine_weight_grad(DType dt, const void* dout, const void* y, const int64_t* pos, float* dw, int64_t tokens,
                              int64_t k, int64_t cols, cudaStream_t stream) {
   if (tokens <= 0 || k <= 0) return;
-  const bool vec = vectorisable(dt, cols, {dout, y});
+  const bool vec = row_walk(dt, cols, {dout, y}).vec;
   constexpr int kThreads = 256;  // 8 warps, one assignment each
   const int64_t blocks = std::min<int64_t>(ceil_div(tokens * k, kThreads / 32), static_cast<int64_t>(sm_count()) * 16);
   FATHOM_DISPATCH_DTYPE(dt, {

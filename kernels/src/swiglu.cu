@@ -65,12 +65,7 @@ __global__ void swiglu_bwd_kernel(const T* __restrict__ dout, const T* __restric
 
 constexpr int kThreads = 256;
 
-// Enough blocks to fill the GPU several times over; the grid-stride loop takes the rest.
-unsigned grid_for(int64_t n, DType dt) {
-  const int64_t packs = std::max<int64_t>(1, n / (16 / static_cast<int64_t>(dtype_size(dt))));
-  const int64_t cap = static_cast<int64_t>(sm_count()) * 16;
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min(ceil_div(packs, kThreads), cap)));
-}
+unsigned grid_for(int64_t n, DType dt) { return elementwise_grid(n, dt, kThreads, /*per_sm=*/16); }
 
 }  // namespace
 
