@@ -2,7 +2,9 @@
 #include "engine/model/fp8.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <optional>
+#include <string>
 
 #include "engine/ops/fp8_cast.h"
 
@@ -47,6 +49,24 @@ torch::Tensor scaled_mm(const Scaled& a, const torch::Tensor& b, const torch::Te
 
 torch::Tensor column_major(const torch::Tensor& t) { return t.t().contiguous().t(); }
 
+// What the backward pass computes in FP8, from FATHOM_FP8_RECIPE (tools/gpu/fp8_check.sh compares them):
+//   tensorwise  (default) gradients in e5m2; dX and dW both FP8 products;
+//   e4m3_grads  gradients in e4m3 (one more mantissa bit; the per-tensor scale covers the range);
+//   hp_wgrad    dX an FP8 product, dW in bf16 from the unquantised gradient and the dequantised input.
+enum class Recipe { tensorwise, e4m3_grads, hp_wgrad };
+
+Recipe recipe() {
+  static const Recipe r = [] {
+    const char* v = std::getenv("FATHOM_FP8_RECIPE");
+    const std::string s = v ? v : "";
+    if (s == "e4m3_grads") return Recipe::e4m3_grads;
+    if (s == "hp_wgrad") return Recipe::hp_wgrad;
+    TORCH_CHECK(s.empty() || s == "tensorwise", "FATHOM_FP8_RECIPE=", s, ": expected tensorwise, e4m3_grads or hp_wgrad");
+    return Recipe::tensorwise;
+  }();
+  return r;
+}
+
 class Fp8Linear : public torch::autograd::Function<Fp8Linear> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
@@ -71,12 +91,19 @@ class Fp8Linear : public torch::autograd::Function<Fp8Linear> {
     const auto w_dtype = static_cast<at::ScalarType>(ctx->saved_data["w_dtype"].toInt());
     const auto x_sizes = ctx->saved_data["x_sizes"].toIntVector();
     const auto N = ws.q.size(0);
+    const Recipe r = recipe();
     auto gy = grads[0].reshape({-1, N});
-    auto gs = quantize(gy, at::kFloat8_e5m2, kE5m2Max);
-    // dX (M, K) = dY (M, N) · W (N, K); dW (N, K) = dYᵀ (N, M) · X (M, K). e5m2 × e4m3 products.
+    auto gs = r == Recipe::e4m3_grads ? quantize(gy, at::kFloat8_e4m3fn, kE4m3Max) : quantize(gy, at::kFloat8_e5m2, kE5m2Max);
+    // dX (M, K) = dY (M, N) · W (N, K); dW (N, K) = dYᵀ (N, M) · X (M, K). e5m2 (or e4m3) × e4m3 products.
     auto dx = scaled_mm(gs, column_major(ws.q), ws.inv, x_dtype);
-    Scaled gt{gs.q.t().contiguous(), gs.inv};
-    auto dw = scaled_mm(gt, column_major(xs.q), xs.inv, w_dtype);
+    torch::Tensor dw;
+    if (r == Recipe::hp_wgrad) {
+      auto x_hp = (xs.q.to(torch::kFloat32) * xs.inv).to(gy.scalar_type());
+      dw = gy.t().mm(x_hp).to(w_dtype);
+    } else {
+      Scaled gt{gs.q.t().contiguous(), gs.inv};
+      dw = scaled_mm(gt, column_major(xs.q), xs.inv, w_dtype);
+    }
     return {dx.view(x_sizes), dw};
   }
 };

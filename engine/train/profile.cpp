@@ -92,7 +92,8 @@ std::string kernel_category(const std::string& n) {
 StepProfiler::StepProfiler(bool cuda) : cuda_(cuda) {
   std::set<pi::ActivityType> activities{pi::ActivityType::CPU};
   if (cuda_) activities.insert(pi::ActivityType::CUDA);
-  const pi::ProfilerConfig config(pi::ProfilerState::KINETO);
+  // Input shapes in the trace: which tensor a copy or cast kernel moved is then readable from it.
+  const pi::ProfilerConfig config(pi::ProfilerState::KINETO, /*report_input_shapes=*/true);
   try {
     kp::prepareProfiler(config, activities);
     kp::enableProfiler(config, activities);

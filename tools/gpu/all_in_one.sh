@@ -5,6 +5,8 @@
 #   infer    tools/gpu/bench_infer.sh with the engine above (INFER_ENV: its variables, e.g. "SKIP_PPL=1")
 #   fp8      tools/gpu/fp8_check.sh
 #   compile  tools/gpu/train_vs_compile.sh (PROFILE=1)
+#   build    only the engine (Release, CUDA kernels, in /tmp/bk like kernels; ~1 minute on 16 cores)
+#   trace    `bench train --profile` of llama-1b (TRACE_PRESET), its Chrome trace gzipped into $OUT
 #   engine   the stripped, gzipped engine split into $OUT/engine.gz.NN, to carry into a later call as
 #            .device-bin/ (a cold machine then needs no rebuild: ENGINE=.device-bin/fathom-engine)
 # Results: $OUT/summary.txt (each stage's console output) and $OUT/results.tgz (every stage's files).
@@ -30,6 +32,18 @@ for s in ${STAGES:-kernels infer}; do
   case $s in
     kernels) stage kernels env OUT="$res/kernels" bash "$here/tools/gpu/check_kernels.sh"
              ENGINE=/tmp/bk/bin/fathom-engine ;;
+    build)   torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+             cmake -S "$here" -B /tmp/bk -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_GUI=OFF -DFATHOM_TESTS=ON -DFATHOM_CUDA=ON \
+               -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix" >"$res/configure.log" 2>&1 \
+               && cmake --build /tmp/bk -j"$(nproc)" --target fathom-engine >"$res/build.log" 2>&1 \
+               || { say "build failed"; grep -E "error" "$res/build.log" | head -30 | tee -a "$out/summary.txt"; break; }
+             ENGINE=/tmp/bk/bin/fathom-engine; say "engine built" ;;
+    trace)   p=${TRACE_PRESET:-llama-1b}
+             CUDA_VISIBLE_DEVICES=0 timeout 150 "${ENGINE:?no engine}" bench train "$here/resources/presets/$p.yaml" --steps 3 --warmup 3 \
+               --set train.gradient_accumulation_steps=1 --run-dir "/tmp/aio-$p-prof" --profile "/tmp/aio-$p.trace.json" \
+               >/dev/null 2>"$res/$p-profile.log"
+             sed -n '/^profile over/,$p' "$res/$p-profile.log" | head -12 | tee -a "$out/summary.txt"
+             gzip -c "/tmp/aio-$p.trace.json" >"$out/$p.trace.json.gz"; say "trace: $(du -h "$out/$p.trace.json.gz" | cut -f1)" ;;
     infer)   stage infer env ${INFER_ENV:-} ENGINE="${ENGINE:?no engine}" bash "$here/tools/gpu/bench_infer.sh" "$res/infer" ;;
     fp8)     stage fp8 env ${FP8_ENV:-} ENGINE="${ENGINE:?no engine}" bash "$here/tools/gpu/fp8_check.sh" "$res/fp8" ;;
     compile) stage compile env PROFILE=1 ${COMPILE_ENV:-} ENGINE="${ENGINE:?no engine}" bash "$here/tools/gpu/train_vs_compile.sh" "$res/compile" ;;
