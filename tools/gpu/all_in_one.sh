@@ -15,6 +15,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${OUT:?OUT}
 res=/tmp/aio; rm -rf "$res"; mkdir -p "$res"
+export FATHOM_DATA_DIR=${FATHOM_DATA_DIR:-$here/.device-data} FATHOM_WORKSPACE=${FATHOM_WORKSPACE:-/tmp/fathom-ws}
 t0=$(date +%s)
 say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/summary.txt"; }
 stage() {  # name command...: runs it, its output into summary.txt

@@ -36,9 +36,9 @@ for spec in $runs; do
   rm -rf "/tmp/fp8c-$(echo "$spec" | tr ':' '_')"
   train_one "$spec" &
   n=$((n + 1))
-  [ $((n % parallel)) = 0 ] && wait
+  [ $((n % parallel)) = 0 ] && { wait; rm -rf /tmp/fp8c-*/checkpoints; }  # each run's final checkpoint: ~15 GB of disk
 done
-wait
+wait; rm -rf /tmp/fp8c-*/checkpoints
 python3 - "$skip" "$out/curves.json" $runs <<'PY'
 import json, sys
 skip, curves_path, specs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
@@ -70,7 +70,7 @@ for s in specs[1:]:
                       "final_50step_rel_diff": round(final, 5), "final_50step_mean_ref": sum(a[n - tail:n]) / tail,
                       "final_50step_mean": sum(b[n - tail:n]) / tail, "signed_final_diff": (sum(b[n - tail:n]) - sum(a[n - tail:n])) / tail}))
 PY
-[ -n "${SPEED:-1}" ] || exit 0
+[ -n "${SPEED-1}" ] || exit 0
 for prec in bf16 fp8; do
   CUDA_VISIBLE_DEVICES=0 timeout 120 "$eng" bench train "$here/resources/presets/$preset.yaml" --steps 6 --warmup 3 \
     --set train.gradient_accumulation_steps=1 --set train.precision=$prec --run-dir "/tmp/fp8b-$prec" 2>"$out/fp8b-$prec.err" \
