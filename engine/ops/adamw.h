@@ -21,4 +21,17 @@ void fused_adamw_step(const std::vector<torch::Tensor>& params, const std::vecto
                       const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
                       const std::vector<bool>& decay, const AdamWStep& s);
 
+// Mixed precision (a bf16 model trained through fp32 masters): the same update of the fp32 masters
+// and moments, reading the model's bf16 gradients (each times grad_scale, the clip coefficient) and
+// writing the updated masters, rounded to bf16, into the model's parameters. One pass replaces
+// three: gradients to fp32, the update, masters back to the model. CUDA with the kernels on; the
+// tensors at index i all have masters[i]'s element count, contiguous, on one device.
+bool fused_adamw_mixed_applicable(const std::vector<torch::Tensor>& masters, const std::vector<torch::Tensor>& grads_bf16,
+                                  const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
+                                  const std::vector<torch::Tensor>& model_bf16);
+void fused_adamw_mixed_step(const std::vector<torch::Tensor>& masters, const std::vector<torch::Tensor>& grads_bf16,
+                            const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
+                            const std::vector<torch::Tensor>& model_bf16, const std::vector<bool>& decay, const AdamWStep& s,
+                            double grad_scale);
+
 }  // namespace fathom::ops

@@ -105,6 +105,45 @@ void adamw_foreach_update(const std::vector<torch::Tensor>& p, const std::vector
   at::_foreach_addcdiv_(p, m, denom, -s.step_size);
 }
 
+AdamW::MixedTensors AdamW::mixed_tensors(const std::vector<torch::Tensor>& grads_bf16,
+                                         const std::vector<torch::Tensor>& model_bf16) const {
+  MixedTensors t;
+  if (grads_bf16.size() != params_.size() || model_bf16.size() != params_.size()) return t;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!grads_bf16[i].defined()) continue;
+    t.p.push_back(params_[i].second);
+    t.g.push_back(grads_bf16[i]);
+    t.m.push_back(exp_avg_[i]);
+    t.v.push_back(exp_avg_sq_[i]);
+    t.w.push_back(model_bf16[i]);
+    t.decay.push_back(decay_[i] && opt_.weight_decay != 0.0);
+  }
+  return t;
+}
+
+bool AdamW::can_step_mixed(const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16) const {
+  const auto t = mixed_tensors(grads_bf16, model_bf16);
+  return !t.p.empty() && ops::fused_adamw_mixed_applicable(t.p, t.g, t.m, t.v, t.w);
+}
+
+void AdamW::step_mixed(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
+                       double grad_scale) {
+  const auto t = mixed_tensors(grads_bf16, model_bf16);
+  TORCH_CHECK(!t.p.empty() && ops::fused_adamw_mixed_applicable(t.p, t.g, t.m, t.v, t.w),
+              "AdamW::step_mixed: the fused mixed-precision kernel does not apply to these tensors");
+  torch::NoGradGuard no_grad;
+  ++step_;
+  ops::AdamWStep s;
+  s.lr = lr;
+  s.beta1 = opt_.beta1;
+  s.beta2 = opt_.beta2;
+  s.eps = opt_.eps;
+  s.weight_decay = opt_.weight_decay;
+  s.step_size = lr / (1.0 - std::pow(opt_.beta1, static_cast<double>(step_)));
+  s.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(opt_.beta2, static_cast<double>(step_)));
+  ops::fused_adamw_mixed_step(t.p, t.g, t.m, t.v, t.w, t.decay, s, grad_scale);
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   out.reserve(params_.size() * 2 + 1);
@@ -149,6 +188,16 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm)
     if (coef < 1.0) at::_foreach_mul_(grads, coef);
   }
   return total_norm;
+}
+
+double grad_norm(const std::vector<torch::Tensor>& grads) {
+  torch::NoGradGuard no_grad;
+  const std::vector<int64_t> dim0{0};  // of the flattened view: the whole tensor
+  std::vector<torch::Tensor> norms;
+  for (const auto& g : grads)
+    if (g.defined()) norms.push_back(at::linalg_vector_norm(g.reshape({-1}), 2, dim0, false, torch::kFloat32));
+  if (norms.empty()) return 0.0;
+  return torch::stack(norms).norm(2).item<double>();  // the step's one host sync
 }
 
 }  // namespace fathom::train

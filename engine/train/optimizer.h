@@ -29,6 +29,14 @@ class AdamW {
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options, std::vector<bool> decay);
 
   void step(double lr);
+  // Mixed precision in one pass (engine/ops/adamw.h): the masters (this optimizer's parameters)
+  // updated from the model's bf16 gradients times grad_scale, and written back rounded into the
+  // model's bf16 parameters. grads_bf16[i] and model_bf16[i] belong to params()[i]; an undefined
+  // gradient skips the tensor. can_step_mixed says whether the fused kernel applies (CUDA, kernels
+  // on, these dtypes); step_mixed throws where it does not.
+  bool can_step_mixed(const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16) const;
+  void step_mixed(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
+                  double grad_scale);
   int64_t steps_taken() const { return step_; }
 
   // "<param>.exp_avg", "<param>.exp_avg_sq" and "step" (int64 scalar).
@@ -40,6 +48,12 @@ class AdamW {
   void set_steps_taken(int64_t s) { step_ = s; }
 
  private:
+  struct MixedTensors {
+    std::vector<torch::Tensor> p, g, m, v, w;
+    std::vector<bool> decay;
+  };
+  MixedTensors mixed_tensors(const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16) const;
+
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
   std::vector<bool> decay_;
@@ -57,5 +71,9 @@ void adamw_foreach_update(const std::vector<torch::Tensor>& p, const std::vector
 // Global L2 norm of all gradients, then scale them by min(1, max_norm / (norm + 1e-6)) exactly as
 // torch.nn.utils.clip_grad_norm_ does. max_norm ≤ 0 only measures. Returns the norm before clipping.
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
+// The global L2 norm of these gradients (undefined ones skipped), accumulated in fp32 whatever their
+// dtype, with no clipping: for bf16 gradients that step_mixed scales itself.
+double grad_norm(const std::vector<torch::Tensor>& grads);
 
 }  // namespace fathom::train

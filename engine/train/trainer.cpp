@@ -64,6 +64,15 @@ using nlohmann::json;
 namespace fathom::train {
 namespace {
 
+// FATHOM_ADAMW_MIXED=1: bf16 training's AdamW in one fused pass (see the step below).
+bool adamw_mixed_requested() {
+  static const bool on = [] {
+    const char* e = std::getenv("FATHOM_ADAMW_MIXED");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
 // LibTorch's CPU tensors come from glibc malloc. Blocks above its mmap threshold (128 KiB, rising
 // to at most 32 MiB as such blocks are freed) are mapped and unmapped per allocation, and a freed
 // heap top above 128 KiB is trimmed, so every step faults its activations in again and the kernel
@@ -942,8 +951,21 @@ int run_training(const TrainInvocation& inv) {
         step_loss = comm->all_reduce_sum(step_loss) / comm->size();
       }
       auto t0 = Clock::now();
+      // bf16 without ZeRO, FATHOM_ADAMW_MIXED=1 and the kernels on CUDA: one fused AdamW pass reads the
+      // model's bf16 gradients and writes its bf16 weights (engine/ops/adamw.h), instead of converting
+      // the gradients to fp32 before and copying the masters back after. Off by default until measured
+      // on a GPU (tools/gpu/check_kernels.sh runs its test).
+      std::vector<torch::Tensor> model_grads, model_weights;
+      bool fused_mixed = false;
+      if (mixed && !zero && !fp16 && optimizer && adamw_mixed_requested()) {
+        for (auto& [name, p] : params) {
+          model_grads.push_back(p.grad());
+          model_weights.push_back(p);
+        }
+        fused_mixed = optimizer->can_step_mixed(model_grads, model_weights);
+      }
       // gradients → fp32 masters
-      if (mixed && !zero) {
+      if (mixed && !zero && !fused_mixed) {
         torch::NoGradGuard ng;
         const double inv_scale = fp16 ? 1.0 / st.loss_scale : 1.0;
         for (size_t i = 0; i < params.size(); ++i) {
@@ -954,11 +976,20 @@ int run_training(const TrainInvocation& inv) {
       }
       // Data parallel: every rank holds the averaged gradients (ZeRO: its shard of them), so the
       // norm is the global one.
-      const double grad_norm = zero ? zero->clip_grad_norm(cfg.train.grad_clip, fp16 ? 1.0 / st.loss_scale : 1.0)
-                                    : clip_grad_norm(master_tensors, cfg.train.grad_clip);
+      double clip_scale = 1.0;  // fused_mixed: the clip coefficient the AdamW pass applies
+      const double grad_norm = zero          ? zero->clip_grad_norm(cfg.train.grad_clip, fp16 ? 1.0 / st.loss_scale : 1.0)
+                               : fused_mixed ? train::grad_norm(model_grads)
+                                             : clip_grad_norm(master_tensors, cfg.train.grad_clip);
+      if (fused_mixed && cfg.train.grad_clip > 0.0 && std::isfinite(grad_norm))
+        clip_scale = std::min(1.0, cfg.train.grad_clip / (grad_norm + 1e-6));  // as clip_grad_norm
+      auto drop_model_grads = [&] {
+        model_grads.clear();
+        for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
+      };
       const bool finite = std::isfinite(grad_norm) && std::isfinite(step_loss);
       if (!finite) {
         for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
+        if (fused_mixed) drop_model_grads();
         if (zero) zero->drop_grads();
         if (fp16 && st.loss_scale > 1.0) {
           // Dynamic loss scaling (Micikevicius et al. 2018): overflow → halve the scale, skip.
@@ -982,6 +1013,9 @@ int run_training(const TrainInvocation& inv) {
       if (zero) {
         zero->step(lr);
         zero->publish();
+      } else if (fused_mixed) {
+        optimizer->step_mixed(lr, model_grads, model_weights, clip_scale);
+        drop_model_grads();
       } else {
         optimizer->step(lr);
       }
@@ -990,7 +1024,7 @@ int run_training(const TrainInvocation& inv) {
       if (comm->size() > 1)
         for (auto& [n, b] : buffers) comm->broadcast(b, 0);
       for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
-      if (mixed && !zero) {
+      if (mixed && !zero && !fused_mixed) {
         torch::NoGradGuard ng;
         for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(masters[i].second);
       }

@@ -1,17 +1,39 @@
 // Naive CPU reference of the fused AdamW update (see fathom/kernels/adamw.h), in fp32 with the
-// kernel's operation order.
+// kernel's operation order; mixed-precision tensors read bf16 gradients and write a bf16 copy.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "fathom/kernels/adamw.h"
 
 namespace fathom::kernels::ref {
+namespace {
+
+float bf16_to_f32(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Round to nearest even, from the definition: keep the top 16 bits, adding half an ulp of bf16 plus
+// the kept part's lowest bit (ties go to even). NaN stays a quiet NaN.
+uint16_t f32_to_bf16(float f) {
+  if (std::isnan(f)) return 0x7fc0;
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+}  // namespace
 
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h) {
   for (int k = 0; k < count; ++k) {
     const AdamWTensor& t = tensors[k];
     for (int64_t i = 0; i < t.n; ++i) {
       float p = t.p[i], m = t.m[i], v = t.v[i];
-      const float g = t.g[i];
+      const float g = (t.g_bf16 ? bf16_to_f32(t.g_bf16[i]) : t.g[i]) * h.grad_scale;
       if (t.decay) p *= 1.f - h.lr * h.weight_decay;
       m = h.beta1 * m + (1.f - h.beta1) * g;
       v = h.beta2 * v + (1.f - h.beta2) * g * g;
@@ -20,6 +42,7 @@ void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h) {
       t.p[i] = p;
       t.m[i] = m;
       t.v[i] = v;
+      if (t.model_bf16) t.model_bf16[i] = f32_to_bf16(p);
     }
   }
 }

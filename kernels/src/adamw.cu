@@ -1,4 +1,4 @@
-// Multi-tensor fused AdamW (see fathom/kernels/adamw.h). The tensors of one launch travel in the
+// Multi-tensor fused AdamW (see fathom/kernels/adamw.h), fp32 or mixed precision per tensor. The tensors of one launch travel in the
 // kernel's parameters (64 at most: ~3.5 KB of the 4 KB classic limit) with a prefix sum of their
 // chunk counts; each block takes chunks of kChunk elements in a grid-stride loop, finds its tensor by
 // binary search, and updates four elements per thread per iteration with 16-byte loads where the
@@ -32,6 +32,46 @@ __device__ __forceinline__ void update(float& p, float g, float& m, float& v, bo
   p -= h.step_size * m / denom;
 }
 
+// bf16 bits ↔ fp32: widening is exact; narrowing rounds to nearest even (as LibTorch's .to(bf16)).
+__device__ __forceinline__ float bf16_bits_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
+__device__ __forceinline__ uint16_t f32_bf16_bits(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
+
+// One tensor's slice [begin, end) in mixed precision (see AdamWTensor::g_bf16): bf16 gradient in,
+// fp32 master and bf16 model copy out.
+__device__ __forceinline__ void update_mixed(const AdamWTensor& t, bool vec, int64_t begin, int64_t end, const AdamWHyper& h) {
+  if (vec) {
+    for (int64_t i = begin + threadIdx.x * 4; i < end; i += kThreads * 4) {
+      if (i + 4 <= end) {
+        float4 p = *reinterpret_cast<float4*>(t.p + i);
+        const uint2 gb = *reinterpret_cast<const uint2*>(t.g_bf16 + i);
+        float4 m = *reinterpret_cast<float4*>(t.m + i);
+        float4 v = *reinterpret_cast<float4*>(t.v + i);
+        update(p.x, bf16_bits_f32(gb.x & 0xffffu) * h.grad_scale, m.x, v.x, t.decay, h);
+        update(p.y, bf16_bits_f32(gb.x >> 16) * h.grad_scale, m.y, v.y, t.decay, h);
+        update(p.z, bf16_bits_f32(gb.y & 0xffffu) * h.grad_scale, m.z, v.z, t.decay, h);
+        update(p.w, bf16_bits_f32(gb.y >> 16) * h.grad_scale, m.w, v.w, t.decay, h);
+        *reinterpret_cast<float4*>(t.p + i) = p;
+        *reinterpret_cast<float4*>(t.m + i) = m;
+        *reinterpret_cast<float4*>(t.v + i) = v;
+        uint2 out;
+        out.x = static_cast<uint32_t>(f32_bf16_bits(p.x)) | (static_cast<uint32_t>(f32_bf16_bits(p.y)) << 16);
+        out.y = static_cast<uint32_t>(f32_bf16_bits(p.z)) | (static_cast<uint32_t>(f32_bf16_bits(p.w)) << 16);
+        *reinterpret_cast<uint2*>(t.model_bf16 + i) = out;
+        continue;
+      }
+      for (int64_t j = i; j < end; ++j) {
+        update(t.p[j], bf16_bits_f32(t.g_bf16[j]) * h.grad_scale, t.m[j], t.v[j], t.decay, h);
+        t.model_bf16[j] = f32_bf16_bits(t.p[j]);
+      }
+    }
+  } else {
+    for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+      update(t.p[i], bf16_bits_f32(t.g_bf16[i]) * h.grad_scale, t.m[i], t.v[i], t.decay, h);
+      t.model_bf16[i] = f32_bf16_bits(t.p[i]);
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
   const int64_t chunks = L.chunk_end[L.count - 1];
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
@@ -45,31 +85,34 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
     const int64_t first = lo == 0 ? 0 : L.chunk_end[lo - 1];
     const int64_t begin = (c - first) * kChunk;
     const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
-    if (L.vec[lo]) {
+    if (t.g_bf16) {
+      update_mixed(t, L.vec[lo], begin, end, L.h);
+    } else if (L.vec[lo]) {
       for (int64_t i = begin + threadIdx.x * 4; i < end; i += kThreads * 4) {
         if (i + 4 <= end) {
           float4 p = *reinterpret_cast<float4*>(t.p + i);
           const float4 g = *reinterpret_cast<const float4*>(t.g + i);
           float4 m = *reinterpret_cast<float4*>(t.m + i);
           float4 v = *reinterpret_cast<float4*>(t.v + i);
-          update(p.x, g.x, m.x, v.x, t.decay, L.h);
-          update(p.y, g.y, m.y, v.y, t.decay, L.h);
-          update(p.z, g.z, m.z, v.z, t.decay, L.h);
-          update(p.w, g.w, m.w, v.w, t.decay, L.h);
+          update(p.x, g.x * L.h.grad_scale, m.x, v.x, t.decay, L.h);
+          update(p.y, g.y * L.h.grad_scale, m.y, v.y, t.decay, L.h);
+          update(p.z, g.z * L.h.grad_scale, m.z, v.z, t.decay, L.h);
+          update(p.w, g.w * L.h.grad_scale, m.w, v.w, t.decay, L.h);
           *reinterpret_cast<float4*>(t.p + i) = p;
           *reinterpret_cast<float4*>(t.m + i) = m;
           *reinterpret_cast<float4*>(t.v + i) = v;
         } else {
-          for (int64_t j = i; j < end; ++j) update(t.p[j], t.g[j], t.m[j], t.v[j], t.decay, L.h);
+          for (int64_t j = i; j < end; ++j) update(t.p[j], t.g[j] * L.h.grad_scale, t.m[j], t.v[j], t.decay, L.h);
         }
       }
     } else {
-      for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) update(t.p[i], t.g[i], t.m[i], t.v[i], t.decay, L.h);
+      for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) update(t.p[i], t.g[i] * L.h.grad_scale, t.m[i], t.v[i], t.decay, L.h);
     }
   }
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
 
 }  // namespace
 
@@ -84,7 +127,8 @@ void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h, cuda
       const AdamWTensor& t = tensors[i];
       if (t.n <= 0) continue;
       L.t[L.count] = t;
-      L.vec[L.count] = aligned16(t.p) && aligned16(t.g) && aligned16(t.m) && aligned16(t.v);
+      L.vec[L.count] = aligned16(t.p) && aligned16(t.m) && aligned16(t.v) &&
+                       (t.g_bf16 ? aligned8(t.g_bf16) && aligned8(t.model_bf16) : aligned16(t.g));
       chunks += ceil_div(t.n, kChunk);
       L.chunk_end[L.count] = chunks;
       ++L.count;

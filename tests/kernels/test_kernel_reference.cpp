@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "engine/model/transformer.h"
@@ -305,6 +306,61 @@ TEST(KernelReference, AdamWMatchesTheOptimizer) {
   EXPECT_LT(max_rel(tens(wp, {5, 7}), w), 1e-6);
   EXPECT_LT(max_rel(tens(bp, {7}), b), 1e-6);
   EXPECT_LT(max_rel(tens(wv, {5, 7}), opt.exp_avg_sq()[0]), 1e-6);
+}
+
+// Mixed precision (bf16 gradients in, a bf16 copy of the weights out, the clip coefficient applied
+// first): the reference against what the trainer's fp32 path does, gradients → fp32, times the clip
+// coefficient, the optimizer's step, masters → bf16. Three steps; the bf16 copy must be bit-equal to
+// LibTorch's rounding of the fp32 masters.
+TEST(KernelReference, AdamWMixedPrecisionMatchesTheFp32Path) {
+  torch::manual_seed(18);
+  const int64_t n = 300;
+  auto master = torch::randn({n});
+  fathom::train::AdamWOptions o;
+  o.weight_decay = 0.1;
+  fathom::train::AdamW opt({{"w", master}}, o, {true});
+  std::vector<float> p = vec(master), m(n, 0.f), v(n, 0.f);
+  std::vector<uint16_t> model(n, 0);
+  const double lr = 3e-3;
+  const float clip = 0.37f;
+  for (int step = 1; step <= 3; ++step) {
+    auto g_bf16 = torch::randn({n}).mul(step == 2 ? 1e-3 : 2.0).to(torch::kBFloat16);
+    master.mutable_grad() = g_bf16.to(torch::kFloat32) * clip;
+    opt.step(lr);
+    std::vector<uint16_t> gbits(n);
+    std::memcpy(gbits.data(), g_bf16.contiguous().data_ptr(), n * sizeof(uint16_t));
+    k::AdamWHyper h;
+    h.lr = static_cast<float>(lr);
+    h.beta1 = static_cast<float>(o.beta1);
+    h.beta2 = static_cast<float>(o.beta2);
+    h.eps = static_cast<float>(o.eps);
+    h.weight_decay = static_cast<float>(o.weight_decay);
+    h.step_size = static_cast<float>(lr / (1.0 - std::pow(o.beta1, step)));
+    h.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, step)));
+    h.grad_scale = clip;
+    k::AdamWTensor t{p.data(), nullptr, m.data(), v.data(), n, true};
+    t.g_bf16 = gbits.data();
+    t.model_bf16 = model.data();
+    k::ref::adamw_step(&t, 1, h);
+  }
+  EXPECT_LT(max_rel(tens(p, {n}), master), 1e-6);
+  // The bf16 copy: LibTorch's round-to-nearest-even of the reference's own fp32 result, bit for bit.
+  auto want = tens(p, {n}).to(torch::kBFloat16).contiguous();
+  std::vector<uint16_t> want_bits(n);
+  std::memcpy(want_bits.data(), want.data_ptr(), n * sizeof(uint16_t));
+  EXPECT_EQ(model, want_bits);
+  // Rounding ties and NaN, from the definition: 1 + 2⁻⁸ is halfway between two bf16 values and goes
+  // to the even one (1.0); 1 + 3·2⁻⁸ goes up to 1 + 2⁻⁶.
+  std::vector<float> tp{1.f + 1.f / 256.f, 1.f + 3.f / 256.f}, tm(2, 0.f), tv(2, 0.f);
+  std::vector<uint16_t> tg(2, 0), tw(2, 0);
+  k::AdamWHyper zero;  // lr 0: p unchanged
+  zero.step_size = 0.f;
+  k::AdamWTensor tt{tp.data(), nullptr, tm.data(), tv.data(), 2, false};
+  tt.g_bf16 = tg.data();
+  tt.model_bf16 = tw.data();
+  k::ref::adamw_step(&tt, 1, zero);
+  EXPECT_EQ(tw[0], 0x3f80);  // 1.0
+  EXPECT_EQ(tw[1], 0x3f82);  // 1 + 2⁻⁶
 }
 
 // MoE routing (with a capacity that drops assignments), dispatch and combine: the references

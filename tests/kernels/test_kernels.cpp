@@ -831,6 +831,67 @@ TEST(EngineOps, FusedAdamWMatchesTheOptimizersOtherPath) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_LT(max_rel(a[i].second, b[i].second), 1e-5) << a[i].first;
 }
 
+// bf16 training's AdamW in one pass (AdamW::step_mixed, FATHOM_ADAMW_MIXED=1 in the trainer) against
+// the trainer's other path: gradients → fp32 times the clip coefficient, the fused fp32 step, masters
+// → bf16 weights. Five steps; a matrix, an odd-sized vector (the kernel's tail) and a tensor offset
+// by one element (its unaligned path). Masters within fp32 rounding, bf16 weights bit-equal.
+TEST(EngineOps, FusedAdamWMixedMatchesTheFp32Path) {
+  auto make = [] {
+    torch::manual_seed(19);
+    std::vector<std::pair<std::string, torch::Tensor>> ps;
+    ps.emplace_back("w", torch::randn({256, 300}).to(kCuda));
+    ps.emplace_back("b", torch::randn({1001}).to(kCuda));
+    ps.emplace_back("u", torch::randn({4097}).to(kCuda).narrow(0, 1, 4096));  // 4-byte offset
+    return ps;
+  };
+  const double clip = 0.43;
+  auto run = [&](bool mixed) {
+    auto masters = make();
+    std::vector<torch::Tensor> model;
+    for (auto& [n, t] : masters) {
+      auto w = torch::empty({t.numel() + 1}, t.options().dtype(torch::kBFloat16)).narrow(0, 1, t.numel()).view(t.sizes());
+      w.copy_(t);  // bf16 weights, 2-byte offset: the mixed kernel's unaligned path for every tensor here
+      model.push_back(w);
+    }
+    fathom::train::AdamWOptions o;
+    o.weight_decay = 0.1;
+    fathom::train::AdamW opt(masters, o);
+    torch::manual_seed(20);
+    for (int s = 0; s < 5; ++s) {
+      std::vector<torch::Tensor> grads;
+      for (auto& [n, t] : masters) grads.push_back(torch::randn(t.sizes()).to(kCuda).to(torch::kBFloat16));
+      if (mixed) {
+        EXPECT_TRUE(opt.can_step_mixed(grads, model));
+        opt.step_mixed(1e-3, grads, model, clip);
+      } else {
+        for (size_t i = 0; i < masters.size(); ++i) masters[i].second.mutable_grad() = grads[i].to(torch::kFloat32) * clip;
+        opt.step(1e-3);
+        torch::NoGradGuard ng;
+        for (size_t i = 0; i < masters.size(); ++i) model[i].copy_(masters[i].second);
+      }
+    }
+    return std::make_pair(masters, model);
+  };
+  auto [ma, wa] = run(true);
+  auto [mb, wb] = run(false);
+  for (size_t i = 0; i < ma.size(); ++i) {
+    EXPECT_LT(max_rel(ma[i].second, mb[i].second), 1e-6) << ma[i].first;
+    EXPECT_TRUE(torch::equal(wa[i], wb[i])) << ma[i].first << ": the bf16 weights differ";
+  }
+  // Aligned model tensors (the vectorised path) as well: one more step from the same state.
+  std::vector<torch::Tensor> aligned, grads;
+  for (auto& w : wa) aligned.push_back(w.clone());
+  for (auto& [n, t] : ma) grads.push_back(torch::ones(t.sizes(), t.options().dtype(torch::kBFloat16)));
+  fathom::train::AdamW opt2(ma, fathom::train::AdamWOptions{});
+  opt2.step_mixed(1e-3, grads, aligned, 1.0);
+  for (size_t i = 0; i < ma.size(); ++i)
+    EXPECT_TRUE(torch::equal(aligned[i], ma[i].second.to(torch::kBFloat16))) << ma[i].first << ": bf16 copy of the masters";
+  // The kernels off: the fused path does not apply, and says so.
+  ops::set_kernels_enabled(false);
+  EXPECT_FALSE(opt2.can_step_mixed(grads, aligned));
+  ops::set_kernels_enabled(std::nullopt);
+}
+
 // The grouped GEMM (one cuBLAS call a pass for every expert) against a matmul per expert: output,
 // input gradient and each expert's weight gradient, groups of 1 to 256 rows.
 TEST(EngineOps, GroupedLinearFusedMatchesComposite) {
