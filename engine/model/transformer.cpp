@@ -3,8 +3,10 @@
 #include "engine/model/transformer.h"
 
 #include <algorithm>
-
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "engine/model/checkpointing.h"
 #include "engine/model/mla.h"
@@ -123,9 +125,29 @@ static torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep) {
   return x.unsqueeze(2).expand({B, Hkv, n_rep, T, hd}).reshape({B, Hkv * n_rep, T, hd});
 }
 
+namespace {
+std::atomic<int> g_sdpa_gqa{-1};  // -1: the environment's choice
+}  // namespace
+
+void set_sdpa_gqa(std::optional<bool> on) { g_sdpa_gqa = on ? static_cast<int>(*on) : -1; }
+
+bool sdpa_gqa() {
+  static const bool from_env = [] {
+    const char* e = std::getenv("FATHOM_SDPA_GQA");
+    return e && std::string(e) == "1";
+  }();
+  const int v = g_sdpa_gqa.load();
+  return v < 0 ? from_env : v == 1;
+}
+
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past,
                                const torch::Tensor& mask) {
   const auto n_rep = q.size(1) / k.size(1);
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+  if (n_rep > 1 && !mask.defined() && (past == 0 || q.size(2) == 1) && q.is_cuda() && q.size(-1) == v.size(-1) && sdpa_gqa())
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/past == 0 && q.size(2) > 1, std::nullopt,
+                                            /*enable_gqa=*/true);
+#endif
   auto kk = repeat_kv(k, n_rep);
   auto vv = repeat_kv(v, n_rep);
   const auto T = q.size(2), S = kk.size(2);

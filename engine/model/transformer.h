@@ -117,6 +117,13 @@ torch::Tensor deinterleave(const torch::Tensor& x);
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past = 0,
                                const torch::Tensor& mask = {});
 
+// Grouped-query attention without the repeat (experimental, LibTorch ≥ 2.5 on CUDA): the key/value
+// heads go to SDPA as they are (enable_gqa) instead of a copy repeated for every query head. Off
+// unless FATHOM_SDPA_GQA=1 (read once) or set_sdpa_gqa(true); set_sdpa_gqa(nullopt) returns to the
+// environment's choice. Whether it is faster depends on the SDPA backend that then runs.
+void set_sdpa_gqa(std::optional<bool> on);
+bool sdpa_gqa();
+
 // Inference cache, preallocated for `capacity` positions. Per layer, mha keeps k and v
 // (B, Hkv, S, hd); mla keeps the compressed latent (B, S, kv_lora_rank) and the shared rotary key
 // (B, S, qk_rope_head_dim) — DeepSeek-V2's small KV cache.

@@ -63,6 +63,33 @@ TEST(GpuSmoke, AdamWOnCudaMatchesCpu) {
   EXPECT_TRUE(torch::allclose(bg.cpu(), bc, 1e-5, 1e-6));
 }
 
+// Grouped-query attention through SDPA's enable_gqa (FATHOM_SDPA_GQA) against the repeated K/V it
+// replaces: output and the three gradients, causal prefill and one decoding row. Where this LibTorch
+// has no enable_gqa (< 2.5), both runs take the repeat and the test checks nothing new.
+TEST(GpuSmoke, SdpaGqaMatchesRepeatedKv) {
+  torch::manual_seed(21);
+  auto opts = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  for (int64_t T : {128, 1}) {
+    auto q0 = torch::randn({2, 8, T, 64}, opts), k0 = torch::randn({2, 2, 128, 64}, opts), v0 = torch::randn({2, 2, 128, 64}, opts);
+    const int64_t past = T == 1 ? 127 : 0;
+    auto run = [&](bool gqa) {
+      fathom::model::set_sdpa_gqa(gqa);
+      auto q = q0.clone().requires_grad_(true), k = k0.clone().requires_grad_(true), v = v0.clone().requires_grad_(true);
+      auto y = fathom::model::causal_attention(q, k, v, past);
+      auto g = torch::autograd::grad({y}, {q, k, v}, {torch::ones_like(y)});
+      fathom::model::set_sdpa_gqa(std::nullopt);
+      return std::vector<torch::Tensor>{y.to(torch::kFloat32), g[0].to(torch::kFloat32), g[1].to(torch::kFloat32),
+                                        g[2].to(torch::kFloat32)};
+    };
+    const auto want = run(false), got = run(true);
+    const char* names[] = {"output", "dq", "dk", "dv"};
+    for (size_t i = 0; i < want.size(); ++i) {
+      const double rel = (got[i] - want[i]).norm().item<double>() / (want[i].norm().item<double>() + 1e-12);
+      EXPECT_LT(rel, 2e-2) << names[i] << " at T " << T;
+    }
+  }
+}
+
 // DeepSeek-V3-style model (MLA + group-limited sigmoid MoE) on CUDA in bf16 agrees with fp32 on
 // the CPU, in the expanded forward and in compressed-KV-cache decoding (SDPA with a narrower v).
 TEST(GpuSmoke, DeepSeekMlaMoeBf16AndCachedDecoding) {

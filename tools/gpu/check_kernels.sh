@@ -9,9 +9,9 @@
 #      FATHOM_KERNELS=1 and =0 (tokens/s A/B of the whole training step);
 #   4. with ADAMW_AB=1: `bench train` of llama-1b (or ADAMW_PRESETS) with FATHOM_FUSED_ADAMW=1 and =0
 #      (the fused AdamW kernel against LibTorch's _fused_adamw_, everything else the same).
-#   5. with MIXED_AB=1: `bench train` of llama-1b and gpt2-124m with FATHOM_ADAMW_MIXED=1 and =0 (bf16
-#      training's AdamW in one pass that reads bf16 gradients and writes bf16 weights, against the
-#      conversion passes around the fp32 kernel).
+#   5. with MIXED_AB=1 (or AB_VARS="VAR ..."): `bench train` of llama-1b and gpt2-124m with each
+#      experimental switch =1 and =0: FATHOM_ADAMW_MIXED (bf16 training's AdamW in one pass that reads
+#      bf16 gradients and writes bf16 weights) and FATHOM_SDPA_GQA (SDPA's enable_gqa, no K/V repeat).
 # Leaves /tmp/bk/bin/fathom-engine built (ENGINE for tools/gpu/bench_infer.sh in the same call).
 # Five files come back in $OUT: summary.txt (tests, failures, bench table, A/B), tests.txt (the test
 # log's tail), bench.txt (with the JSON lines; SKIP_BENCH=1 skips the kernel benchmark), build.txt,
@@ -89,16 +89,19 @@ if [ -n "${ADAMW_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.de
   done
 fi
 
-# ---- 5. whole training step, AdamW in one mixed-precision pass (MIXED_AB=1): FATHOM_ADAMW_MIXED=1 vs 0 --
-if [ -n "${MIXED_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
+# ---- 5. whole training step, experimental switches on vs off (AB_VARS, default with MIXED_AB=1:
+#      FATHOM_ADAMW_MIXED, AdamW in one mixed-precision pass; FATHOM_SDPA_GQA, SDPA's enable_gqa) -----
+if [ -n "${MIXED_AB:-}${AB_VARS:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
   export FATHOM_DATA_DIR=$here/.device-data FATHOM_WORKSPACE=/tmp/fathom-ws
-  for preset in ${MIXED_PRESETS:-llama-1b gpt2-124m}; do
-    for mx in 1 0; do
-      [ "$(left)" -gt 50 ] || { log "skip bench train $preset FATHOM_ADAMW_MIXED=$mx: out of time"; continue; }
-      FATHOM_ADAMW_MIXED=$mx CUDA_VISIBLE_DEVICES=0 timeout 100 /tmp/bk/bin/fathom-engine bench train "$here/resources/presets/$preset.yaml" \
-        --steps "${STEPS:-6}" --warmup 2 --set train.gradient_accumulation_steps=1 --run-dir "/tmp/mx-$preset-$mx" \
-        >/tmp/mx-$preset-$mx.out 2>/tmp/mx-$preset-$mx.err
-      log "bench train $preset FATHOM_ADAMW_MIXED=$mx: $(grep '^{' /tmp/mx-$preset-$mx.out | tail -1 | head -c 400)$(tail -2 /tmp/mx-$preset-$mx.err | grep -i error)"
+  for var in ${AB_VARS:-FATHOM_ADAMW_MIXED FATHOM_SDPA_GQA}; do
+    for preset in ${AB_PRESETS:-llama-1b gpt2-124m}; do
+      for val in 1 0; do
+        [ "$(left)" -gt 50 ] || { log "skip bench train $preset $var=$val: out of time"; continue; }
+        env "$var=$val" CUDA_VISIBLE_DEVICES=0 timeout 100 /tmp/bk/bin/fathom-engine bench train "$here/resources/presets/$preset.yaml" \
+          --steps "${STEPS:-6}" --warmup 2 --set train.gradient_accumulation_steps=1 --run-dir "/tmp/ab-$var-$preset-$val" \
+          >/tmp/ab-$var-$preset-$val.out 2>/tmp/ab-$var-$preset-$val.err
+        log "bench train $preset $var=$val: $(grep '^{' /tmp/ab-$var-$preset-$val.out | tail -1 | head -c 400)$(tail -2 /tmp/ab-$var-$preset-$val.err | grep -i error)"
+      done
     done
   done
 fi
