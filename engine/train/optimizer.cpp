@@ -24,36 +24,46 @@ AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOpt
   decay_ = std::move(decay);
 }
 
-void AdamW::step(double lr) {
-  torch::NoGradGuard no_grad;
-  ++step_;
-  const double bias_correction1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_));
-  const double bias_correction2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(step_));
-  const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-  const double step_size = lr / bias_correction1;
-  // Multi-tensor (_foreach_) kernels: a handful of launches for all parameters on CUDA instead of
-  // ~6 per tensor, and the same element-wise operations (so the same bits) as a per-tensor loop.
-  std::vector<torch::Tensor> p_all, g_all, m_all, v_all, p_decay;
-  std::vector<bool> decay_all;  // per entry of p_all
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& g = params_[i].second.grad();
-    if (!g.defined()) continue;
-    p_all.push_back(params_[i].second);
-    g_all.push_back(g);
-    m_all.push_back(exp_avg_[i]);
-    v_all.push_back(exp_avg_sq_[i]);
-    decay_all.push_back(decay_[i] && opt_.weight_decay != 0.0);
-    if (decay_all.back()) p_decay.push_back(params_[i].second);
-  }
-  if (p_all.empty()) return;
+ops::AdamWStep AdamW::hyper(double lr) const {
   ops::AdamWStep s;
   s.lr = lr;
   s.beta1 = opt_.beta1;
   s.beta2 = opt_.beta2;
   s.eps = opt_.eps;
   s.weight_decay = opt_.weight_decay;
-  s.step_size = step_size;
-  s.bias_correction2_sqrt = bias_correction2_sqrt;
+  s.step_size = lr / (1.0 - std::pow(opt_.beta1, static_cast<double>(step_)));
+  s.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(opt_.beta2, static_cast<double>(step_)));
+  return s;
+}
+
+AdamW::Selected AdamW::select(const std::vector<torch::Tensor>& grads, const std::vector<torch::Tensor>* model) const {
+  Selected t;
+  if (grads.size() != params_.size() || (model && model->size() != params_.size())) return t;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    t.p.push_back(params_[i].second);
+    t.g.push_back(grads[i]);
+    t.m.push_back(exp_avg_[i]);
+    t.v.push_back(exp_avg_sq_[i]);
+    if (model) t.w.push_back((*model)[i]);
+    t.decay.push_back(decay_[i] && opt_.weight_decay != 0.0);
+  }
+  return t;
+}
+
+void AdamW::step(double lr) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  grads.reserve(params_.size());
+  for (const auto& [name, p] : params_) grads.push_back(p.grad());
+  // Multi-tensor (_foreach_) kernels: a handful of launches for all parameters on CUDA instead of
+  // ~6 per tensor, and the same element-wise operations (so the same bits) as a per-tensor loop.
+  ++step_;  // (counted even when no tensor has a gradient, as before)
+  const auto t = select(grads, nullptr);
+  if (t.p.empty()) return;
+  const auto s = hyper(lr);
+  const auto &p_all = t.p, &g_all = t.g, &m_all = t.m, &v_all = t.v;
+  const auto& decay_all = t.decay;
   // FATHOM_FUSED_ADAMW=0 keeps LibTorch's path (A/B measurements: tools/gpu/check_kernels.sh).
   static const bool fused_allowed = [] {
     const char* e = std::getenv("FATHOM_FUSED_ADAMW");
@@ -88,6 +98,9 @@ void AdamW::step(double lr) {
     return;
   }
 #endif
+  std::vector<torch::Tensor> p_decay;
+  for (size_t i = 0; i < p_all.size(); ++i)
+    if (decay_all[i]) p_decay.push_back(p_all[i]);
   adamw_foreach_update(p_all, g_all, m_all, v_all, p_decay, s);
 }
 
@@ -105,43 +118,19 @@ void adamw_foreach_update(const std::vector<torch::Tensor>& p, const std::vector
   at::_foreach_addcdiv_(p, m, denom, -s.step_size);
 }
 
-AdamW::MixedTensors AdamW::mixed_tensors(const std::vector<torch::Tensor>& grads_bf16,
-                                         const std::vector<torch::Tensor>& model_bf16) const {
-  MixedTensors t;
-  if (grads_bf16.size() != params_.size() || model_bf16.size() != params_.size()) return t;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!grads_bf16[i].defined()) continue;
-    t.p.push_back(params_[i].second);
-    t.g.push_back(grads_bf16[i]);
-    t.m.push_back(exp_avg_[i]);
-    t.v.push_back(exp_avg_sq_[i]);
-    t.w.push_back(model_bf16[i]);
-    t.decay.push_back(decay_[i] && opt_.weight_decay != 0.0);
-  }
-  return t;
-}
-
 bool AdamW::can_step_mixed(const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16) const {
-  const auto t = mixed_tensors(grads_bf16, model_bf16);
+  const auto t = select(grads_bf16, &model_bf16);
   return !t.p.empty() && ops::fused_adamw_mixed_applicable(t.p, t.g, t.m, t.v, t.w);
 }
 
 void AdamW::step_mixed(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
                        double grad_scale) {
-  const auto t = mixed_tensors(grads_bf16, model_bf16);
+  const auto t = select(grads_bf16, &model_bf16);
   TORCH_CHECK(!t.p.empty() && ops::fused_adamw_mixed_applicable(t.p, t.g, t.m, t.v, t.w),
               "AdamW::step_mixed: the fused mixed-precision kernel does not apply to these tensors");
   torch::NoGradGuard no_grad;
   ++step_;
-  ops::AdamWStep s;
-  s.lr = lr;
-  s.beta1 = opt_.beta1;
-  s.beta2 = opt_.beta2;
-  s.eps = opt_.eps;
-  s.weight_decay = opt_.weight_decay;
-  s.step_size = lr / (1.0 - std::pow(opt_.beta1, static_cast<double>(step_)));
-  s.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(opt_.beta2, static_cast<double>(step_)));
-  ops::fused_adamw_mixed_step(t.p, t.g, t.m, t.v, t.w, t.decay, s, grad_scale);
+  ops::fused_adamw_mixed_step(t.p, t.g, t.m, t.v, t.w, t.decay, hyper(lr), grad_scale);
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {

@@ -48,11 +48,14 @@ class AdamW {
   void set_steps_taken(int64_t s) { step_ = s; }
 
  private:
-  struct MixedTensors {
+  // The tensors with a gradient (grads[i] belongs to params()[i]), with their moments, their decay
+  // flags and, given `model`, the model's own copies.
+  struct Selected {
     std::vector<torch::Tensor> p, g, m, v, w;
     std::vector<bool> decay;
   };
-  MixedTensors mixed_tensors(const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16) const;
+  Selected select(const std::vector<torch::Tensor>& grads, const std::vector<torch::Tensor>* model) const;
+  ops::AdamWStep hyper(double lr) const;  // at the current step_
 
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;

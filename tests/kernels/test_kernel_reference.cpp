@@ -275,6 +275,19 @@ TEST(KernelReference, DecodeRopeAppendAndAttentionMatchTheModelsDecode) {
   EXPECT_LT(max_rel(tens(y, {B, Hq * hd}), want), 1e-5);
 }
 
+// The kernel's hyper-parameters for the optimizer's step number `step` (1-based).
+static k::AdamWHyper adamw_hyper(const fathom::train::AdamWOptions& o, double lr, int step) {
+  k::AdamWHyper h;
+  h.lr = static_cast<float>(lr);
+  h.beta1 = static_cast<float>(o.beta1);
+  h.beta2 = static_cast<float>(o.beta2);
+  h.eps = static_cast<float>(o.eps);
+  h.weight_decay = static_cast<float>(o.weight_decay);
+  h.step_size = static_cast<float>(lr / (1.0 - std::pow(o.beta1, step)));
+  h.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, step)));
+  return h;
+}
+
 TEST(KernelReference, AdamWMatchesTheOptimizer) {
   // The fused AdamW reference against engine/train's AdamW (its _foreach_ path on the CPU), three
   // steps, a decayed matrix and an undecayed vector.
@@ -291,14 +304,7 @@ TEST(KernelReference, AdamWMatchesTheOptimizer) {
     b.mutable_grad() = gb;
     opt.step(lr);
     auto gws = vec(gw), gbs = vec(gb);
-    k::AdamWHyper h;
-    h.lr = static_cast<float>(lr);
-    h.beta1 = static_cast<float>(o.beta1);
-    h.beta2 = static_cast<float>(o.beta2);
-    h.eps = static_cast<float>(o.eps);
-    h.weight_decay = static_cast<float>(o.weight_decay);
-    h.step_size = static_cast<float>(lr / (1.0 - std::pow(o.beta1, step)));
-    h.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, step)));
+    k::AdamWHyper h = adamw_hyper(o, lr, step);
     const k::AdamWTensor ts[2] = {{wp.data(), gws.data(), wm.data(), wv.data(), 35, true},
                                   {bp.data(), gbs.data(), bm.data(), bv.data(), 7, false}};
     k::ref::adamw_step(ts, 2, h);
@@ -329,14 +335,7 @@ TEST(KernelReference, AdamWMixedPrecisionMatchesTheFp32Path) {
     opt.step(lr);
     std::vector<uint16_t> gbits(n);
     std::memcpy(gbits.data(), g_bf16.contiguous().data_ptr(), n * sizeof(uint16_t));
-    k::AdamWHyper h;
-    h.lr = static_cast<float>(lr);
-    h.beta1 = static_cast<float>(o.beta1);
-    h.beta2 = static_cast<float>(o.beta2);
-    h.eps = static_cast<float>(o.eps);
-    h.weight_decay = static_cast<float>(o.weight_decay);
-    h.step_size = static_cast<float>(lr / (1.0 - std::pow(o.beta1, step)));
-    h.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, step)));
+    k::AdamWHyper h = adamw_hyper(o, lr, step);
     h.grad_scale = clip;
     k::AdamWTensor t{p.data(), nullptr, m.data(), v.data(), n, true};
     t.g_bf16 = gbits.data();
