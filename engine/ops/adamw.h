@@ -1,5 +1,5 @@
 // Multi-tensor fused AdamW on CUDA (kernels/adamw, issue #10) for engine/train/optimizer: every
-// parameter of a step updated in one pass (one launch per 64 tensors). Applicable to fp32, dense,
+// parameter of a step updated in one pass (one launch per 48 tensors). Applicable to fp32, dense,
 // same-device CUDA tensors with the kernels on; elsewhere the optimizer keeps its other paths.
 #pragma once
 #include <torch/types.h>

@@ -963,6 +963,7 @@ int run_training(const TrainInvocation& inv) {
           model_weights.push_back(p);
         }
         fused_mixed = optimizer->can_step_mixed(model_grads, model_weights);
+        if (!fused_mixed) model_grads.clear();  // or the conversion below would not free them
       }
       // gradients → fp32 masters
       if (mixed && !zero && !fused_mixed) {

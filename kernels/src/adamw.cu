@@ -1,5 +1,6 @@
-// Multi-tensor fused AdamW (see fathom/kernels/adamw.h), fp32 or mixed precision per tensor. The tensors of one launch travel in the
-// kernel's parameters (64 at most: ~3.5 KB of the 4 KB classic limit) with a prefix sum of their
+// Multi-tensor fused AdamW (see fathom/kernels/adamw.h), fp32 or mixed precision per tensor. The
+// tensors of one launch travel in the kernel's parameters (48 at most: ~3.5 KB of the classic 4 KB
+// limit, checked below) with a prefix sum of their
 // chunk counts; each block takes chunks of kChunk elements in a grid-stride loop, finds its tensor by
 // binary search, and updates four elements per thread per iteration with 16-byte loads where the
 // tensor is 16-byte aligned.
@@ -12,7 +13,7 @@ namespace fathom::kernels {
 namespace {
 using namespace detail;
 
-constexpr int kMaxTensors = 64;
+constexpr int kMaxTensors = 48;
 constexpr int64_t kChunk = 8192;  // elements per block iteration
 constexpr int kThreads = 256;
 
@@ -23,6 +24,7 @@ struct AdamWLaunch {
   int count;
   AdamWHyper h;
 };
+static_assert(sizeof(AdamWLaunch) <= 4096, "AdamWLaunch must fit the classic 4 KB of kernel parameters");
 
 __device__ __forceinline__ void update(float& p, float g, float& m, float& v, bool decay, const AdamWHyper& h) {
   if (decay) p *= 1.f - h.lr * h.weight_decay;
@@ -118,12 +120,15 @@ bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
 
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h, cudaStream_t stream) {
   const int blocks_cap = sm_count() * 8;
-  for (int start = 0; start < count; start += kMaxTensors) {
+  // One index across launches: empty tensors are skipped without taking a slot, so a launch that
+  // skipped some must not hand its last tensors to the next launch again.
+  int i = 0;
+  while (i < count) {
     AdamWLaunch L{};
     L.h = h;
     int64_t chunks = 0;
     L.count = 0;
-    for (int i = start; i < count && L.count < kMaxTensors; ++i) {
+    for (; i < count && L.count < kMaxTensors; ++i) {
       const AdamWTensor& t = tensors[i];
       if (t.n <= 0) continue;
       L.t[L.count] = t;

@@ -1,4 +1,4 @@
-// Multi-tensor fused AdamW (issue #10): one launch (per 64 tensors) updates every parameter tensor
+// Multi-tensor fused AdamW (issue #10): one launch (per 48 tensors) updates every parameter tensor
 // of a step, reading parameter, gradient and both moments once and writing parameter and moments
 // once; the _foreach_ composite it replaces makes ~9 passes over them. The update is
 // engine/train/optimizer.h's, in fp32 (the engine's master weights and moments):
