@@ -181,11 +181,17 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm)
 
 double grad_norm(const std::vector<torch::Tensor>& grads) {
   torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> defined;
+  for (const auto& g : grads)
+    if (g.defined()) defined.push_back(g);
+  if (defined.empty()) return 0.0;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6)
+  const auto norms = at::_foreach_norm(defined, 2, torch::kFloat32);  // multi-tensor, fp32 accumulation and results
+#else
   const std::vector<int64_t> dim0{0};  // of the flattened view: the whole tensor
   std::vector<torch::Tensor> norms;
-  for (const auto& g : grads)
-    if (g.defined()) norms.push_back(at::linalg_vector_norm(g.reshape({-1}), 2, dim0, false, torch::kFloat32));
-  if (norms.empty()) return 0.0;
+  for (const auto& g : defined) norms.push_back(at::linalg_vector_norm(g.reshape({-1}), 2, dim0, false, torch::kFloat32));
+#endif
   return torch::stack(norms).norm(2).item<double>();  // the step's one host sync
 }
 

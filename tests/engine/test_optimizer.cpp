@@ -66,6 +66,23 @@ TEST(ClipGradNorm, MatchesTorch) {
   EXPECT_TRUE(torch::allclose(b.grad(), rb.grad()));
 }
 
+// grad_norm (the mixed-precision step's norm): bf16 gradients summed in fp32, undefined ones skipped,
+// equal to clip_grad_norm's measurement of the same values in fp32; nothing is scaled.
+TEST(GradNorm, Bf16GradientsInFp32) {
+  torch::manual_seed(22);
+  auto a = torch::randn({300, 7}).to(torch::kBFloat16), b = (torch::randn({1001}) * 1e3).to(torch::kBFloat16);
+  auto a0 = a.clone(), b0 = b.clone();
+  const double got = grad_norm({a, torch::Tensor(), b});
+  auto pa = torch::zeros({300, 7}), pb = torch::zeros({1001});
+  pa.mutable_grad() = a.to(torch::kFloat32);
+  pb.mutable_grad() = b.to(torch::kFloat32);
+  const double want = clip_grad_norm({pa, pb}, 0.0);
+  EXPECT_NEAR(got, want, want * 1e-6);
+  EXPECT_TRUE(torch::equal(a, a0));
+  EXPECT_TRUE(torch::equal(b, b0));
+  EXPECT_EQ(grad_norm({torch::Tensor()}), 0.0);
+}
+
 TEST(LrSchedule, WarmupCosineLinearConstant) {
   LrSchedule s{"cosine", 1.0, 0.1, 10, 110};
   EXPECT_DOUBLE_EQ(s.at(0), 0.1);
