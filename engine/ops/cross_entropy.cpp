@@ -161,8 +161,14 @@ LinearCeMode mode_from_env() {
   return m;
 }
 
-// About 2^27 logits (256 MiB in bf16) per row chunk, at least 256 rows.
+// About 2^27 logits (256 MiB in bf16) per row chunk, at least 256 rows; FATHOM_CE_ROWS=N sets N rows
+// (A/B measurements: tools/gpu/check_kernels.sh).
 int64_t rows_per_chunk(int64_t N, int64_t V, int64_t requested) {
+  static const int64_t from_env = [] {
+    const char* v = std::getenv("FATHOM_CE_ROWS");
+    return v ? std::max<int64_t>(0, std::atoll(v)) : int64_t{0};
+  }();
+  if (requested <= 0) requested = from_env;
   if (requested > 0) return std::min(N, requested);
   const int64_t r = std::max<int64_t>(256, (int64_t{1} << 27) / std::max<int64_t>(V, 1));
   return std::min(N, r);

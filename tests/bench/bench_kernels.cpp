@@ -266,6 +266,18 @@ void bench_model(const Shape& s) {
         };
       }, /*with_memory=*/true);
     }
+    // Row chunks larger than the default (~2^27 logits a chunk): fewer passes over dW (accumulated in
+    // each chunk's product) and larger products, for a larger logits buffer.
+    for (int64_t chunk_rows : {int64_t{2048}, int64_t{4096}}) {
+      if (chunk_rows >= rows) continue;
+      measure(s, "linear_ce_rows_" + std::to_string(chunk_rows), "fwd+bwd", sh_ce, 0, [&, chunk_rows](bool fused) {
+        return [&, fused, chunk_rows] {
+          auto loss = fused ? ops::linear_cross_entropy_sum(hh, W, t, -100, chunk_rows, ops::LinearCeMode::rows)
+                            : ops::composite::linear_cross_entropy_sum(hh, W, t);
+          auto grads = torch::autograd::grad({loss}, {hh, W});
+        };
+      }, /*with_memory=*/true);
+    }
   }
 
   // ---- decode: weight-only int8 products, batch 1 and 8, the layer's three widths ----

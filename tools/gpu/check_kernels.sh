@@ -9,9 +9,10 @@
 #      FATHOM_KERNELS=1 and =0 (tokens/s A/B of the whole training step);
 #   4. with ADAMW_AB=1: `bench train` of llama-1b (or ADAMW_PRESETS) with FATHOM_FUSED_ADAMW=1 and =0
 #      (the fused AdamW kernel against LibTorch's _fused_adamw_, everything else the same).
-#   5. with MIXED_AB=1 (or AB_VARS="VAR ..."): `bench train` of llama-1b and gpt2-124m with each
-#      experimental switch =1 and =0: FATHOM_ADAMW_MIXED (bf16 training's AdamW in one pass that reads
-#      bf16 gradients and writes bf16 weights) and FATHOM_SDPA_GQA (SDPA's enable_gqa, no K/V repeat).
+#   5. with MIXED_AB=1 (or AB_VARS="VAR VAR=VALUE ..."): `bench train` of llama-1b and gpt2-124m with
+#      each experimental switch on and off: FATHOM_ADAMW_MIXED (bf16 training's AdamW in one pass that
+#      reads bf16 gradients and writes bf16 weights), FATHOM_SDPA_GQA (SDPA's enable_gqa, no K/V
+#      repeat) and FATHOM_CE=rows (the row-chunked cross-entropy; FATHOM_CE_ROWS=N its chunk).
 # Leaves /tmp/bk/bin/fathom-engine built (ENGINE for tools/gpu/bench_infer.sh in the same call).
 # Five files come back in $OUT: summary.txt (tests, failures, bench table, A/B), tests.txt (the test
 # log's tail), bench.txt (with the JSON lines; SKIP_BENCH=1 skips the kernel benchmark), build.txt,
@@ -89,18 +90,23 @@ if [ -n "${ADAMW_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.de
   done
 fi
 
-# ---- 5. whole training step, experimental switches on vs off (AB_VARS, default with MIXED_AB=1:
-#      FATHOM_ADAMW_MIXED, AdamW in one mixed-precision pass; FATHOM_SDPA_GQA, SDPA's enable_gqa) -----
+# ---- 5. whole training step, experimental switches on vs off (AB_VARS; MIXED_AB=1 takes the default
+#      list). Each entry is VAR (1 against 0) or VAR=VALUE (VALUE against unset):
+#      FATHOM_ADAMW_MIXED: AdamW in one mixed-precision pass; FATHOM_SDPA_GQA: SDPA's enable_gqa;
+#      FATHOM_CE=rows: the row-chunked cross-entropy; FATHOM_CE_ROWS: its rows per chunk (with rows). --
 if [ -n "${MIXED_AB:-}${AB_VARS:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
   export FATHOM_DATA_DIR=$here/.device-data FATHOM_WORKSPACE=/tmp/fathom-ws
-  for var in ${AB_VARS:-FATHOM_ADAMW_MIXED FATHOM_SDPA_GQA}; do
+  for spec in ${AB_VARS:-FATHOM_ADAMW_MIXED FATHOM_SDPA_GQA FATHOM_CE=rows}; do
+    var=${spec%%=*}
+    if [ "$var" = "$spec" ]; then on=1 off=0; else on=${spec#*=} off=; fi
     for preset in ${AB_PRESETS:-llama-1b gpt2-124m}; do
-      for val in 1 0; do
+      for val in "$on" "$off"; do
         [ "$(left)" -gt 50 ] || { log "skip bench train $preset $var=$val: out of time"; continue; }
-        env "$var=$val" CUDA_VISIBLE_DEVICES=0 timeout 100 /tmp/bk/bin/fathom-engine bench train "$here/resources/presets/$preset.yaml" \
-          --steps "${STEPS:-6}" --warmup 2 --set train.gradient_accumulation_steps=1 --run-dir "/tmp/ab-$var-$preset-$val" \
-          >/tmp/ab-$var-$preset-$val.out 2>/tmp/ab-$var-$preset-$val.err
-        log "bench train $preset $var=$val: $(grep '^{' /tmp/ab-$var-$preset-$val.out | tail -1 | head -c 400)$(tail -2 /tmp/ab-$var-$preset-$val.err | grep -i error)"
+        tag=$(echo "$var-$preset-${val:-unset}" | tr -c 'A-Za-z0-9_.-' '_')
+        env "$var=$val" ${AB_EXTRA:-} CUDA_VISIBLE_DEVICES=0 timeout 100 /tmp/bk/bin/fathom-engine bench train "$here/resources/presets/$preset.yaml" \
+          --steps "${STEPS:-6}" --warmup 2 --set train.gradient_accumulation_steps=1 --run-dir "/tmp/ab-$tag" \
+          >"/tmp/ab-$tag.out" 2>"/tmp/ab-$tag.err"
+        log "bench train $preset $var=${val:-(unset)}: $(grep '^{' "/tmp/ab-$tag.out" | tail -1 | head -c 400)$(tail -2 "/tmp/ab-$tag.err" | grep -i error)"
       done
     done
   done
