@@ -53,7 +53,7 @@ bool fused_adamw_applicable(const std::vector<torch::Tensor>& params, const std:
 
 void fused_adamw_step(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                       const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
-                      const std::vector<bool>& decay, const AdamWStep& s) {
+                      const std::vector<bool>& decay, const AdamWStep& s, double grad_scale) {
 #ifdef FATHOM_HAVE_CUDA
   TORCH_CHECK(fused_adamw_applicable(params, grads, exp_avg, exp_avg_sq) && decay.size() == params.size(),
               "fused_adamw_step: tensors the kernel does not take");
@@ -62,9 +62,9 @@ void fused_adamw_step(const std::vector<torch::Tensor>& params, const std::vecto
   for (size_t i = 0; i < params.size(); ++i)
     ts[i] = kernels::AdamWTensor{params[i].data_ptr<float>(), grads[i].data_ptr<float>(), exp_avg[i].data_ptr<float>(),
                                  exp_avg_sq[i].data_ptr<float>(), params[i].numel(), static_cast<bool>(decay[i])};
-  kernels::adamw_step(ts.data(), static_cast<int>(ts.size()), hyper(s, 1.0), detail::stream());
+  kernels::adamw_step(ts.data(), static_cast<int>(ts.size()), hyper(s, grad_scale), detail::stream());
 #else
-  (void)params, (void)grads, (void)exp_avg, (void)exp_avg_sq, (void)decay, (void)s;
+  (void)params, (void)grads, (void)exp_avg, (void)exp_avg_sq, (void)decay, (void)s, (void)grad_scale;
   TORCH_CHECK(false, "fused_adamw_step needs a CUDA build");
 #endif
 }

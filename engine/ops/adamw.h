@@ -16,10 +16,10 @@ struct AdamWStep {
 
 bool fused_adamw_applicable(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                             const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq);
-// decay[i]: tensor i takes weight decay.
+// decay[i]: tensor i takes weight decay. grad_scale multiplies every gradient as it is read.
 void fused_adamw_step(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                       const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
-                      const std::vector<bool>& decay, const AdamWStep& s);
+                      const std::vector<bool>& decay, const AdamWStep& s, double grad_scale = 1.0);
 
 // Mixed precision (a bf16 model trained through fp32 masters): the same update of the fp32 masters
 // and moments, reading the model's bf16 gradients (each times grad_scale, the clip coefficient) and

@@ -51,7 +51,7 @@ AdamW::Selected AdamW::select(const std::vector<torch::Tensor>& grads, const std
   return t;
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, double grad_scale) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads;
   grads.reserve(params_.size());
@@ -72,9 +72,10 @@ void AdamW::step(double lr) {
   if (fused_allowed && ops::fused_adamw_applicable(p_all, g_all, m_all, v_all)) {
     // CUDA with the kernels on: Fathom's multi-tensor fused AdamW (kernels/adamw), one pass over
     // parameters, gradients and moments, both weight-decay groups in one launch.
-    ops::fused_adamw_step(p_all, g_all, m_all, v_all, decay_all, s);
+    ops::fused_adamw_step(p_all, g_all, m_all, v_all, decay_all, s, grad_scale);
     return;
   }
+  if (grad_scale != 1.0) at::_foreach_mul_(g_all, grad_scale);  // (the fused kernel scales as it reads)
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   // On CUDA, LibTorch's fused AdamW kernel (the one torch.optim.AdamW(fused=True) runs): one pass
   // over parameters, gradients and both moments instead of eight. Two calls, because the weight

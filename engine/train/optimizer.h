@@ -28,7 +28,9 @@ class AdamW {
   // With explicit weight-decay flags per tensor (ZeRO shards: 1-D slices of matrices decay).
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options, std::vector<bool> decay);
 
-  void step(double lr);
+  // grad_scale multiplies every gradient first (the clip coefficient): inside the fused CUDA kernel,
+  // as one multi-tensor pass elsewhere (the gradients are then left scaled).
+  void step(double lr, double grad_scale = 1.0);
   // Mixed precision in one pass (engine/ops/adamw.h): the masters (this optimizer's parameters)
   // updated from the model's bf16 gradients times grad_scale, and written back rounded into the
   // model's bf16 parameters. grads_bf16[i] and model_bf16[i] belong to params()[i]; an undefined

@@ -66,6 +66,21 @@ TEST(ClipGradNorm, MatchesTorch) {
   EXPECT_TRUE(torch::allclose(b.grad(), rb.grad()));
 }
 
+// step(lr, grad_scale) (the trainer's clipping) equals scaling the gradients, then step(lr).
+TEST(AdamW, GradScaleIsTheClipCoefficient) {
+  torch::manual_seed(23);
+  auto a = torch::randn({40, 3}), b = a.clone();
+  fathom::train::AdamW oa({{"w", a}}, {}), ob({{"w", b}}, {});
+  for (int s = 0; s < 3; ++s) {
+    auto g = torch::randn({40, 3});
+    a.mutable_grad() = g.clone();
+    b.mutable_grad() = g * 0.25;
+    oa.step(1e-2, 0.25);
+    ob.step(1e-2);
+  }
+  EXPECT_TRUE(torch::equal(a, b));
+}
+
 // grad_norm (the mixed-precision step's norm): bf16 gradients summed in fp32, undefined ones skipped,
 // equal to clip_grad_norm's measurement of the same values in fp32; nothing is scaled.
 TEST(GradNorm, Bf16GradientsInFp32) {

@@ -485,6 +485,7 @@ TEST(AdamWKernel, MatchesReference) {
   h.lr = 1e-3f; h.beta1 = 0.9f; h.beta2 = 0.95f; h.eps = 1e-8f; h.weight_decay = 0.1f;
   h.step_size = 1e-3f / (1.f - 0.9f);
   h.bias_correction2_sqrt = std::sqrt(1.f - 0.95f);
+  h.grad_scale = 0.7f;  // a clip coefficient, applied as the gradients are read
   std::vector<k::AdamWTensor> ts, tr;
   std::vector<std::vector<float>> hp, hg, hm, hv;
   for (size_t i = 0; i < sizes.size(); ++i) {
@@ -801,7 +802,7 @@ TEST(EngineOps, DecodeFastPathMatchesComposite) {
 }
 
 // engine/train's AdamW on CUDA: the fused kernel (kernels on) against the path it replaced
-// (LibTorch's at::_fused_adamw_ on LibTorch ≥ 2.1, else _foreach_), five steps.
+// (LibTorch's at::_fused_adamw_ on LibTorch ≥ 2.1, else _foreach_), five steps, some clipped.
 TEST(EngineOps, FusedAdamWMatchesTheOptimizersOtherPath) {
   torch::manual_seed(15);
   auto make = [] {
@@ -827,7 +828,7 @@ TEST(EngineOps, FusedAdamWMatchesTheOptimizersOtherPath) {
     torch::manual_seed(17);
     for (int s = 0; s < 5; ++s) {
       for (auto& [n, t] : ps) t.mutable_grad() = torch::randn(t.sizes()).to(kCuda);
-      opt.step(1e-3);
+      opt.step(1e-3, s % 2 ? 0.6 : 1.0);  // a clip coefficient on odd steps: in the kernel vs a _foreach_mul_
     }
     ops::set_kernels_enabled(std::nullopt);
     return ps;
