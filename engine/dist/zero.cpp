@@ -40,10 +40,8 @@ double ZeroAdamW::clip_grad_norm(double max_norm, double inv_scale) {
   // Σ g² over this shard (padding is zero), summed over ranks.
   const double local = grad32_.numel() ? grad32_.norm(2).pow(2).item<double>() : 0.0;
   const double total = std::sqrt(world_->all_reduce_sum(local));
-  if (max_norm > 0.0 && std::isfinite(total)) {
-    const double coef = max_norm / (total + 1e-6);
-    if (coef < 1.0) grad32_.mul_(coef);
-  }
+  const double coef = train::clip_coefficient(total, max_norm);
+  if (coef < 1.0) grad32_.mul_(coef);
   return total;
 }
 

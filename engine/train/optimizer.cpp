@@ -1,6 +1,7 @@
 // AdamW and gradient clipping (see optimizer.h).
 #include "engine/train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -56,40 +57,35 @@ void AdamW::step(double lr, double grad_scale) {
   std::vector<torch::Tensor> grads;
   grads.reserve(params_.size());
   for (const auto& [name, p] : params_) grads.push_back(p.grad());
-  // Multi-tensor (_foreach_) kernels: a handful of launches for all parameters on CUDA instead of
-  // ~6 per tensor, and the same element-wise operations (so the same bits) as a per-tensor loop.
   ++step_;  // (counted even when no tensor has a gradient, as before)
   const auto t = select(grads, nullptr);
   if (t.p.empty()) return;
   const auto s = hyper(lr);
-  const auto &p_all = t.p, &g_all = t.g, &m_all = t.m, &v_all = t.v;
-  const auto& decay_all = t.decay;
   // FATHOM_FUSED_ADAMW=0 keeps LibTorch's path (A/B measurements: tools/gpu/check_kernels.sh).
   static const bool fused_allowed = [] {
     const char* e = std::getenv("FATHOM_FUSED_ADAMW");
     return !(e && std::string(e) == "0");
   }();
-  if (fused_allowed && ops::fused_adamw_applicable(p_all, g_all, m_all, v_all)) {
+  if (fused_allowed && ops::fused_adamw_applicable(t.p, t.g, t.m, t.v)) {
     // CUDA with the kernels on: Fathom's multi-tensor fused AdamW (kernels/adamw), one pass over
     // parameters, gradients and moments, both weight-decay groups in one launch.
-    ops::fused_adamw_step(p_all, g_all, m_all, v_all, decay_all, s, grad_scale);
+    ops::fused_adamw_step(t.p, t.g, t.m, t.v, t.decay, s, grad_scale);
     return;
   }
-  if (grad_scale != 1.0) at::_foreach_mul_(g_all, grad_scale);  // (the fused kernel scales as it reads)
+  if (grad_scale != 1.0) at::_foreach_mul_(t.g, grad_scale);  // (the fused kernel scales as it reads)
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   // On CUDA, LibTorch's fused AdamW kernel (the one torch.optim.AdamW(fused=True) runs): one pass
   // over parameters, gradients and both moments instead of eight. Two calls, because the weight
   // decay differs between matrices and vectors.
-  if (p_all.front().is_cuda() && p_all.front().scalar_type() == torch::kFloat32) {
+  if (t.p.front().is_cuda() && t.p.front().scalar_type() == torch::kFloat32) {
     for (bool decay : {true, false}) {
       std::vector<torch::Tensor> p, g, m, v, steps;
-      for (size_t i = 0; i < params_.size(); ++i) {
-        const auto& grad = params_[i].second.grad();
-        if (!grad.defined() || (decay_[i] && opt_.weight_decay != 0.0) != decay) continue;
-        p.push_back(params_[i].second);
-        g.push_back(grad);
-        m.push_back(exp_avg_[i]);
-        v.push_back(exp_avg_sq_[i]);
+      for (size_t i = 0; i < t.p.size(); ++i) {
+        if (t.decay[i] != decay) continue;
+        p.push_back(t.p[i]);
+        g.push_back(t.g[i]);
+        m.push_back(t.m[i]);
+        v.push_back(t.v[i]);
         steps.push_back(torch::full({}, static_cast<double>(step_), p.back().options()));
       }
       if (p.empty()) continue;
@@ -99,10 +95,12 @@ void AdamW::step(double lr, double grad_scale) {
     return;
   }
 #endif
+  // Multi-tensor (_foreach_) kernels: a handful of launches for all parameters instead of ~6 per
+  // tensor, and the same element-wise operations (so the same bits) as a per-tensor loop.
   std::vector<torch::Tensor> p_decay;
-  for (size_t i = 0; i < p_all.size(); ++i)
-    if (decay_all[i]) p_decay.push_back(p_all[i]);
-  adamw_foreach_update(p_all, g_all, m_all, v_all, p_decay, s);
+  for (size_t i = 0; i < t.p.size(); ++i)
+    if (t.decay[i]) p_decay.push_back(t.p[i]);
+  adamw_foreach_update(t.p, t.g, t.m, t.v, p_decay, s);
 }
 
 void adamw_foreach_update(const std::vector<torch::Tensor>& p, const std::vector<torch::Tensor>& g,
@@ -173,11 +171,14 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm)
   if (grads.empty()) return 0.0;
   auto total = torch::stack(at::_foreach_norm(grads, 2)).norm(2);
   const double total_norm = total.item<double>();  // the step's one host sync
-  if (max_norm > 0.0 && std::isfinite(total_norm)) {
-    const double coef = max_norm / (total_norm + 1e-6);
-    if (coef < 1.0) at::_foreach_mul_(grads, coef);
-  }
+  const double coef = clip_coefficient(total_norm, max_norm);
+  if (coef < 1.0) at::_foreach_mul_(grads, coef);
   return total_norm;
+}
+
+double clip_coefficient(double norm, double max_norm) {
+  if (max_norm <= 0.0 || !std::isfinite(norm)) return 1.0;
+  return std::min(1.0, max_norm / (norm + 1e-6));
 }
 
 double grad_norm(const std::vector<torch::Tensor>& grads) {

@@ -77,6 +77,10 @@ void adamw_foreach_update(const std::vector<torch::Tensor>& p, const std::vector
 // torch.nn.utils.clip_grad_norm_ does. max_norm ≤ 0 only measures. Returns the norm before clipping.
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
 
+// The factor clipping scales gradients by for this norm: min(1, max_norm / (norm + 1e-6)), and 1
+// when max_norm ≤ 0 or the norm is not finite (torch.nn.utils.clip_grad_norm_'s rule).
+double clip_coefficient(double norm, double max_norm);
+
 // The global L2 norm of these gradients (undefined ones skipped), accumulated in fp32 whatever their
 // dtype, with no clipping: for bf16 gradients that step_mixed scales itself.
 double grad_norm(const std::vector<torch::Tensor>& grads);

@@ -871,6 +871,13 @@ int run_training(const TrainInvocation& inv) {
     const double peak = peak_flops(device, compute_dtype);
     const bool fp16 = compute_dtype == torch::kFloat16;
     if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
+    // bf16 without ZeRO, FATHOM_ADAMW_MIXED=1 and the kernels on CUDA: one fused AdamW pass reads the
+    // model's bf16 gradients and writes its bf16 weights (engine/ops/adamw.h), instead of converting
+    // the gradients to fp32 before and copying the masters back after. Off by default until measured
+    // on a GPU (tools/gpu/check_kernels.sh runs its test). These are the weights it writes.
+    std::vector<torch::Tensor> model_weights;
+    if (mixed && !fp16 && adamw_mixed_requested())
+      for (auto& [name, p] : params) model_weights.push_back(p);
 
     // Fault injection for tests: FATHOM_INJECT_NAN_FROM_STEP=N makes every step ≥ N non-finite.
     int64_t inject_nan_from = -1;
@@ -951,17 +958,11 @@ int run_training(const TrainInvocation& inv) {
         step_loss = comm->all_reduce_sum(step_loss) / comm->size();
       }
       auto t0 = Clock::now();
-      // bf16 without ZeRO, FATHOM_ADAMW_MIXED=1 and the kernels on CUDA: one fused AdamW pass reads the
-      // model's bf16 gradients and writes its bf16 weights (engine/ops/adamw.h), instead of converting
-      // the gradients to fp32 before and copying the masters back after. Off by default until measured
-      // on a GPU (tools/gpu/check_kernels.sh runs its test).
-      std::vector<torch::Tensor> model_grads, model_weights;
+      // The one-pass mixed-precision AdamW (model_weights above), where it applies.
+      std::vector<torch::Tensor> model_grads;
       bool fused_mixed = false;
-      if (mixed && !zero && !fp16 && optimizer && adamw_mixed_requested()) {
-        for (auto& [name, p] : params) {
-          model_grads.push_back(p.grad());
-          model_weights.push_back(p);
-        }
+      if (!model_weights.empty() && !zero && optimizer) {
+        for (auto& [name, p] : params) model_grads.push_back(p.grad());
         fused_mixed = optimizer->can_step_mixed(model_grads, model_weights);
         if (!fused_mixed) model_grads.clear();  // or the conversion below would not free them
       }
@@ -979,12 +980,10 @@ int run_training(const TrainInvocation& inv) {
       // norm is the global one.
       // Without ZeRO the norm is only measured here; AdamW applies the clip coefficient as it reads
       // the gradients (no separate pass over them on CUDA: ~2.8 ms a step at llama-1b).
-      double clip_scale = 1.0;
       const double grad_norm = zero          ? zero->clip_grad_norm(cfg.train.grad_clip, fp16 ? 1.0 / st.loss_scale : 1.0)
                                : fused_mixed ? train::grad_norm(model_grads)
                                              : clip_grad_norm(master_tensors, /*max_norm=*/0.0);
-      if (!zero && cfg.train.grad_clip > 0.0 && std::isfinite(grad_norm))
-        clip_scale = std::min(1.0, cfg.train.grad_clip / (grad_norm + 1e-6));  // as clip_grad_norm
+      const double clip_scale = zero ? 1.0 : clip_coefficient(grad_norm, cfg.train.grad_clip);
       auto drop_model_grads = [&] {
         model_grads.clear();
         for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();

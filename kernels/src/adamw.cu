@@ -38,40 +38,21 @@ __device__ __forceinline__ void update(float& p, float g, float& m, float& v, bo
 __device__ __forceinline__ float bf16_bits_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
 __device__ __forceinline__ uint16_t f32_bf16_bits(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
 
-// One tensor's slice [begin, end) in mixed precision (see AdamWTensor::g_bf16): bf16 gradient in,
-// fp32 master and bf16 model copy out.
-__device__ __forceinline__ void update_mixed(const AdamWTensor& t, bool vec, int64_t begin, int64_t end, const AdamWHyper& h) {
-  if (vec) {
-    for (int64_t i = begin + threadIdx.x * 4; i < end; i += kThreads * 4) {
-      if (i + 4 <= end) {
-        float4 p = *reinterpret_cast<float4*>(t.p + i);
-        const uint2 gb = *reinterpret_cast<const uint2*>(t.g_bf16 + i);
-        float4 m = *reinterpret_cast<float4*>(t.m + i);
-        float4 v = *reinterpret_cast<float4*>(t.v + i);
-        update(p.x, bf16_bits_f32(gb.x & 0xffffu) * h.grad_scale, m.x, v.x, t.decay, h);
-        update(p.y, bf16_bits_f32(gb.x >> 16) * h.grad_scale, m.y, v.y, t.decay, h);
-        update(p.z, bf16_bits_f32(gb.y & 0xffffu) * h.grad_scale, m.z, v.z, t.decay, h);
-        update(p.w, bf16_bits_f32(gb.y >> 16) * h.grad_scale, m.w, v.w, t.decay, h);
-        *reinterpret_cast<float4*>(t.p + i) = p;
-        *reinterpret_cast<float4*>(t.m + i) = m;
-        *reinterpret_cast<float4*>(t.v + i) = v;
-        uint2 out;
-        out.x = static_cast<uint32_t>(f32_bf16_bits(p.x)) | (static_cast<uint32_t>(f32_bf16_bits(p.y)) << 16);
-        out.y = static_cast<uint32_t>(f32_bf16_bits(p.z)) | (static_cast<uint32_t>(f32_bf16_bits(p.w)) << 16);
-        *reinterpret_cast<uint2*>(t.model_bf16 + i) = out;
-        continue;
-      }
-      for (int64_t j = i; j < end; ++j) {
-        update(t.p[j], bf16_bits_f32(t.g_bf16[j]) * h.grad_scale, t.m[j], t.v[j], t.decay, h);
-        t.model_bf16[j] = f32_bf16_bits(t.p[j]);
-      }
-    }
-  } else {
-    for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
-      update(t.p[i], bf16_bits_f32(t.g_bf16[i]) * h.grad_scale, t.m[i], t.v[i], t.decay, h);
-      t.model_bf16[i] = f32_bf16_bits(t.p[i]);
-    }
-  }
+// A tensor's gradients as fp32, from fp32 or (mixed precision, AdamWTensor::g_bf16) bf16 bits.
+__device__ __forceinline__ float grad_at(const AdamWTensor& t, int64_t j) {
+  return t.g_bf16 ? bf16_bits_f32(t.g_bf16[j]) : t.g[j];
+}
+__device__ __forceinline__ float4 grad4_at(const AdamWTensor& t, int64_t i) {
+  if (!t.g_bf16) return *reinterpret_cast<const float4*>(t.g + i);
+  const uint2 b = *reinterpret_cast<const uint2*>(t.g_bf16 + i);
+  return make_float4(bf16_bits_f32(b.x & 0xffffu), bf16_bits_f32(b.x >> 16), bf16_bits_f32(b.y & 0xffffu),
+                     bf16_bits_f32(b.y >> 16));
+}
+
+// Element j: the update, then the model's bf16 copy where there is one.
+__device__ __forceinline__ void update_at(const AdamWTensor& t, int64_t j, const AdamWHyper& h) {
+  update(t.p[j], grad_at(t, j) * h.grad_scale, t.m[j], t.v[j], t.decay, h);
+  if (t.model_bf16) t.model_bf16[j] = f32_bf16_bits(t.p[j]);
 }
 
 __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
@@ -87,28 +68,32 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
     const int64_t first = lo == 0 ? 0 : L.chunk_end[lo - 1];
     const int64_t begin = (c - first) * kChunk;
     const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
-    if (t.g_bf16) {
-      update_mixed(t, L.vec[lo], begin, end, L.h);
-    } else if (L.vec[lo]) {
-      for (int64_t i = begin + threadIdx.x * 4; i < end; i += kThreads * 4) {
-        if (i + 4 <= end) {
-          float4 p = *reinterpret_cast<float4*>(t.p + i);
-          const float4 g = *reinterpret_cast<const float4*>(t.g + i);
-          float4 m = *reinterpret_cast<float4*>(t.m + i);
-          float4 v = *reinterpret_cast<float4*>(t.v + i);
-          update(p.x, g.x * L.h.grad_scale, m.x, v.x, t.decay, L.h);
-          update(p.y, g.y * L.h.grad_scale, m.y, v.y, t.decay, L.h);
-          update(p.z, g.z * L.h.grad_scale, m.z, v.z, t.decay, L.h);
-          update(p.w, g.w * L.h.grad_scale, m.w, v.w, t.decay, L.h);
-          *reinterpret_cast<float4*>(t.p + i) = p;
-          *reinterpret_cast<float4*>(t.m + i) = m;
-          *reinterpret_cast<float4*>(t.v + i) = v;
-        } else {
-          for (int64_t j = i; j < end; ++j) update(t.p[j], t.g[j] * L.h.grad_scale, t.m[j], t.v[j], t.decay, L.h);
-        }
+    if (!L.vec[lo]) {
+      for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) update_at(t, i, L.h);
+      continue;
+    }
+    for (int64_t i = begin + threadIdx.x * 4; i < end; i += kThreads * 4) {
+      if (i + 4 > end) {
+        for (int64_t j = i; j < end; ++j) update_at(t, j, L.h);
+        continue;
       }
-    } else {
-      for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) update(t.p[i], t.g[i] * L.h.grad_scale, t.m[i], t.v[i], t.decay, L.h);
+      float4 p = *reinterpret_cast<float4*>(t.p + i);
+      const float4 g = grad4_at(t, i);
+      float4 m = *reinterpret_cast<float4*>(t.m + i);
+      float4 v = *reinterpret_cast<float4*>(t.v + i);
+      update(p.x, g.x * L.h.grad_scale, m.x, v.x, t.decay, L.h);
+      update(p.y, g.y * L.h.grad_scale, m.y, v.y, t.decay, L.h);
+      update(p.z, g.z * L.h.grad_scale, m.z, v.z, t.decay, L.h);
+      update(p.w, g.w * L.h.grad_scale, m.w, v.w, t.decay, L.h);
+      *reinterpret_cast<float4*>(t.p + i) = p;
+      *reinterpret_cast<float4*>(t.m + i) = m;
+      *reinterpret_cast<float4*>(t.v + i) = v;
+      if (t.model_bf16) {
+        uint2 out;
+        out.x = static_cast<uint32_t>(f32_bf16_bits(p.x)) | (static_cast<uint32_t>(f32_bf16_bits(p.y)) << 16);
+        out.y = static_cast<uint32_t>(f32_bf16_bits(p.z)) | (static_cast<uint32_t>(f32_bf16_bits(p.w)) << 16);
+        *reinterpret_cast<uint2*>(t.model_bf16 + i) = out;
+      }
     }
   }
 }

@@ -76,27 +76,17 @@ if [ -n "${TRAIN_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.de
   done
 fi
 
-# ---- 4. whole training step, the fused AdamW kernel vs LibTorch's _fused_adamw_ (ADAMW_AB=1) ----------
-if [ -n "${ADAMW_AB:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
-  export FATHOM_DATA_DIR=$here/.device-data FATHOM_WORKSPACE=/tmp/fathom-ws
-  for preset in ${ADAMW_PRESETS:-llama-1b}; do
-    for fa in 1 0; do
-      [ "$(left)" -gt 50 ] || { log "skip bench train $preset FATHOM_FUSED_ADAMW=$fa: out of time"; continue; }
-      FATHOM_FUSED_ADAMW=$fa CUDA_VISIBLE_DEVICES=0 timeout 100 /tmp/bk/bin/fathom-engine bench train "$here/resources/presets/$preset.yaml" \
-        --steps "${STEPS:-6}" --warmup 2 --set train.gradient_accumulation_steps=1 --run-dir "/tmp/aw-$preset-$fa" \
-        >/tmp/aw-$preset-$fa.out 2>/tmp/aw-$preset-$fa.err
-      log "bench train $preset FATHOM_FUSED_ADAMW=$fa: $(grep '^{' /tmp/aw-$preset-$fa.out | tail -1 | head -c 400)$(tail -2 /tmp/aw-$preset-$fa.err | grep -i error)"
-    done
-  done
-fi
+# ---- 4. ADAMW_AB=1: the fused AdamW kernel vs LibTorch's _fused_adamw_, as one switch of step 5 ----------
+ab_vars=${AB_VARS:-${MIXED_AB:+FATHOM_ADAMW_MIXED FATHOM_SDPA_GQA FATHOM_CE=rows}}
+if [ -n "${ADAMW_AB:-}" ]; then ab_vars="FATHOM_FUSED_ADAMW $ab_vars"; AB_PRESETS=${AB_PRESETS:-${ADAMW_PRESETS:-llama-1b}}; fi
 
 # ---- 5. whole training step, experimental switches on vs off (AB_VARS; MIXED_AB=1 takes the default
 #      list). Each entry is VAR (1 against 0) or VAR=VALUE (VALUE against unset):
 #      FATHOM_ADAMW_MIXED: AdamW in one mixed-precision pass; FATHOM_SDPA_GQA: SDPA's enable_gqa;
 #      FATHOM_CE=rows: the row-chunked cross-entropy; FATHOM_CE_ROWS: its rows per chunk (with rows). --
-if [ -n "${MIXED_AB:-}${AB_VARS:-}" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
+if [ -n "$ab_vars" ] && [ -x /tmp/bk/bin/fathom-engine ] && [ -d "$here/.device-data" ]; then
   export FATHOM_DATA_DIR=$here/.device-data FATHOM_WORKSPACE=/tmp/fathom-ws
-  for spec in ${AB_VARS:-FATHOM_ADAMW_MIXED FATHOM_SDPA_GQA FATHOM_CE=rows}; do
+  for spec in $ab_vars; do
     var=${spec%%=*}
     if [ "$var" = "$spec" ]; then on=1 off=0; else on=${spec#*=} off=; fi
     for preset in ${AB_PRESETS:-llama-1b gpt2-124m}; do

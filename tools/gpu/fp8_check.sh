@@ -18,37 +18,28 @@ eng=${ENGINE:?ENGINE=path to a CUDA fathom-engine}
 export FATHOM_DATA_DIR=${FATHOM_DATA_DIR:-$here/.device-data} FATHOM_WORKSPACE=/tmp/fathom-ws
 steps=${STEPS:-300} skip=${SKIP:-50} preset=${PRESET:-llama-1b} parallel=${PARALLEL:-3}
 runs=${RUNS:-"bf16::1337 bf16::7 bf16::11 fp8::1337 fp8::7 fp8::11"}
+run_dir() { echo "/tmp/fp8c-$(echo "$1" | tr ':' '_')"; }  # spec → its run directory
 train_one() {  # spec: precision[:recipe][:seed]
   local spec=$1 prec recipe seed name
   IFS=: read -r prec recipe seed <<<"$spec"
   name=$(echo "$spec" | tr ':' '_')
   # Its own workspace: runs started together do not race on building the same token cache.
   FATHOM_WORKSPACE=/tmp/fathom-ws-$name FATHOM_FP8_RECIPE=${recipe:-} CUDA_VISIBLE_DEVICES=0 timeout "${RUN_TIMEOUT:-400}" "$eng" train "$here/resources/presets/$preset.yaml" \
-    --run-dir "/tmp/fp8c-$name" --no-stdout --set train.precision="$prec" --set run.seed="${seed:-1337}" \
+    --run-dir "$(run_dir "$spec")" --no-stdout --set train.precision="$prec" --set run.seed="${seed:-1337}" \
     --set train.max_steps="$steps" --set train.log_interval=1 --set train.eval_interval=0 \
     --set train.sample_interval=0 --set train.gradient_accumulation_steps=1 --set optimizer.warmup_steps=10 \
     --set checkpoint.save_every_steps=0 >"$out/fp8c-$name.log" 2>&1 || { echo "train $spec failed:"; tail -5 "$out/fp8c-$name.log"; }
 }
 n=0
 for spec in $runs; do
-  rm -rf "/tmp/fp8c-$(echo "$spec" | tr ':' '_')"
+  rm -rf "$(run_dir "$spec")"
   train_one "$spec" &
   n=$((n + 1))
   [ $((n % parallel)) = 0 ] && { wait; rm -rf /tmp/fp8c-*/checkpoints; }  # each run's final checkpoint: ~15 GB of disk
 done
 wait; rm -rf /tmp/fp8c-*/checkpoints
-python3 - "$out/curves.json" $runs <<'PY'
-import json, sys
-out, specs = sys.argv[1], sys.argv[2:]
-def losses(spec):
-    try:
-        p = "/tmp/fp8c-%s/events.jsonl" % spec.replace(":", "_")
-        return [r["data"]["loss"] for r in map(json.loads, open(p)) if r.get("type") == "metric" and r.get("rank", 0) == 0]
-    except OSError:
-        return []
-json.dump({s: losses(s) for s in specs}, open(out, "w"))
-PY
-python3 "$here/tools/gpu/fp8_compare.py" "$out/curves.json" --skip "$skip"
+run_dirs=(); for spec in $runs; do run_dirs+=("$spec=$(run_dir "$spec")"); done
+python3 "$here/tools/gpu/fp8_compare.py" --skip "$skip" --write-curves "$out/curves.json" --runs "${run_dirs[@]}"
 [ -n "${SPEED-1}" ] || exit 0
 for prec in bf16 fp8; do
   CUDA_VISIBLE_DEVICES=0 timeout 120 "$eng" bench train "$here/resources/presets/$preset.yaml" --steps 6 --warmup 3 \

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Issue #10's FP8 loss check: fp8 loss curves against bf16's, over several seeds.
 
-Input: a curves JSON ({"<precision>[:<recipe>]:<seed>": [loss per step, ...]}, as tools/gpu/fp8_check.sh
-writes it), or run directories with --runs SPEC=DIR (events.jsonl's rank-0 metric losses).
+Input: a curves JSON ({"<precision>[:<recipe>]:<seed>": [loss per step, ...]}), or run directories
+with --runs SPEC=DIR (events.jsonl's rank-0 metric losses; --write-curves saves them as such a JSON,
+which is what tools/gpu/fp8_check.sh does).
 
 Why seeds: llama-1b from scratch for a few hundred steps with a short warm-up is chaotic. Two bf16
 runs that differ only in their seed (or only in the order of floating-point sums) end up to ~2.4%
@@ -91,6 +92,7 @@ def main():
     ap.add_argument("--runs", nargs="*", default=[], help="SPEC=RUN_DIR (events.jsonl inside)")
     ap.add_argument("--skip", type=int, default=50)
     ap.add_argument("--reference", default="bf16")
+    ap.add_argument("--write-curves", metavar="PATH", help="save every curve read, as a curves JSON")
     args = ap.parse_args()
 
     curves = {}
@@ -103,6 +105,9 @@ def main():
             curves[spec] = load_events(d.rstrip("/") + "/events.jsonl")
         except OSError as e:
             print(json.dumps({"run": spec, "error": str(e)}))
+    if args.write_curves:
+        with open(args.write_curves, "w") as f:
+            json.dump(curves, f)
     groups = {}
     for spec, c in curves.items():
         if c:
