@@ -134,7 +134,7 @@ void set_sdpa_gqa(std::optional<bool> on) { g_sdpa_gqa = on ? static_cast<int>(*
 bool sdpa_gqa() {
   static const bool from_env = [] {
     const char* e = std::getenv("FATHOM_SDPA_GQA");
-    return e && std::string(e) == "1";
+    return !(e && std::string(e) == "0");
   }();
   const int v = g_sdpa_gqa.load();
   return v < 0 ? from_env : v == 1;

@@ -156,13 +156,15 @@ class LinearCrossEntropyRowsFn : public torch::autograd::Function<LinearCrossEnt
 LinearCeMode mode_from_env() {
   static const LinearCeMode m = [] {
     const char* v = std::getenv("FATHOM_CE");
-    return v && std::string(v) == "rows" ? LinearCeMode::rows : LinearCeMode::vocab;
+    return v && std::string(v) == "vocab" ? LinearCeMode::vocab : LinearCeMode::rows;
   }();
   return m;
 }
 
-// About 2^27 logits (256 MiB in bf16) per row chunk, at least 256 rows; FATHOM_CE_ROWS=N sets N rows
-// (A/B measurements: tools/gpu/check_kernels.sh).
+// Row chunks of at most 2^30 logits (2 GiB in bf16), of near-equal size in multiples of 64 rows, at
+// least 256 rows; FATHOM_CE_ROWS=N sets N rows. Fewer, larger chunks mean fewer read-modify-write passes
+// over dW (each later chunk's product accumulates into it) and larger products; the logits buffer is
+// the price (A/B: bench_kernels' linear_ce_rows_* rows, tools/gpu/check_kernels.sh).
 int64_t rows_per_chunk(int64_t N, int64_t V, int64_t requested) {
   static const int64_t from_env = [] {
     const char* v = std::getenv("FATHOM_CE_ROWS");
@@ -170,7 +172,9 @@ int64_t rows_per_chunk(int64_t N, int64_t V, int64_t requested) {
   }();
   if (requested <= 0) requested = from_env;
   if (requested > 0) return std::min(N, requested);
-  const int64_t r = std::max<int64_t>(256, (int64_t{1} << 27) / std::max<int64_t>(V, 1));
+  const int64_t most = std::max<int64_t>(256, (int64_t{1} << 30) / std::max<int64_t>(V, 1));
+  const int64_t chunks = (N + most - 1) / most;
+  const int64_t r = ((N + chunks - 1) / chunks + 63) / 64 * 64;
   return std::min(N, r);
 }
 }  // namespace

@@ -1,9 +1,10 @@
 // Fused linear + cross-entropy for the LM head: the summed next-token loss of h · Wᵀ without the
-// (N, V) logits. On CUDA with the kernels on: the vocabulary in chunks of ~16K columns, each chunk's
-// logits from cuBLAS (at::matmul) and an online log-sum-exp kernel (kernels/cross_entropy); the
-// backward recomputes each chunk's logits, turns them into dlogits in place, and accumulates
-// dH (fp32) and writes dW's rows of that chunk. Costs one extra h · W_cᵀ product per chunk; saves
-// the logits, their fp32 copy, the log-softmax and its gradient (several N × V buffers).
+// (N, V) logits. On CUDA with the kernels on, by default in chunks of rows (see LinearCeMode below):
+// each chunk's logits from cuBLAS, turned into dlogits in place by kernels/cross_entropy, then dH and
+// dW from them in the forward. Or in chunks of ~16K vocabulary columns, each chunk's logits and an
+// online log-sum-exp kernel; the backward recomputes each chunk's logits, turns them into dlogits in
+// place, and accumulates dH (fp32) and writes dW's rows of that chunk. Either saves the logits, their
+// fp32 copy, the log-softmax and its gradient (several N × V buffers).
 // Elsewhere: the composite F::cross_entropy(h · Wᵀ in fp32, reduction sum).
 #pragma once
 #include <torch/types.h>
@@ -16,7 +17,8 @@ namespace fathom::ops {
 //  rows:  chunks of rows over the whole vocabulary, dH and dW computed in the forward when
 //         gradients are wanted (three products, as Liger-Kernel does; holds dH and dW, W-sized,
 //         until the backward, and accumulates dW in W's dtype across row chunks).
-//  automatic: FATHOM_CE=rows|vocab from the environment, vocab when unset.
+//  automatic: FATHOM_CE=rows|vocab from the environment, rows when unset (+4.3% tokens/s on
+//             llama-1b's training step, H200, against vocab).
 enum class LinearCeMode { automatic, vocab, rows };
 
 // True when linear_cross_entropy_sum takes the fused path for these tensors.

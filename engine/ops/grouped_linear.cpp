@@ -7,8 +7,11 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 
 #include "engine/ops/kernels.h"
 
@@ -44,6 +47,28 @@ void check_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& weight
 }
 
 enum class Form { forward, dgrad };
+
+std::atomic<int> g_mode{-1};  // -1: the environment's choice
+
+GroupedGemmMode mode_now() {
+  static const GroupedGemmMode from_env = [] {
+    const char* e = std::getenv("FATHOM_GROUPED_GEMM");
+    const std::string v = e ? e : "";
+    return v == "grouped" ? GroupedGemmMode::grouped : v == "loop" ? GroupedGemmMode::loop : GroupedGemmMode::automatic;
+  }();
+  const int m = g_mode.load();
+  return m < 0 ? from_env : static_cast<GroupedGemmMode>(m);
+}
+
+// Whether a forward pass runs one GEMM per expert rather than one grouped call (see the header).
+bool forward_as_loop(const torch::Tensor& w0) {
+  switch (mode_now()) {
+    case GroupedGemmMode::grouped: return false;
+    case GroupedGemmMode::loop: return true;
+    case GroupedGemmMode::automatic: break;
+  }
+  return w0.numel() >= (int64_t{1} << 21);
+}
 
 #ifdef FATHOM_HAVE_CUDA
 // The problems of one grouped GEMM, collected, then run as one cuBLAS call.
@@ -90,7 +115,7 @@ torch::Tensor products(Form form, const torch::Tensor& a, const std::vector<torc
   const int64_t out = w[0].size(0), in = w[0].size(1);
   auto y = torch::empty({a.size(0), form == Form::forward ? out : in}, a.options());
 #ifdef FATHOM_HAVE_CUDA
-  if (a.is_cuda()) {
+  if (a.is_cuda() && !(form == Form::forward && forward_as_loop(w[0]))) {
     c10::cuda::CUDAGuard guard(a.device());
     GroupedCall call;
     int64_t at = 0;
@@ -182,6 +207,8 @@ bool any_grad(const torch::Tensor& x, const std::vector<torch::Tensor>& w) {
   return false;
 }
 }  // namespace
+
+void set_grouped_gemm_mode(std::optional<GroupedGemmMode> mode) { g_mode = mode ? static_cast<int>(*mode) : -1; }
 
 bool grouped_weights_fusable(const std::vector<torch::Tensor>& weights, int64_t in, torch::ScalarType dtype,
                              torch::Device device) {

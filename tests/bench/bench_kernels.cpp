@@ -35,6 +35,7 @@
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
+#include "engine/ops/grouped_linear.h"
 #include "engine/ops/moe.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/rope.h"
@@ -266,10 +267,11 @@ void bench_model(const Shape& s) {
         };
       }, /*with_memory=*/true);
     }
-    // Row chunks larger than the default (~2^27 logits a chunk): fewer passes over dW (accumulated in
-    // each chunk's product) and larger products, for a larger logits buffer.
-    for (int64_t chunk_rows : {int64_t{2048}, int64_t{4096}}) {
-      if (chunk_rows >= rows) continue;
+    // Row chunks of other sizes than the default (at most 2^30 logits a chunk, equal chunks): more
+    // rows mean fewer passes over dW (accumulated in each chunk's product) and larger products, for a
+    // larger logits buffer.
+    for (int64_t chunk_rows : {int64_t{2048}, int64_t{4096}, int64_t{8192}}) {
+      if (chunk_rows > rows) continue;
       measure(s, "linear_ce_rows_" + std::to_string(chunk_rows), "fwd+bwd", sh_ce, 0, [&, chunk_rows](bool fused) {
         return [&, fused, chunk_rows] {
           auto loss = fused ? ops::linear_cross_entropy_sum(hh, W, t, -100, chunk_rows, ops::LinearCeMode::rows)
@@ -436,6 +438,18 @@ void bench_moe(const Shape& s) {
       auto out = layer.forward(xl);
     };
   });
+  // The forward's two ways on CUDA (ops::GroupedGemmMode), each against the same composite.
+  for (auto [mode, name] : {std::pair<ops::GroupedGemmMode, const char*>{ops::GroupedGemmMode::grouped, "moe_layer_grouped"},
+                            {ops::GroupedGemmMode::loop, "moe_layer_loop"}}) {
+    ops::set_grouped_gemm_mode(mode);
+    measure(s, name, "fwd", lshape, 0, [&](bool) {
+      return [&] {
+        torch::NoGradGuard ng;
+        auto out = layer.forward(xl);
+      };
+    });
+    ops::set_grouped_gemm_mode(std::nullopt);
+  }
   measure(s, "moe_layer", "fwd+bwd", lshape, 0, [&](bool) {
     return [&] {
       auto out = layer.forward(xg);

@@ -925,7 +925,13 @@ TEST(EngineOps, GroupedLinearFusedMatchesComposite) {
         return std::vector<torch::Tensor>{fused ? ops::grouped_linear(in_[0], w, rows) : ops::composite::grouped_linear(in_[0], w, rows)};
       });
     };
-    expect_close(run(true), run(false), 2 * kind.tol, std::string("grouped_linear ") + k::dtype_name(kind.dt));
+    // Both ways of running the forward products (one grouped call, one GEMM per expert).
+    for (auto mode : {ops::GroupedGemmMode::grouped, ops::GroupedGemmMode::loop}) {
+      ops::set_grouped_gemm_mode(mode);
+      expect_close(run(true), run(false), 2 * kind.tol,
+                   std::string("grouped_linear ") + k::dtype_name(kind.dt) + (mode == ops::GroupedGemmMode::loop ? " loop" : " grouped"));
+    }
+    ops::set_grouped_gemm_mode(std::nullopt);
   }
   ops::set_kernels_enabled(std::nullopt);
 }
