@@ -3,9 +3,13 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "engine/ops/kernels.h"
 
 #ifdef FATHOM_HAVE_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+
 #include "engine/ops/cuda_util.h"
 #include "fathom/kernels/adamw.h"
 #endif
@@ -96,10 +100,13 @@ bool fused_adamw_mixed_applicable(const std::vector<torch::Tensor>& masters, con
 void fused_adamw_mixed_step(const std::vector<torch::Tensor>& masters, const std::vector<torch::Tensor>& grads_bf16,
                             const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
                             const std::vector<torch::Tensor>& model_bf16, const std::vector<bool>& decay, const AdamWStep& s,
-                            double grad_scale) {
+                            double grad_scale, const torch::Tensor& grad_scale_dev) {
 #ifdef FATHOM_HAVE_CUDA
   TORCH_CHECK(fused_adamw_mixed_applicable(masters, grads_bf16, exp_avg, exp_avg_sq, model_bf16) && decay.size() == masters.size(),
               "fused_adamw_mixed_step: tensors the kernel does not take");
+  TORCH_CHECK(!grad_scale_dev.defined() || (grad_scale_dev.device() == masters[0].device() &&
+                                            grad_scale_dev.scalar_type() == torch::kFloat32 && grad_scale_dev.numel() == 1),
+              "fused_adamw_mixed_step: grad_scale_dev must be one fp32 element on the masters' device");
   c10::cuda::CUDAGuard guard(masters[0].device());
   std::vector<kernels::AdamWTensor> ts(masters.size());
   for (size_t i = 0; i < masters.size(); ++i) {
@@ -112,10 +119,82 @@ void fused_adamw_mixed_step(const std::vector<torch::Tensor>& masters, const std
     t.g_bf16 = static_cast<const uint16_t*>(grads_bf16[i].data_ptr());
     t.model_bf16 = static_cast<uint16_t*>(model_bf16[i].data_ptr());
   }
-  kernels::adamw_step(ts.data(), static_cast<int>(ts.size()), hyper(s, grad_scale), detail::stream());
+  auto h = hyper(s, grad_scale);
+  if (grad_scale_dev.defined()) h.grad_scale_dev = grad_scale_dev.data_ptr<float>();
+  kernels::adamw_step(ts.data(), static_cast<int>(ts.size()), h, detail::stream());
 #else
-  (void)masters, (void)grads_bf16, (void)exp_avg, (void)exp_avg_sq, (void)model_bf16, (void)decay, (void)s, (void)grad_scale;
+  (void)masters, (void)grads_bf16, (void)exp_avg, (void)exp_avg_sq, (void)model_bf16, (void)decay, (void)s, (void)grad_scale,
+      (void)grad_scale_dev;
   TORCH_CHECK(false, "fused_adamw_mixed_step needs a CUDA build");
+#endif
+}
+
+bool grad_norm_clip_applicable(const std::vector<torch::Tensor>& grads) {
+#ifdef FATHOM_HAVE_CUDA
+  if (!kernels_enabled()) return false;
+  std::optional<torch::Device> device;
+  for (const auto& g : grads) {
+    if (!g.defined()) continue;
+    if (!device) device = g.device();
+    if (!device->is_cuda() || g.device() != *device || !g.is_contiguous() ||
+        (g.scalar_type() != torch::kFloat32 && g.scalar_type() != torch::kBFloat16))
+      return false;
+  }
+  return device.has_value();
+#else
+  (void)grads;
+  return false;
+#endif
+}
+
+HostRead::HostRead(const torch::Tensor& values) {
+#ifdef FATHOM_HAVE_CUDA
+  if (values.is_cuda()) {
+    c10::cuda::CUDAGuard guard(values.device());
+    host_ = torch::empty(values.sizes(), values.options().device(torch::kCPU).pinned_memory(true));
+    host_.copy_(values, /*non_blocking=*/true);
+    auto event = std::make_shared<at::cuda::CUDAEvent>();
+    event->record(at::cuda::getCurrentCUDAStream());
+    event_ = event;
+    return;
+  }
+#endif
+  host_ = values.to(torch::kCPU);
+}
+
+torch::Tensor HostRead::get() {
+#ifdef FATHOM_HAVE_CUDA
+  if (event_) static_cast<at::cuda::CUDAEvent*>(event_.get())->synchronize();
+#endif
+  return host_;
+}
+
+torch::Tensor grad_norm_clip(const std::vector<torch::Tensor>& grads, double max_norm, const torch::Tensor& loss) {
+#ifdef FATHOM_HAVE_CUDA
+  TORCH_CHECK(grad_norm_clip_applicable(grads), "grad_norm_clip: gradients the kernel does not take");
+  std::vector<kernels::NormTensor> ts;
+  torch::Device device = torch::kCPU;
+  for (const auto& g : grads) {
+    if (!g.defined()) continue;
+    device = g.device();
+    ts.push_back({g.data_ptr(), g.numel(), g.scalar_type() == torch::kBFloat16});
+  }
+  c10::cuda::CUDAGuard guard(device);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  torch::Tensor l;
+  if (loss.defined()) {
+    l = loss.to(f32).reshape({-1}).contiguous();
+    TORCH_CHECK(l.numel() == 1, "grad_norm_clip: the loss must be one element");
+  }
+  const int count = static_cast<int>(ts.size());
+  auto workspace = torch::empty({kernels::grad_norm_clip_workspace(count)}, f32);
+  auto out = torch::empty({2}, f32);
+  kernels::grad_norm_clip(ts.data(), count, workspace.data_ptr<float>(), static_cast<float>(max_norm),
+                          l.defined() ? l.data_ptr<float>() : nullptr, out.data_ptr<float>(), detail::stream());
+  return out;
+#else
+  (void)grads, (void)max_norm, (void)loss;
+  TORCH_CHECK(false, "grad_norm_clip needs a CUDA build");
 #endif
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/types.h>
 
+#include <memory>
 #include <vector>
 
 namespace fathom::ops {
@@ -29,9 +30,33 @@ void fused_adamw_step(const std::vector<torch::Tensor>& params, const std::vecto
 bool fused_adamw_mixed_applicable(const std::vector<torch::Tensor>& masters, const std::vector<torch::Tensor>& grads_bf16,
                                   const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
                                   const std::vector<torch::Tensor>& model_bf16);
+// grad_scale_dev (optional): a 1-element fp32 CUDA tensor read by the kernel instead of grad_scale
+// (grad_norm_clip's coefficient, element 1 of its result); a non-finite value skips the update.
 void fused_adamw_mixed_step(const std::vector<torch::Tensor>& masters, const std::vector<torch::Tensor>& grads_bf16,
                             const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
                             const std::vector<torch::Tensor>& model_bf16, const std::vector<bool>& decay, const AdamWStep& s,
-                            double grad_scale);
+                            double grad_scale, const torch::Tensor& grad_scale_dev = {});
+
+// The gradients' global L2 norm and the clip coefficient, on the device with no host round trip
+// (kernels/adamw's grad_norm_clip): returns a (2) fp32 tensor [norm, coefficient], the coefficient
+// min(1, max_norm / (norm + 1e-6)) (1 when max_norm ≤ 0), NaN when the norm or `loss` (a 1-element
+// fp32 tensor on the same device, optional) is not finite. Applicable to contiguous fp32/bf16
+// tensors on one CUDA device with the kernels on; undefined gradients are skipped.
+bool grad_norm_clip_applicable(const std::vector<torch::Tensor>& grads);
+
+// A few device values read by the host without waiting for work queued after them: the constructor
+// queues their copy (into pinned memory) and an event on the current stream; get() waits for that
+// event only (so an optimizer update queued after it keeps the GPU busy meanwhile). CPU tensors,
+// or a build without CUDA: a plain copy.
+class HostRead {
+ public:
+  explicit HostRead(const torch::Tensor& values);
+  torch::Tensor get();  // the values, on the CPU
+
+ private:
+  torch::Tensor host_;
+  std::shared_ptr<void> event_;
+};
+torch::Tensor grad_norm_clip(const std::vector<torch::Tensor>& grads, double max_norm, const torch::Tensor& loss = {});
 
 }  // namespace fathom::ops

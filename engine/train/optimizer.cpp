@@ -123,13 +123,13 @@ bool AdamW::can_step_mixed(const std::vector<torch::Tensor>& grads_bf16, const s
 }
 
 void AdamW::step_mixed(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
-                       double grad_scale) {
+                       double grad_scale, const torch::Tensor& grad_scale_dev) {
   const auto t = select(grads_bf16, &model_bf16);
   TORCH_CHECK(!t.p.empty() && ops::fused_adamw_mixed_applicable(t.p, t.g, t.m, t.v, t.w),
               "AdamW::step_mixed: the fused mixed-precision kernel does not apply to these tensors");
   torch::NoGradGuard no_grad;
   ++step_;
-  ops::fused_adamw_mixed_step(t.p, t.g, t.m, t.v, t.w, t.decay, hyper(lr), grad_scale);
+  ops::fused_adamw_mixed_step(t.p, t.g, t.m, t.v, t.w, t.decay, hyper(lr), grad_scale, grad_scale_dev);
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {

@@ -37,8 +37,11 @@ class AdamW {
   // gradient skips the tensor. can_step_mixed says whether the fused kernel applies (CUDA, kernels
   // on, these dtypes); step_mixed throws where it does not.
   bool can_step_mixed(const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16) const;
+  // grad_scale_dev (optional): the multiplier as a 1-element fp32 tensor on the device, read by the
+  // kernel (ops::grad_norm_clip's coefficient); a non-finite value there makes the kernel skip the
+  // update, and the caller then undoes the step count (set_steps_taken) once it has read the value.
   void step_mixed(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
-                  double grad_scale);
+                  double grad_scale, const torch::Tensor& grad_scale_dev = {});
   int64_t steps_taken() const { return step_; }
 
   // "<param>.exp_avg", "<param>.exp_avg_sq" and "step" (int64 scalar).

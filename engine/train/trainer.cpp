@@ -44,6 +44,7 @@
 #include "engine/model/lora.h"
 #include "engine/model/moe.h"
 #include "engine/model/transformer.h"
+#include "engine/ops/adamw.h"
 #include "engine/protocol/emitter.h"
 #include "engine/protocol/control.h"
 #include "engine/protocol/payloads.h"
@@ -68,6 +69,15 @@ namespace {
 bool adamw_mixed_requested() {
   static const bool on = [] {
     const char* e = std::getenv("FATHOM_ADAMW_MIXED");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+// The clip coefficient kept on the device (see the step below); FATHOM_DEVICE_CLIP=0 turns it off.
+bool device_clip_requested() {
+  static const bool on = [] {
+    const char* e = std::getenv("FATHOM_DEVICE_CLIP");
     return !(e && std::string(e) == "0");
   }();
   return on;
@@ -913,6 +923,7 @@ int run_training(const TrainInvocation& inv) {
       comm->set_exact_timing(timed && device.is_cuda());
       if (grad_sync) grad_sync->begin_step();
       torch::Tensor loss_sum;
+      torch::Tensor last_graph;  // the last micro-batch's loss, its autograd graph kept until the update is queued
       if (timed && device.is_cuda()) t_data = t_fwd = t_bwd = t_opt = t_sync = 0;
       for (int64_t micro = 0; micro < accum; ++micro) {
         auto t0 = Clock::now();
@@ -946,9 +957,15 @@ int run_training(const TrainInvocation& inv) {
           sync();
           t_bwd += seconds_since(t0);
           loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
+          last_graph = loss;
         }
       }
-      double step_loss = loss_sum.item<double>();
+      // Single-rank bf16 on CUDA with the one-pass AdamW: the norm, the clip coefficient and the
+      // finiteness test stay on the device and the host reads them once the update is queued (see
+      // below), so nothing waits between the backward pass and the optimizer.
+      const bool device_clip =
+          device.is_cuda() && !grad_sync && !zero && optimizer && !model_weights.empty() && !fp16 && device_clip_requested();
+      double step_loss = device_clip ? 0.0 : loss_sum.item<double>();
       if (grad_sync) {
         // Wait for the buckets backward did not finish; the loss reported is the global mean.
         const auto ts = Clock::now();
@@ -966,6 +983,31 @@ int run_training(const TrainInvocation& inv) {
         fused_mixed = optimizer->can_step_mixed(model_grads, model_weights);
         if (!fused_mixed) model_grads.clear();  // or the conversion below would not free them
       }
+      auto drop_model_grads = [&] {
+        model_grads.clear();
+        for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
+      };
+      // [norm, clip coefficient] on the device (NaN coefficient: a non-finite step, which the AdamW
+      // kernel skips); the host reads them with the loss after the update is queued.
+      torch::Tensor norm_clip;
+      if (device_clip && fused_mixed && ops::grad_norm_clip_applicable(model_grads))
+        norm_clip = ops::grad_norm_clip(model_grads, cfg.train.grad_clip, loss_sum);
+      else if (device_clip)
+        step_loss = loss_sum.item<double>();
+      double grad_norm = 0.0;
+      if (norm_clip.defined()) {
+        // The copy to the host is queued before the update and waited for alone: the step's one
+        // sync, with the update still running on the GPU while the host reads.
+        ops::HostRead read(torch::cat({norm_clip, loss_sum.to(torch::kFloat32).reshape({1})}));
+        optimizer->step_mixed(lr, model_grads, model_weights, 1.0, norm_clip.narrow(0, 1, 1));
+        drop_model_grads();
+        last_graph.reset();  // (its nodes' destruction comes after the update is queued)
+        const auto host = read.get();
+        grad_norm = host[0].item<double>();
+        step_loss = host[2].item<double>();
+        // Not finite: the kernel skipped the update; the step is counted as skipped below.
+        if (!std::isfinite(grad_norm) || !std::isfinite(step_loss)) optimizer->set_steps_taken(optimizer->steps_taken() - 1);
+      }
       // gradients → fp32 masters
       if (mixed && !zero && !fused_mixed) {
         torch::NoGradGuard ng;
@@ -980,14 +1022,11 @@ int run_training(const TrainInvocation& inv) {
       // norm is the global one.
       // Without ZeRO the norm is only measured here; AdamW applies the clip coefficient as it reads
       // the gradients (no separate pass over them on CUDA: ~2.8 ms a step at llama-1b).
-      const double grad_norm = zero          ? zero->clip_grad_norm(cfg.train.grad_clip, fp16 ? 1.0 / st.loss_scale : 1.0)
-                               : fused_mixed ? train::grad_norm(model_grads)
-                                             : clip_grad_norm(master_tensors, /*max_norm=*/0.0);
+      if (!norm_clip.defined())
+        grad_norm = zero          ? zero->clip_grad_norm(cfg.train.grad_clip, fp16 ? 1.0 / st.loss_scale : 1.0)
+                    : fused_mixed ? train::grad_norm(model_grads)
+                                  : clip_grad_norm(master_tensors, /*max_norm=*/0.0);
       const double clip_scale = zero ? 1.0 : clip_coefficient(grad_norm, cfg.train.grad_clip);
-      auto drop_model_grads = [&] {
-        model_grads.clear();
-        for (auto& [name, p] : params) p.mutable_grad() = torch::Tensor();
-      };
       const bool finite = std::isfinite(grad_norm) && std::isfinite(step_loss);
       if (!finite) {
         for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
@@ -1015,6 +1054,8 @@ int run_training(const TrainInvocation& inv) {
       if (zero) {
         zero->step(lr);
         zero->publish();
+      } else if (norm_clip.defined()) {
+        // (queued above)
       } else if (fused_mixed) {
         optimizer->step_mixed(lr, model_grads, model_weights, clip_scale);
         drop_model_grads();

@@ -1,5 +1,6 @@
 // Naive CPU reference of the fused AdamW update (see fathom/kernels/adamw.h), in fp32 with the
 // kernel's operation order; mixed-precision tensors read bf16 gradients and write a bf16 copy.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -29,11 +30,14 @@ uint16_t f32_to_bf16(float f) {
 }  // namespace
 
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h) {
+  // (grad_scale_dev is a host pointer here.)
+  const float gs = h.grad_scale_dev ? *h.grad_scale_dev : h.grad_scale;
+  if (h.grad_scale_dev && !std::isfinite(gs)) return;
   for (int k = 0; k < count; ++k) {
     const AdamWTensor& t = tensors[k];
     for (int64_t i = 0; i < t.n; ++i) {
       float p = t.p[i], m = t.m[i], v = t.v[i];
-      const float g = (t.g_bf16 ? bf16_to_f32(t.g_bf16[i]) : t.g[i]) * h.grad_scale;
+      const float g = (t.g_bf16 ? bf16_to_f32(t.g_bf16[i]) : t.g[i]) * gs;
       if (t.decay) p *= 1.f - h.lr * h.weight_decay;
       m = h.beta1 * m + (1.f - h.beta1) * g;
       v = h.beta2 * v + (1.f - h.beta2) * g * g;
@@ -45,6 +49,22 @@ void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h) {
       if (t.model_bf16) t.model_bf16[i] = f32_to_bf16(p);
     }
   }
+}
+
+void grad_norm_clip(const NormTensor* tensors, int count, float max_norm, const float* loss, float* out) {
+  double sum = 0.0;
+  for (int k = 0; k < count; ++k) {
+    const NormTensor& t = tensors[k];
+    for (int64_t i = 0; i < t.n; ++i) {
+      const double v = t.bf16 ? bf16_to_f32(static_cast<const uint16_t*>(t.p)[i]) : static_cast<const float*>(t.p)[i];
+      sum += v * v;
+    }
+  }
+  const double norm = std::sqrt(sum);
+  const bool finite = std::isfinite(norm) && (loss == nullptr || std::isfinite(*loss));
+  const double coef = max_norm > 0.f ? std::min(1.0, static_cast<double>(max_norm) / (norm + 1e-6)) : 1.0;
+  out[0] = static_cast<float>(norm);
+  out[1] = finite ? static_cast<float>(coef) : std::nanf("");
 }
 
 }  // namespace fathom::kernels::ref

@@ -50,12 +50,17 @@ __device__ __forceinline__ float4 grad4_at(const AdamWTensor& t, int64_t i) {
 }
 
 // Element j: the update, then the model's bf16 copy where there is one.
-__device__ __forceinline__ void update_at(const AdamWTensor& t, int64_t j, const AdamWHyper& h) {
-  update(t.p[j], grad_at(t, j) * h.grad_scale, t.m[j], t.v[j], t.decay, h);
+__device__ __forceinline__ void update_at(const AdamWTensor& t, int64_t j, float gs, const AdamWHyper& h) {
+  update(t.p[j], grad_at(t, j) * gs, t.m[j], t.v[j], t.decay, h);
   if (t.model_bf16) t.model_bf16[j] = f32_bf16_bits(t.p[j]);
 }
 
 __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
+  float gs = L.h.grad_scale;
+  if (L.h.grad_scale_dev) {
+    gs = *L.h.grad_scale_dev;
+    if (!isfinite(gs)) return;  // a non-finite step, found on the device: skipped
+  }
   const int64_t chunks = L.chunk_end[L.count - 1];
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
     int lo = 0, hi = L.count - 1;  // first tensor whose chunk_end > c
@@ -69,22 +74,22 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
     const int64_t begin = (c - first) * kChunk;
     const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
     if (!L.vec[lo]) {
-      for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) update_at(t, i, L.h);
+      for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) update_at(t, i, gs, L.h);
       continue;
     }
     for (int64_t i = begin + threadIdx.x * 4; i < end; i += kThreads * 4) {
       if (i + 4 > end) {
-        for (int64_t j = i; j < end; ++j) update_at(t, j, L.h);
+        for (int64_t j = i; j < end; ++j) update_at(t, j, gs, L.h);
         continue;
       }
       float4 p = *reinterpret_cast<float4*>(t.p + i);
       const float4 g = grad4_at(t, i);
       float4 m = *reinterpret_cast<float4*>(t.m + i);
       float4 v = *reinterpret_cast<float4*>(t.v + i);
-      update(p.x, g.x * L.h.grad_scale, m.x, v.x, t.decay, L.h);
-      update(p.y, g.y * L.h.grad_scale, m.y, v.y, t.decay, L.h);
-      update(p.z, g.z * L.h.grad_scale, m.z, v.z, t.decay, L.h);
-      update(p.w, g.w * L.h.grad_scale, m.w, v.w, t.decay, L.h);
+      update(p.x, g.x * gs, m.x, v.x, t.decay, L.h);
+      update(p.y, g.y * gs, m.y, v.y, t.decay, L.h);
+      update(p.z, g.z * gs, m.z, v.z, t.decay, L.h);
+      update(p.w, g.w * gs, m.w, v.w, t.decay, L.h);
       *reinterpret_cast<float4*>(t.p + i) = p;
       *reinterpret_cast<float4*>(t.m + i) = m;
       *reinterpret_cast<float4*>(t.v + i) = v;
@@ -101,7 +106,138 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
 
+// ---- gradient norm and clip coefficient --------------------------------------------------------------
+
+constexpr int kNormPartials = 256;  // blocks (and partial sums) per launch
+
+struct NormLaunch {
+  NormTensor t[kMaxTensors];
+  int64_t chunk_end[kMaxTensors];  // inclusive prefix sum of chunks per tensor
+  bool vec[kMaxTensors];           // 16-byte aligned: 16-byte loads
+  int count;
+};
+static_assert(sizeof(NormLaunch) <= 4096, "NormLaunch must fit the classic 4 KB of kernel parameters");
+
+__device__ __forceinline__ float sq_at(const NormTensor& t, int64_t j) {
+  const float v = t.bf16 ? bf16_bits_f32(static_cast<const uint16_t*>(t.p)[j]) : static_cast<const float*>(t.p)[j];
+  return v * v;
+}
+
+// Block b: Σ g² over the chunks b, b + grid, ... of the launch's tensors, into partial[b].
+__global__ void __launch_bounds__(kThreads) sumsq_kernel(const NormLaunch L, float* __restrict__ partial) {
+  const int64_t chunks = L.chunk_end[L.count - 1];
+  float acc = 0.f;
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
+    int lo = 0, hi = L.count - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (L.chunk_end[mid] > c) hi = mid;
+      else lo = mid + 1;
+    }
+    const NormTensor& t = L.t[lo];
+    const int64_t first = lo == 0 ? 0 : L.chunk_end[lo - 1];
+    const int64_t begin = (c - first) * kChunk;
+    const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
+    const int per = t.bf16 ? 8 : 4;  // elements per 16-byte load
+    if (!L.vec[lo]) {
+      for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) acc += sq_at(t, i);
+      continue;
+    }
+    for (int64_t i = begin + threadIdx.x * per; i < end; i += kThreads * per) {
+      if (i + per > end) {
+        for (int64_t j = i; j < end; ++j) acc += sq_at(t, j);
+        continue;
+      }
+      if (t.bf16) {
+        const uint4 b = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(t.p) + i);
+        const uint32_t w[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const float lo16 = bf16_bits_f32(w[k] & 0xffffu), hi16 = bf16_bits_f32(w[k] >> 16);
+          acc = fmaf(lo16, lo16, acc);
+          acc = fmaf(hi16, hi16, acc);
+        }
+      } else {
+        const float4 f = *reinterpret_cast<const float4*>(static_cast<const float*>(t.p) + i);
+        acc = fmaf(f.x, f.x, acc);
+        acc = fmaf(f.y, f.y, acc);
+        acc = fmaf(f.z, f.z, acc);
+        acc = fmaf(f.w, f.w, acc);
+      }
+    }
+  }
+  acc = warp_sum(acc);
+  __shared__ float warps[kThreads / 32];
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  if (lane == 0) warps[w] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.f;
+    for (int i = 0; i < kThreads / 32; ++i) t += warps[i];
+    partial[blockIdx.x] = t;
+  }
+}
+
+// One block: the partial sums (in double, fixed order) → norm and coefficient.
+__global__ void __launch_bounds__(kThreads) clip_finish_kernel(const float* __restrict__ partial, int64_t n, float max_norm,
+                                                               const float* __restrict__ loss, float* __restrict__ out) {
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) acc += static_cast<double>(partial[i]);
+  __shared__ double sums[kThreads];
+  sums[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sums[threadIdx.x] += sums[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x != 0) return;
+  const double norm = sqrt(sums[0]);
+  const bool finite = isfinite(norm) && (loss == nullptr || isfinite(*loss));
+  double coef = 1.0;
+  if (max_norm > 0.f) coef = fmin(1.0, static_cast<double>(max_norm) / (norm + 1e-6));
+  out[0] = static_cast<float>(norm);
+  out[1] = finite ? static_cast<float>(coef) : __int_as_float(0x7fc00000);  // quiet NaN: the update skips
+}
+
 }  // namespace
+
+int64_t grad_norm_clip_workspace(int count) {
+  return static_cast<int64_t>(std::max(1, (count + kMaxTensors - 1) / kMaxTensors)) * kNormPartials;
+}
+
+void grad_norm_clip(const NormTensor* tensors, int count, float* workspace, float max_norm, const float* loss, float* out,
+                    cudaStream_t stream) {
+  // Every launch writes its kNormPartials partials (zeros where it has no chunks), so the finish
+  // reads a fully written workspace of launches · kNormPartials floats.
+  int64_t launches = 0;
+  int i = 0;
+  do {
+    NormLaunch L{};
+    int64_t chunks = 0;
+    L.count = 0;
+    for (; i < count && L.count < kMaxTensors; ++i) {
+      const NormTensor& t = tensors[i];
+      if (t.n <= 0) continue;
+      L.t[L.count] = t;
+      L.vec[L.count] = aligned16(t.p);
+      chunks += ceil_div(t.n, kChunk);
+      L.chunk_end[L.count] = chunks;
+      ++L.count;
+    }
+    if (L.count == 0) {  // nothing (left): a zero partial block keeps the layout simple
+      if (launches == 0) {
+        cudaMemsetAsync(workspace, 0, kNormPartials * sizeof(float), stream);
+        ++launches;
+      }
+      break;
+    }
+    sumsq_kernel<<<kNormPartials, kThreads, 0, stream>>>(L, workspace + launches * kNormPartials);
+    check_launch("grad_norm_clip");
+    ++launches;
+  } while (i < count);
+  clip_finish_kernel<<<1, kThreads, 0, stream>>>(workspace, launches * kNormPartials, max_norm, loss, out);
+  check_launch("grad_norm_clip finish");
+}
 
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h, cudaStream_t stream) {
   const int blocks_cap = sm_count() * 8;

@@ -12,6 +12,8 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include <cstdlib>
+#include <limits>
+#include <tuple>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -510,6 +512,94 @@ TEST(AdamWKernel, MatchesReference) {
   EXPECT_EQ(big[0].item<float>(), 0.f) << "the element before the misaligned view";
 }
 
+// The gradient norm and clip coefficient on the device (kernels::grad_norm_clip) against the naive
+// reference: fp32 and bf16 tensors, every load path (16-byte, tail, a misaligned view), an empty
+// tensor and more than 48 tensors (several launches); then the coefficient's rules: max_norm ≤ 0
+// gives 1, a non-finite loss or gradient gives NaN, and the AdamW kernel reading a NaN coefficient
+// writes nothing.
+TEST(AdamWKernel, GradNormClipMatchesReference) {
+  torch::manual_seed(15);
+  std::vector<int64_t> sizes = {1, 4097, 70001, 333, 0, 9};
+  for (int i = 0; i < 60; ++i) sizes.push_back(5 + 3 * i);
+  std::vector<torch::Tensor> dev;
+  std::vector<std::vector<uint16_t>> hb;
+  std::vector<std::vector<float>> hf;
+  std::vector<k::NormTensor> td, tr;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const bool bf = i % 2 == 1;
+    auto t = (torch::randn({sizes[i] + 1}) * 0.3).to(kCuda).to(bf ? torch::kBFloat16 : torch::kFloat32);
+    t = i == 3 ? t.narrow(0, 1, sizes[i]) : t.narrow(0, 0, sizes[i]);  // tensor 3: not 16-byte aligned
+    dev.push_back(t);
+    auto c = t.to(torch::kCPU).contiguous();
+    if (bf) {
+      hb.emplace_back(static_cast<const uint16_t*>(c.data_ptr()), static_cast<const uint16_t*>(c.data_ptr()) + sizes[i]);
+      hf.emplace_back();
+    } else {
+      hf.emplace_back(c.data_ptr<float>(), c.data_ptr<float>() + sizes[i]);
+      hb.emplace_back();
+    }
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const bool bf = i % 2 == 1;
+    td.push_back({dev[i].data_ptr(), sizes[i], bf});
+    tr.push_back({bf ? static_cast<const void*>(hb[i].data()) : static_cast<const void*>(hf[i].data()), sizes[i], bf});
+  }
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(kCuda);
+  auto ws = torch::empty({k::grad_norm_clip_workspace(static_cast<int>(td.size()))}, f32);
+  auto run = [&](float max_norm, float loss_value) {
+    auto loss = torch::full({1}, loss_value, f32);
+    auto out = torch::empty({2}, f32);
+    k::grad_norm_clip(td.data(), static_cast<int>(td.size()), ws.data_ptr<float>(), max_norm, loss.data_ptr<float>(),
+                      out.data_ptr<float>(), stream());
+    float want[2];
+    k::ref::grad_norm_clip(tr.data(), static_cast<int>(tr.size()), max_norm, &loss_value, want);
+    return std::make_pair(host(out), std::vector<float>{want[0], want[1]});
+  };
+  {
+    auto [got, want] = run(1.0f, 2.5f);
+    EXPECT_NEAR(got[0], want[0], 1e-5 * want[0]);
+    EXPECT_NEAR(got[1], want[1], 1e-5);
+    EXPECT_GT(want[0], 1.0f) << "the test's norm must exceed max_norm for the coefficient to clip";
+    EXPECT_LT(got[1], 1.0f);
+  }
+  {
+    auto [got, want] = run(0.f, 2.5f);  // max_norm ≤ 0: only measures
+    EXPECT_NEAR(got[0], want[0], 1e-5 * want[0]);
+    EXPECT_EQ(got[1], 1.0f);
+  }
+  {
+    auto [got, want] = run(1.0f, std::numeric_limits<float>::infinity());  // a non-finite loss
+    EXPECT_TRUE(std::isnan(got[1])) << got[1];
+    EXPECT_TRUE(std::isnan(want[1]));
+  }
+  dev[2].view(-1)[17] = std::numeric_limits<float>::quiet_NaN();  // a non-finite gradient
+  td[2].p = dev[2].data_ptr();
+  auto loss = torch::full({1}, 2.5f, f32);
+  auto out = torch::empty({2}, f32);
+  k::grad_norm_clip(td.data(), static_cast<int>(td.size()), ws.data_ptr<float>(), 1.0f, loss.data_ptr<float>(), out.data_ptr<float>(),
+                    stream());
+  EXPECT_TRUE(std::isnan(host(out)[1]));
+  // AdamW reading that coefficient from the device skips: parameter and moments untouched.
+  auto p = torch::randn({5000}, f32), g = torch::randn({5000}, f32), m = torch::randn({5000}, f32), v = torch::rand({5000}, f32);
+  auto p0 = p.clone(), m0 = m.clone(), v0 = v.clone();
+  k::AdamWTensor t{p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), 5000, true};
+  k::AdamWHyper h;
+  h.lr = 1e-3f; h.weight_decay = 0.1f; h.step_size = 1e-2f;
+  h.grad_scale_dev = out.data_ptr<float>() + 1;
+  k::adamw_step(&t, 1, h, stream());
+  EXPECT_TRUE(torch::equal(p, p0) && torch::equal(m, m0) && torch::equal(v, v0)) << "a NaN coefficient must skip the update";
+  // A finite device coefficient is the same as the host one.
+  auto coef = torch::full({1}, 0.37f, f32);
+  h.grad_scale_dev = coef.data_ptr<float>();
+  k::adamw_step(&t, 1, h, stream());
+  auto pa = p.clone(), ma = m.clone(), va = v.clone();
+  p.copy_(p0); m.copy_(m0); v.copy_(v0);
+  h.grad_scale_dev = nullptr;
+  h.grad_scale = 0.37f;
+  k::adamw_step(&t, 1, h, stream());
+  EXPECT_TRUE(torch::equal(p, pa) && torch::equal(m, ma) && torch::equal(v, va));
+}
+
 // ---- 2. engine ops: fused path against the composite -----------------------------------------
 
 // Routing of N tokens to k of E experts each with a capacity that drops some assignments.
@@ -905,6 +995,73 @@ TEST(EngineOps, FusedAdamWMixedMatchesTheFp32Path) {
   ops::set_kernels_enabled(false);
   EXPECT_FALSE(opt2.can_step_mixed(grads, aligned));
   ops::set_kernels_enabled(std::nullopt);
+}
+
+// The trainer's single-rank bf16 step without a host round trip (ops::grad_norm_clip, the AdamW
+// kernel reading its coefficient) against the host path it replaces (train::grad_norm, then
+// clip_coefficient as step_mixed's host scale): the same norm, and the same masters and bf16 weights
+// after three clipped steps; then a step with a non-finite loss changes nothing.
+TEST(EngineOps, DeviceClipMatchesTheHostClip) {
+  auto make = [] {
+    torch::manual_seed(21);
+    std::vector<std::pair<std::string, torch::Tensor>> ps;
+    ps.emplace_back("w", torch::randn({300, 257}).to(kCuda));
+    ps.emplace_back("b", torch::randn({1001}).to(kCuda));
+    return ps;
+  };
+  const double max_norm = 5.0;
+  auto run = [&](bool device) {
+    auto masters = make();
+    std::vector<torch::Tensor> model;
+    for (auto& [n, t] : masters) model.push_back(t.to(torch::kBFloat16));
+    fathom::train::AdamW opt(masters, fathom::train::AdamWOptions{});
+    torch::manual_seed(22);
+    std::vector<double> norms;
+    for (int s = 0; s < 3; ++s) {
+      std::vector<torch::Tensor> grads;
+      for (auto& [n, t] : masters) grads.push_back((torch::randn(t.sizes()) * 0.2).to(kCuda).to(torch::kBFloat16));
+      auto loss = torch::full({}, 3.0f, torch::TensorOptions().device(kCuda));
+      if (device) {
+        EXPECT_TRUE(ops::grad_norm_clip_applicable(grads));
+        auto nc = ops::grad_norm_clip(grads, max_norm, loss);
+        ops::HostRead read(nc);
+        opt.step_mixed(1e-3, grads, model, 1.0, nc.narrow(0, 1, 1));
+        norms.push_back(read.get()[0].item<double>());
+      } else {
+        const double norm = fathom::train::grad_norm(grads);
+        opt.step_mixed(1e-3, grads, model, fathom::train::clip_coefficient(norm, max_norm));
+        norms.push_back(norm);
+      }
+    }
+    return std::make_tuple(masters, model, norms, opt.steps_taken());
+  };
+  auto [ma, wa, na, sa] = run(true);
+  auto [mb, wb, nb, sb] = run(false);
+  EXPECT_EQ(sa, sb);
+  for (size_t s = 0; s < na.size(); ++s) {
+    EXPECT_NEAR(na[s], nb[s], 1e-5 * nb[s]) << "step " << s;
+    EXPECT_GT(na[s], max_norm) << "the test's gradients must be clipped";
+  }
+  for (size_t i = 0; i < ma.size(); ++i) {
+    EXPECT_LT(max_rel(ma[i].second, mb[i].second), 1e-5) << ma[i].first;
+    EXPECT_LT(max_rel(wa[i].to(torch::kFloat32), wb[i].to(torch::kFloat32)), 1e-2) << ma[i].first;
+  }
+  // A non-finite loss: NaN coefficient, and the kernel leaves masters, moments and weights alone.
+  fathom::train::AdamW opt(ma, fathom::train::AdamWOptions{});
+  std::vector<torch::Tensor> grads;
+  for (auto& [n, t] : ma) grads.push_back(torch::ones(t.sizes(), t.options().dtype(torch::kBFloat16)));
+  std::vector<torch::Tensor> before, wbefore;
+  for (auto& [n, t] : ma) before.push_back(t.clone());
+  for (auto& w : wa) wbefore.push_back(w.clone());
+  auto nan_loss = torch::full({1}, std::numeric_limits<float>::quiet_NaN(), torch::TensorOptions().device(kCuda));
+  auto nc = ops::grad_norm_clip(grads, max_norm, nan_loss);
+  opt.step_mixed(1e-3, grads, wa, 1.0, nc.narrow(0, 1, 1));
+  EXPECT_TRUE(std::isnan(ops::HostRead(nc).get()[1].item<float>()));
+  for (size_t i = 0; i < ma.size(); ++i) {
+    EXPECT_TRUE(torch::equal(ma[i].second, before[i])) << ma[i].first;
+    EXPECT_TRUE(torch::equal(wa[i], wbefore[i])) << ma[i].first;
+  }
+  for (const auto& m : opt.exp_avg()) EXPECT_EQ(m.abs().max().item<float>(), 0.f);
 }
 
 // The grouped GEMM (one cuBLAS call a pass for every expert) against a matmul per expert: output,

@@ -28,12 +28,33 @@ struct AdamWHyper {
   float step_size = 0.f;              // lr / (1 − β1ᵗ)
   float bias_correction2_sqrt = 1.f;  // sqrt(1 − β2ᵗ)
   float grad_scale = 1.f;             // every gradient is multiplied by this first (the clip coefficient)
+  // When set, the multiplier is read from this float in device memory instead (grad_norm_clip's
+  // coefficient, so no host round trip comes between the backward pass and the update), and a
+  // non-finite value there skips the whole update: nothing is written.
+  const float* grad_scale_dev = nullptr;
 };
 
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h, cudaStream_t stream);
 
+// The gradients' global L2 norm and the clip coefficient, computed on the device. One launch per 48
+// tensors writes kNormPartials partial sums of squares each into `workspace`; one block then sums
+// them (in double) and writes out[0] = norm, out[1] = coefficient: min(1, max_norm / (norm + 1e-6)),
+// 1 when max_norm ≤ 0 (torch.nn.utils.clip_grad_norm_'s rule), NaN when the norm or *loss (when
+// loss is not null) is not finite, so that an update reading it skips the step.
+struct NormTensor {
+  const void* p = nullptr;  // fp32, or bf16 when bf16
+  int64_t n = 0;
+  bool bf16 = false;
+};
+// Floats of workspace grad_norm_clip needs for `count` tensors.
+int64_t grad_norm_clip_workspace(int count);
+void grad_norm_clip(const NormTensor* tensors, int count, float* workspace, float max_norm, const float* loss, float* out,
+                    cudaStream_t stream);
+
 namespace ref {
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h);
+// Host pointers; `loss` may be null.
+void grad_norm_clip(const NormTensor* tensors, int count, float max_norm, const float* loss, float* out);
 }  // namespace ref
 
 }  // namespace fathom::kernels
