@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "engine/model/transformer.h"
@@ -360,6 +361,47 @@ TEST(KernelReference, AdamWMixedPrecisionMatchesTheFp32Path) {
   k::ref::adamw_step(&tt, 1, zero);
   EXPECT_EQ(tw[0], 0x3f80);  // 1.0
   EXPECT_EQ(tw[1], 0x3f82);  // 1 + 2⁻⁶
+}
+
+// The device clip's reference (kernels::ref::grad_norm_clip) against the trainer's host path:
+// train::grad_norm over fp32 and bf16 gradients and clip_coefficient; max_norm ≤ 0 only measures;
+// a non-finite loss or gradient gives a NaN coefficient (the AdamW update then skips, also in the
+// reference).
+TEST(KernelReference, GradNormClipMatchesTheHostPath) {
+  torch::manual_seed(23);
+  auto a = torch::randn({300, 7}), b = torch::randn({1001}).to(torch::kBFloat16);
+  std::vector<uint16_t> bbits(1001);
+  std::memcpy(bbits.data(), b.contiguous().data_ptr(), bbits.size() * sizeof(uint16_t));
+  std::vector<float> av = vec(a);
+  std::vector<k::NormTensor> ts{{av.data(), 2100, false}, {bbits.data(), 1001, true}, {nullptr, 0, false}};
+  const double norm = fathom::train::grad_norm({a, b});
+  float out[2];
+  const float loss = 2.f;
+  k::ref::grad_norm_clip(ts.data(), 3, 10.f, &loss, out);
+  EXPECT_NEAR(out[0], norm, 1e-5 * norm);
+  EXPECT_NEAR(out[1], fathom::train::clip_coefficient(norm, 10.0), 1e-6);
+  EXPECT_LT(out[1], 1.f) << "the test's norm must exceed max_norm";
+  k::ref::grad_norm_clip(ts.data(), 3, 0.f, &loss, out);
+  EXPECT_EQ(out[1], 1.f);
+  k::ref::grad_norm_clip(ts.data(), 3, 1000.f, nullptr, out);
+  EXPECT_EQ(out[1], 1.f);
+  const float bad = std::numeric_limits<float>::infinity();
+  k::ref::grad_norm_clip(ts.data(), 3, 10.f, &bad, out);
+  EXPECT_TRUE(std::isnan(out[1]));
+  av[5] = std::numeric_limits<float>::quiet_NaN();
+  k::ref::grad_norm_clip(ts.data(), 3, 10.f, &loss, out);
+  EXPECT_TRUE(std::isnan(out[1]));
+  // The update reading that coefficient (grad_scale_dev: a host pointer in the reference) skips.
+  std::vector<float> p{1.f, 2.f}, g{0.5f, 0.5f}, m(2, 0.f), v(2, 0.f);
+  k::AdamWTensor t{p.data(), g.data(), m.data(), v.data(), 2, true};
+  k::AdamWHyper h;
+  h.lr = 1e-2f;
+  h.weight_decay = 0.1f;
+  h.step_size = 1e-2f;
+  h.grad_scale_dev = &out[1];
+  k::ref::adamw_step(&t, 1, h);
+  EXPECT_EQ(p, (std::vector<float>{1.f, 2.f}));
+  EXPECT_EQ(m, (std::vector<float>{0.f, 0.f}));
 }
 
 // MoE routing (with a capacity that drops assignments), dispatch and combine: the references
