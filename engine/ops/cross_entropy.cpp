@@ -161,7 +161,7 @@ LinearCeMode mode_from_env() {
   return m;
 }
 
-// Row chunks of at most 2^30 logits (2 GiB in bf16), of near-equal size in multiples of 64 rows, at
+// Row chunks of at most 2^29 logits (1 GiB in bf16), of near-equal size in multiples of 64 rows, at
 // least 256 rows; FATHOM_CE_ROWS=N sets N rows. Fewer, larger chunks mean fewer read-modify-write passes
 // over dW (each later chunk's product accumulates into it) and larger products; the logits buffer is
 // the price (A/B: bench_kernels' linear_ce_rows_* rows, tools/gpu/check_kernels.sh).
@@ -172,9 +172,10 @@ int64_t rows_per_chunk(int64_t N, int64_t V, int64_t requested) {
   }();
   if (requested <= 0) requested = from_env;
   if (requested > 0) return std::min(N, requested);
-  const int64_t most = std::max<int64_t>(256, (int64_t{1} << 30) / std::max<int64_t>(V, 1));
+  if (N <= 0) return 1;
+  const int64_t most = std::max<int64_t>(256, (int64_t{1} << 29) / std::max<int64_t>(V, 1));
   const int64_t chunks = (N + most - 1) / most;
-  const int64_t r = ((N + chunks - 1) / chunks + 63) / 64 * 64;
+  const int64_t r = std::min(most, ((N + chunks - 1) / chunks + 63) / 64 * 64);
   return std::min(N, r);
 }
 }  // namespace
@@ -189,6 +190,7 @@ bool linear_cross_entropy_fusable(const torch::Tensor& h, const torch::Tensor& w
     return false;
   return widths_ok(*dt, w.size(0), chunk_width(w.size(0), 0));
 #else
+  (void)h, (void)w, (void)targets;
   return false;
 #endif
 }
@@ -198,7 +200,10 @@ torch::Tensor linear_cross_entropy_sum(const torch::Tensor& h, const torch::Tens
 #ifdef FATHOM_HAVE_CUDA
   if (mode == LinearCeMode::automatic) mode = mode_from_env();
   // (Without gradients to make, rows would only cost more: the vocab path's forward is the same work.)
-  if (mode == LinearCeMode::rows && detail::any_requires_grad({h, w}) && linear_cross_entropy_fusable(h, w, targets) &&
+  // Rows make the gradients at a unit loss gradient, before any loss scale: in fp16 they would lose
+  // what loss scaling protects, so fp16 keeps the vocabulary chunks (which scale first).
+  if (mode == LinearCeMode::rows && h.scalar_type() != torch::kFloat16 && detail::any_requires_grad({h, w}) &&
+      linear_cross_entropy_fusable(h, w, targets) &&
       kernels::ce_chunk_supported(*detail::kernel_dtype(h), w.size(0), w.size(0)))
     return LinearCrossEntropyRowsFn::apply(h, w, targets, ignore_index, rows_per_chunk(h.size(0), w.size(0), chunk))[0];
   if (linear_cross_entropy_fusable(h, w, targets)) {

@@ -50,6 +50,8 @@ enum class Form { forward, dgrad };
 
 std::atomic<int> g_mode{-1};  // -1: the environment's choice
 
+#ifdef FATHOM_HAVE_CUDA
+
 GroupedGemmMode mode_now() {
   static const GroupedGemmMode from_env = [] {
     const char* e = std::getenv("FATHOM_GROUPED_GEMM");
@@ -70,7 +72,6 @@ bool forward_as_loop(const torch::Tensor& w0) {
   return w0.numel() >= (int64_t{1} << 21);
 }
 
-#ifdef FATHOM_HAVE_CUDA
 // The problems of one grouped GEMM, collected, then run as one cuBLAS call.
 struct GroupedCall {
   std::vector<kernels::GemmShape> shapes;

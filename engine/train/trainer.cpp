@@ -922,8 +922,13 @@ int run_training(const TrainInvocation& inv) {
       auto sync = [&] { if (timed && device.is_cuda()) torch::cuda::synchronize(device.index()); };
       comm->set_exact_timing(timed && device.is_cuda());
       if (grad_sync) grad_sync->begin_step();
+      // Single-rank bf16 on CUDA with the one-pass AdamW: the norm, the clip coefficient and the
+      // finiteness test stay on the device and the host reads them once the update is queued (see
+      // below), so nothing waits between the backward pass and the optimizer.
+      const bool device_clip =
+          device.is_cuda() && !grad_sync && !zero && optimizer && !model_weights.empty() && !fp16 && device_clip_requested();
       torch::Tensor loss_sum;
-      torch::Tensor last_graph;  // the last micro-batch's loss, its autograd graph kept until the update is queued
+      torch::Tensor last_graph;  // device_clip: the last micro-batch's loss, its graph kept until the update is queued
       if (timed && device.is_cuda()) t_data = t_fwd = t_bwd = t_opt = t_sync = 0;
       for (int64_t micro = 0; micro < accum; ++micro) {
         auto t0 = Clock::now();
@@ -957,14 +962,9 @@ int run_training(const TrainInvocation& inv) {
           sync();
           t_bwd += seconds_since(t0);
           loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
-          last_graph = loss;
+          if (device_clip) last_graph = loss;
         }
       }
-      // Single-rank bf16 on CUDA with the one-pass AdamW: the norm, the clip coefficient and the
-      // finiteness test stay on the device and the host reads them once the update is queued (see
-      // below), so nothing waits between the backward pass and the optimizer.
-      const bool device_clip =
-          device.is_cuda() && !grad_sync && !zero && optimizer && !model_weights.empty() && !fp16 && device_clip_requested();
       double step_loss = device_clip ? 0.0 : loss_sum.item<double>();
       if (grad_sync) {
         // Wait for the buckets backward did not finish; the loss reported is the global mean.
@@ -995,6 +995,7 @@ int run_training(const TrainInvocation& inv) {
       else if (device_clip)
         step_loss = loss_sum.item<double>();
       double grad_norm = 0.0;
+      bool device_skipped = false;
       if (norm_clip.defined()) {
         // The copy to the host is queued before the update and waited for alone: the step's one
         // sync, with the update still running on the GPU while the host reads.
@@ -1005,8 +1006,10 @@ int run_training(const TrainInvocation& inv) {
         const auto host = read.get();
         grad_norm = host[0].item<double>();
         step_loss = host[2].item<double>();
-        // Not finite: the kernel skipped the update; the step is counted as skipped below.
-        if (!std::isfinite(grad_norm) || !std::isfinite(step_loss)) optimizer->set_steps_taken(optimizer->steps_taken() - 1);
+        // A NaN coefficient: the kernel skipped the update, so the step is undone here and counted as
+        // skipped below (the kernel's decision, whatever the host makes of the values it read).
+        device_skipped = std::isnan(host[1].item<float>());
+        if (device_skipped) optimizer->set_steps_taken(optimizer->steps_taken() - 1);
       }
       // gradients → fp32 masters
       if (mixed && !zero && !fused_mixed) {
@@ -1027,7 +1030,7 @@ int run_training(const TrainInvocation& inv) {
                     : fused_mixed ? train::grad_norm(model_grads)
                                   : clip_grad_norm(master_tensors, /*max_norm=*/0.0);
       const double clip_scale = zero ? 1.0 : clip_coefficient(grad_norm, cfg.train.grad_clip);
-      const bool finite = std::isfinite(grad_norm) && std::isfinite(step_loss);
+      const bool finite = norm_clip.defined() ? !device_skipped : std::isfinite(grad_norm) && std::isfinite(step_loss);
       if (!finite) {
         for (auto& m : master_tensors) m.mutable_grad() = torch::Tensor();
         if (fused_mixed) drop_model_grads();

@@ -26,22 +26,16 @@ struct AdamWLaunch {
 };
 static_assert(sizeof(AdamWLaunch) <= 4096, "AdamWLaunch must fit the classic 4 KB of kernel parameters");
 
-// Chunk c of a launch (chunk_end: the inclusive prefix sum of each tensor's chunks): which tensor it
-// falls in (binary search: the first whose chunk_end exceeds c), and its element range [begin, end)
-// there; numel(k) is tensor k's element count.
-template <typename Numel>
-__device__ __forceinline__ int locate_chunk(const int64_t* chunk_end, int count, int64_t c, int64_t& begin, int64_t& end,
-                                            Numel numel) {
+// Chunk c of a launch (chunk_end: the inclusive prefix sum of each tensor's chunks): the tensor it
+// falls in (binary search: the first whose chunk_end exceeds c), and its first element there.
+__device__ __forceinline__ int locate_chunk(const int64_t* chunk_end, int count, int64_t c, int64_t& begin) {
   int lo = 0, hi = count - 1;
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
     if (chunk_end[mid] > c) hi = mid;
     else lo = mid + 1;
   }
-  const int64_t first = lo == 0 ? 0 : chunk_end[lo - 1];
-  begin = (c - first) * kChunk;
-  const int64_t n = numel(lo);
-  end = begin + kChunk < n ? begin + kChunk : n;
+  begin = (c - (lo == 0 ? 0 : chunk_end[lo - 1])) * kChunk;
   return lo;
 }
 
@@ -82,9 +76,10 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
   }
   const int64_t chunks = L.chunk_end[L.count - 1];
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
-    int64_t begin, end;
-    const int lo = locate_chunk(L.chunk_end, L.count, c, begin, end, [&](int k) { return L.t[k].n; });
+    int64_t begin;
+    const int lo = locate_chunk(L.chunk_end, L.count, c, begin);
     const AdamWTensor& t = L.t[lo];
+    const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
     if (!L.vec[lo]) {
       for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) update_at(t, i, gs, L.h);
       continue;
@@ -142,9 +137,10 @@ __global__ void __launch_bounds__(kThreads) sumsq_kernel(const NormLaunch L, flo
   const int64_t chunks = L.chunk_end[L.count - 1];
   float acc = 0.f;
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
-    int64_t begin, end;
-    const int lo = locate_chunk(L.chunk_end, L.count, c, begin, end, [&](int k) { return L.t[k].n; });
+    int64_t begin;
+    const int lo = locate_chunk(L.chunk_end, L.count, c, begin);
     const NormTensor& t = L.t[lo];
+    const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
     const int per = t.bf16 ? 8 : 4;  // elements per 16-byte load
     if (!L.vec[lo]) {
       for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) acc += sq_at(t, i);

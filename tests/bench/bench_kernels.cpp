@@ -267,7 +267,7 @@ void bench_model(const Shape& s) {
         };
       }, /*with_memory=*/true);
     }
-    // Row chunks of other sizes than the default (at most 2^30 logits a chunk, equal chunks): more
+    // Row chunks of other sizes than the default (at most 2^29 logits a chunk, equal chunks): more
     // rows mean fewer passes over dW (accumulated in each chunk's product) and larger products, for a
     // larger logits buffer.
     for (int64_t chunk_rows : {int64_t{2048}, int64_t{4096}, int64_t{8192}}) {

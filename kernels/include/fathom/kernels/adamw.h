@@ -53,7 +53,8 @@ void grad_norm_clip(const NormTensor* tensors, int count, float* workspace, floa
 
 namespace ref {
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h);
-// Host pointers; `loss` may be null.
+// Host pointers; `loss` may be null. Sums in double throughout: where the kernel's fp32 partial sums
+// would overflow (|g| beyond ~1e19) the kernel reports a non-finite norm and the reference may not.
 void grad_norm_clip(const NormTensor* tensors, int count, float max_norm, const float* loss, float* out);
 }  // namespace ref
 
