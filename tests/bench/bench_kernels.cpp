@@ -10,7 +10,11 @@
 // per-expert loop, and a whole DeepSeekMoE layer (grouped GEMMs) against a product per expert.
 // Timing: CUDA events around `iters` calls after a warm-up, the median of `repeats` such samples. Prints a table, then one JSON line
 // per case ({"bench":"kernels",...}). Exits 77 without a CUDA device.
-// Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]
+// --ops PREFIX measures only the cases whose op name starts with PREFIX (set-up still runs); with
+// --profile TRACE each of them is then run 3 more times (fused path) under the step profiler
+// (engine/train/profile.h): its kernels by category and the top ones go to stderr, the Chrome trace
+// to TRACE.<op>.<pass>.json.
+// Usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b] [--ops PREFIX] [--profile TRACE]
 #include <torch/torch.h>
 
 #include <ATen/cuda/CUDAContext.h>
@@ -38,6 +42,7 @@
 #include "engine/ops/grouped_linear.h"
 #include "engine/ops/moe.h"
 #include "engine/ops/rmsnorm.h"
+#include "engine/train/profile.h"
 #include "engine/ops/rope.h"
 #include "engine/ops/swiglu.h"
 #include "engine/train/optimizer.h"
@@ -46,6 +51,23 @@ namespace ops = fathom::ops;
 
 namespace {
 int g_repeats = 15, g_iters = 10;
+std::string g_ops, g_profile;  // --ops PREFIX, --profile TRACE
+
+bool selected(const std::string& op) { return g_ops.empty() || op.rfind(g_ops, 0) == 0; }
+
+// --profile: the fused path of one case, 3 calls under the step profiler, summary to stderr.
+void profile_case(const std::string& model, const std::string& op, const std::string& pass, const std::function<void()>& f) {
+  if (g_profile.empty()) return;
+  f();
+  torch::cuda::synchronize();
+  fathom::train::StepProfiler prof(/*cuda=*/true);
+  for (int i = 0; i < 3; ++i) f();
+  torch::cuda::synchronize();
+  std::string tag = model + "." + op + "." + pass;
+  std::replace(tag.begin(), tag.end(), '+', '_');
+  const auto summary = prof.stop(g_profile + "." + tag + ".json", 3);
+  std::cerr << "profile of " << model << " " << op << " " << pass << " (per call):\n" << fathom::train::format_profile(summary);
+}
 
 // Median over repeats of the mean time of one call, in microseconds.
 double time_us(const std::function<void()>& f) {
@@ -98,6 +120,7 @@ std::vector<Result> g_results;
 // without host launch cost, as the decoder runs them), median of repeats of `iters` replays.
 void measure_graph(const Shape& s, const std::string& op, const std::string& shape, double bytes,
                    const std::function<std::function<void()>(bool fused)>& make) {
+  if (!selected(op)) return;
   double us[2];
   for (int fused = 1; fused >= 0; --fused) {
     ops::set_kernels_enabled(fused == 1);
@@ -192,10 +215,12 @@ void bench_decode(const Shape& s) {
 // Runs `make` (which builds the op's call for the given path) with the kernels on and off.
 void measure(const Shape& s, const std::string& op, const std::string& pass, const std::string& shape, double bytes,
              const std::function<std::function<void()>(bool fused)>& make, bool with_memory = false) {
+  if (!selected(op)) return;
   ops::set_kernels_enabled(true);
   auto f = make(true);
   const double fused = time_us(f);
   const double fused_peak = with_memory ? peak_bytes(f) : 0;
+  profile_case(s.model, op, pass, f);
   ops::set_kernels_enabled(false);
   auto c = make(false);
   const double comp = time_us(c);
@@ -519,8 +544,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) g_repeats = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) g_iters = std::max(1, std::atoi(argv[++i]));
     else if (!std::strcmp(argv[i], "--model") && i + 1 < argc) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--ops") && i + 1 < argc) g_ops = argv[++i];
+    else if (!std::strcmp(argv[i], "--profile") && i + 1 < argc) g_profile = argv[++i];
     else {
-      std::cerr << "usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b]\n";
+      std::cerr << "usage: bench_kernels [--repeats N] [--iters N] [--model gpt2-124m|llama-1b] [--ops PREFIX] [--profile TRACE]\n";
       return 2;
     }
   }
