@@ -53,6 +53,7 @@ tail -c 200000 /tmp/bk-tests.txt >"$out/tests.txt"
 # ---- 2. kernel benchmark ----------------------------------------------------------------------------
 if [ -z "${SKIP_BENCH:-}" ]; then
   # BENCH_ARGS: e.g. "--model llama-1b --ops linear_ce --profile /tmp/bkprof" (a profile of each case on stderr)
+  # shellcheck disable=SC2086  # BENCH_ARGS holds several arguments
   timeout 240 /tmp/bk/bin/bench_kernels --repeats 15 --iters 10 ${BENCH_ARGS:-} >"$out/bench.txt" 2>&1 || log "bench_kernels exit $?"
 else
   echo "(bench_kernels skipped: SKIP_BENCH)" >"$out/bench.txt"
