@@ -46,7 +46,9 @@ set(CPACK_COMPONENT_ENGINE_DESCRIPTION
 set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_NAME fathom)
 set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_SECTION science)
 # Qt loads its platform plugin (xcb, wayland, offscreen) at run time: no shared-library dependency shows it.
-set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_DEPENDS "fathom-engine (= ${PROJECT_VERSION}-1), qt6-qpa-plugins")
+# Likewise Qt Keychain loads libsecret (the Secret Service client) at run time; without it every
+# keychain call fails with "Unknown error" and SSH passwords cannot be remembered.
+set(CPACK_DEBIAN_UNSPECIFIED_PACKAGE_DEPENDS "fathom-engine (= ${PROJECT_VERSION}-1), qt6-qpa-plugins, libsecret-1-0")
 set(CPACK_COMPONENT_UNSPECIFIED_DESCRIPTION
     "Desktop workbench for training large language models\n Design run configs, launch the engine locally or on SSH hosts, watch live\n charts, manage checkpoints, fine-tune with LoRA and try models in a playground.")
 include(CPack)

@@ -16,7 +16,7 @@ packages=(
   qt6-base-dev qt6-base-dev-tools qt6-qpa-plugins qt6-svg-dev libqt6svg6 libqcustomplot-dev
   libssh-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev sqlite3
   libcli11-dev libzstd-dev libssl-dev libgtest-dev googletest
-  openssh-server openssh-client iproute2 qtkeychain-qt6-dev xvfb xauth fonts-dejavu-core fortunes procps
+  openssh-server openssh-client iproute2 qtkeychain-qt6-dev libsecret-1-0 xvfb xauth fonts-dejavu-core fortunes procps
   prometheus yamllint docker-compose shellcheck desktop-file-utils appstream python3-yaml
   clang libclang-rt-14-dev
 )

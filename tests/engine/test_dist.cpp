@@ -1,6 +1,6 @@
 // Data parallelism end to end: real fathom-engine processes as ranks over Gloo on 127.0.0.1
 // (torchrun-style environment). 2 ranks = 1 process with the same global batch (loss curve and
-// final weights within 1e-6, fp32); ZeRO-1 and ZeRO-2 = plain data parallelism; a checkpoint of 2
+// final weights within 5e-6, fp32: see kWeightTol); ZeRO-1 and ZeRO-2 = plain data parallelism; a checkpoint of 2
 // ranks resumes on 1 and on 3; a killed rank takes the others down with a message naming it; a
 // missing rank at rendezvous is named; a hung rank is named by the watchdog; bench comm runs.
 #include <gtest/gtest.h>
@@ -145,6 +145,13 @@ void expect_same_curve(const std::vector<double>& a, const std::vector<double>& 
 
 const std::vector<std::string> kSmallBuckets{"FATHOM_DIST_BUCKET_MB=0.05", "OMP_NUM_THREADS=1"};
 
+// Final weights of 2 ranks against 1 process (max abs difference). 1e-6 held on CI's machines; on an
+// AVX-512 Xeon the largest difference was 1.97e-6, in one up_proj element, with the same code: a
+// 12-row product and two 6-row ones sum in a different order in OpenBLAS's kernels there, and AdamW's
+// normalised update magnifies that where a gradient is near zero. Loss curves and optimizer state stay
+// within 1e-6.
+constexpr double kWeightTol = 5e-6;
+
 }  // namespace
 
 // 2 ranks × 6 rows = 1 process × 12 rows: the same loss curve and final weights. Small buckets
@@ -164,7 +171,7 @@ TEST(Dist, TwoRanksEqualOneProcessThenZero1AndZero2EqualPlainDataParallel) {
     ASSERT_EQ(codes, (std::vector<int>{0, 0})) << all_stderr(run, 2);
     expect_same_curve(losses(dir + "/one"), losses(run, 0), 1e-6);
     expect_same_curve(losses(run, 0), losses(run, 1), 0.0);  // every rank reports the global mean
-    expect_close(dir + "/one/checkpoints/step-8/model.safetensors", run + "/checkpoints/step-8/model.safetensors", 1e-6);
+    expect_close(dir + "/one/checkpoints/step-8/model.safetensors", run + "/checkpoints/step-8/model.safetensors", kWeightTol);
     expect_close(dir + "/one/checkpoints/step-8/optimizer.safetensors", run + "/checkpoints/step-8/optimizer.safetensors", 1e-6);
     auto recs = read_records(run + "/events.jsonl");
     // Every rank reports; communication is in the metric and system records.
@@ -207,13 +214,13 @@ TEST(Dist, CheckpointOfTwoRanksResumesOnOneAndOnThree) {
   const std::string ckpt = two + "/checkpoints/step-4";
 
   ASSERT_EQ(run_engine({"train", cfg, "--run-dir", dir + "/on1", "--no-stdout", "--resume", ckpt}, dir), 0) << read_text(dir + "/stderr.txt");
-  expect_close(dir + "/ref/checkpoints/step-8/model.safetensors", dir + "/on1/checkpoints/step-8/model.safetensors", 1e-6);
+  expect_close(dir + "/ref/checkpoints/step-8/model.safetensors", dir + "/on1/checkpoints/step-8/model.safetensors", kWeightTol);
 
   const std::string three = dir + "/on3";
   codes = run_ranks({"train", cfg, "--run-dir", three, "--no-stdout", "--resume", ckpt, "--set", micro(3), "--set", "optimizer.zero.stage=2"},
                     3, three, kSmallBuckets);
   ASSERT_EQ(codes, (std::vector<int>{0, 0, 0})) << all_stderr(three, 3);
-  expect_close(dir + "/ref/checkpoints/step-8/model.safetensors", three + "/checkpoints/step-8/model.safetensors", 1e-6);
+  expect_close(dir + "/ref/checkpoints/step-8/model.safetensors", three + "/checkpoints/step-8/model.safetensors", kWeightTol);
   expect_close(dir + "/ref/checkpoints/step-8/optimizer.safetensors", three + "/checkpoints/step-8/optimizer.safetensors", 1e-6);
   auto ref = losses(dir + "/ref");
   auto tail = losses(three, 2);
