@@ -1084,6 +1084,10 @@ int run_training(const TrainInvocation& inv) {
       st.tokens += tokens_per_step;
       interval_tokens += tokens_per_step;
       if (inv.bench && st.step == inv.bench_warmup_steps) {
+        // The clock starts once the warm-up steps' queued work has run (as the end waits for the timed
+        // steps' work, and as tests/bench/torch_reference_train.py times its steps): otherwise the
+        // last warm-up update, still running on the GPU, would count as timed.
+        if (device.is_cuda()) torch::cuda::synchronize(device.index());
         bench_t0 = Clock::now();
         bench_tokens = 0;
         if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
