@@ -185,7 +185,26 @@ nlohmann::json StepProfiler::stop(const std::string& trace_path, int64_t steps, 
     }
   }
   s["total_ms_per_step"] = total_us / 1e3 / static_cast<double>(steps);
-  if (cuda_) s["categories"] = ranked(by_category, total_us, steps, by_category.size(), "category");
+  if (cuda_) {
+    // Where the GPU sat idle: the span from the first device event to the last, less the time some
+    // event was running (the union of their intervals), split into short gaps (< 10 µs: one kernel
+    // launched behind another) and long ones (the GPU waiting for the host).
+    std::vector<std::pair<double, double>> spans;
+    for (const auto& e : result->events())
+      if (e.deviceType() == c10::DeviceType::CUDA) spans.emplace_back(start_us(e), start_us(e) + duration_us(e));
+    std::sort(spans.begin(), spans.end());
+    double idle_short = 0, idle_long = 0, end = spans.empty() ? 0.0 : spans.front().second;
+    for (size_t i = 1; i < spans.size(); ++i) {
+      const double gap = spans[i].first - end;
+      if (gap > 0) (gap < 10.0 ? idle_short : idle_long) += gap;
+      end = std::max(end, spans[i].second);
+    }
+    const double per_step = 1e3 * static_cast<double>(steps);
+    s["span_ms_per_step"] = spans.empty() ? 0.0 : (end - spans.front().first) / per_step;
+    s["idle_ms_per_step"] = (idle_short + idle_long) / per_step;
+    s["idle_long_gaps_ms_per_step"] = idle_long / per_step;
+    s["categories"] = ranked(by_category, total_us, steps, by_category.size(), "category");
+  }
   s["top"] = ranked(by_name, total_us, steps, static_cast<size_t>(std::max(1, top_n)), "name");
   return s;
 }
@@ -198,6 +217,11 @@ std::string format_profile(const nlohmann::json& s) {
                 static_cast<long long>(s.value("steps", int64_t{0})), s.value("total_ms_per_step", 0.0),
                 cuda ? "GPU" : "CPU operator (self)");
   o << line;
+  if (s.contains("idle_ms_per_step")) {
+    std::snprintf(line, sizeof line, "  GPU idle between its work: %.2f ms per step (%.2f ms in gaps of 10 µs or more), over a span of %.2f ms\n",
+                  s.value("idle_ms_per_step", 0.0), s.value("idle_long_gaps_ms_per_step", 0.0), s.value("span_ms_per_step", 0.0));
+    o << line;
+  }
   auto table = [&](const nlohmann::json& rows, const char* key, const char* title) {
     std::snprintf(line, sizeof line, "  %-72s %10s %8s %7s\n", title, "ms/step", "calls", "share");
     o << line;
