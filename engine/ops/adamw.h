@@ -43,6 +43,7 @@ void fused_adamw_mixed_step(const std::vector<torch::Tensor>& masters, const std
 // fp32 tensor on the same device, optional) is not finite. Applicable to contiguous fp32/bf16
 // tensors on one CUDA device with the kernels on; undefined gradients are skipped.
 bool grad_norm_clip_applicable(const std::vector<torch::Tensor>& grads);
+torch::Tensor grad_norm_clip(const std::vector<torch::Tensor>& grads, double max_norm, const torch::Tensor& loss = {});
 
 // A few device values read by the host without waiting for work queued after them: the constructor
 // queues their copy (into pinned memory) and an event on the current stream; get() waits for that
@@ -57,6 +58,5 @@ class HostRead {
   torch::Tensor host_;
   std::shared_ptr<void> event_;
 };
-torch::Tensor grad_norm_clip(const std::vector<torch::Tensor>& grads, double max_norm, const torch::Tensor& loss = {});
 
 }  // namespace fathom::ops

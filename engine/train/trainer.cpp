@@ -888,6 +888,10 @@ int run_training(const TrainInvocation& inv) {
     std::vector<torch::Tensor> model_weights;
     if (mixed && !fp16 && adamw_mixed_requested())
       for (auto& [name, p] : params) model_weights.push_back(p);
+    // Single-rank bf16 on CUDA with the one-pass AdamW: the norm, the clip coefficient and the
+    // finiteness test stay on the device and the host reads them once the update is queued (see the
+    // step below), so nothing waits between the backward pass and the optimizer.
+    const bool device_clip = device.is_cuda() && !grad_sync && !zero && optimizer && !model_weights.empty() && device_clip_requested();
 
     // Fault injection for tests: FATHOM_INJECT_NAN_FROM_STEP=N makes every step ≥ N non-finite.
     int64_t inject_nan_from = -1;
@@ -922,11 +926,6 @@ int run_training(const TrainInvocation& inv) {
       auto sync = [&] { if (timed && device.is_cuda()) torch::cuda::synchronize(device.index()); };
       comm->set_exact_timing(timed && device.is_cuda());
       if (grad_sync) grad_sync->begin_step();
-      // Single-rank bf16 on CUDA with the one-pass AdamW: the norm, the clip coefficient and the
-      // finiteness test stay on the device and the host reads them once the update is queued (see
-      // below), so nothing waits between the backward pass and the optimizer.
-      const bool device_clip =
-          device.is_cuda() && !grad_sync && !zero && optimizer && !model_weights.empty() && !fp16 && device_clip_requested();
       torch::Tensor loss_sum;
       torch::Tensor last_graph;  // device_clip: the last micro-batch's loss, its graph kept until the update is queued
       if (timed && device.is_cuda()) t_data = t_fwd = t_bwd = t_opt = t_sync = 0;

@@ -113,6 +113,27 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
 
+// Fills launch L (its t, vec, chunk_end and count) with the next non-empty tensors of
+// tensors[i, count), kMaxTensors at most, and moves i past every tensor it looked at: one index
+// across launches, so that empty tensors, skipped without taking a slot, never make a launch hand
+// its last tensors to the next one again. vectorisable(t): t takes the 16-byte path. Returns the
+// launch's chunks (0: nothing was left).
+template <typename Launch, typename Tensor, typename Vec>
+int64_t fill_launch(Launch& L, const Tensor* tensors, int count, int& i, Vec vectorisable) {
+  int64_t chunks = 0;
+  L.count = 0;
+  for (; i < count && L.count < kMaxTensors; ++i) {
+    const Tensor& t = tensors[i];
+    if (t.n <= 0) continue;
+    L.t[L.count] = t;
+    L.vec[L.count] = vectorisable(t);
+    chunks += ceil_div(t.n, kChunk);
+    L.chunk_end[L.count] = chunks;
+    ++L.count;
+  }
+  return chunks;
+}
+
 // ---- gradient norm and clip coefficient --------------------------------------------------------------
 
 // Blocks (and partial sums) per launch: enough to fill every multiprocessor (H200, session 10: 256
@@ -221,59 +242,30 @@ int64_t grad_norm_clip_workspace(int count) {
 
 void grad_norm_clip(const NormTensor* tensors, int count, float* workspace, float max_norm, const float* loss, float* out,
                     cudaStream_t stream) {
-  // Every launch writes its kNormPartials partials (zeros where it has no chunks), so the finish
-  // reads a fully written workspace of launches · kNormPartials floats.
+  // Each launch writes all its kNormPartials partials (zeros where it has no chunks), so the finish
+  // reads a fully written workspace of launches · kNormPartials floats (none: a norm of 0).
   int64_t launches = 0;
-  int i = 0;
-  do {
+  for (int i = 0; i < count;) {
     NormLaunch L{};
-    int64_t chunks = 0;
-    L.count = 0;
-    for (; i < count && L.count < kMaxTensors; ++i) {
-      const NormTensor& t = tensors[i];
-      if (t.n <= 0) continue;
-      L.t[L.count] = t;
-      L.vec[L.count] = aligned16(t.p);
-      chunks += ceil_div(t.n, kChunk);
-      L.chunk_end[L.count] = chunks;
-      ++L.count;
-    }
-    if (L.count == 0) {  // nothing (left): a zero partial block keeps the layout simple
-      if (launches == 0) {
-        cudaMemsetAsync(workspace, 0, kNormPartials * sizeof(float), stream);
-        ++launches;
-      }
-      break;
-    }
+    if (fill_launch(L, tensors, count, i, [](const NormTensor& t) { return aligned16(t.p); }) == 0) continue;
     sumsq_kernel<<<kNormPartials, kThreads, 0, stream>>>(L, workspace + launches * kNormPartials);
     check_launch("grad_norm_clip");
     ++launches;
-  } while (i < count);
+  }
   clip_finish_kernel<<<1, kThreads, 0, stream>>>(workspace, launches * kNormPartials, max_norm, loss, out);
   check_launch("grad_norm_clip finish");
 }
 
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h, cudaStream_t stream) {
   const int blocks_cap = sm_count() * 8;
-  // One index across launches: empty tensors are skipped without taking a slot, so a launch that
-  // skipped some must not hand its last tensors to the next launch again.
-  int i = 0;
-  while (i < count) {
+  for (int i = 0; i < count;) {
     AdamWLaunch L{};
     L.h = h;
-    int64_t chunks = 0;
-    L.count = 0;
-    for (; i < count && L.count < kMaxTensors; ++i) {
-      const AdamWTensor& t = tensors[i];
-      if (t.n <= 0) continue;
-      L.t[L.count] = t;
-      L.vec[L.count] = aligned16(t.p) && aligned16(t.m) && aligned16(t.v) &&
-                       (t.g_bf16 ? aligned8(t.g_bf16) && aligned8(t.model_bf16) : aligned16(t.g));
-      chunks += ceil_div(t.n, kChunk);
-      L.chunk_end[L.count] = chunks;
-      ++L.count;
-    }
-    if (L.count == 0) continue;
+    const int64_t chunks = fill_launch(L, tensors, count, i, [](const AdamWTensor& t) {
+      return aligned16(t.p) && aligned16(t.m) && aligned16(t.v) &&
+             (t.g_bf16 ? aligned8(t.g_bf16) && aligned8(t.model_bf16) : aligned16(t.g));
+    });
+    if (chunks == 0) continue;
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(chunks, blocks_cap));
     adamw_kernel<<<grid, kThreads, 0, stream>>>(L);
     check_launch("adamw_step");
