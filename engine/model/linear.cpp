@@ -5,9 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "engine/model/fp8.h"
 #include "engine/ops/int8_linear.h"
+#include "engine/ops/kernels.h"
+#include "engine/ops/shared_linear.h"
 
 namespace fathom::model {
 
@@ -84,6 +88,40 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
 std::optional<ops::DecodeWeight> LinearImpl::decode_weight() const {
   if (dynamic_ || bank_A.defined() || (has_lora() && !merged_)) return std::nullopt;
   return quantized() ? ops::DecodeWeight{weight_int8, weight_scale, bias} : ops::DecodeWeight{weight, {}, bias};
+}
+
+bool LinearImpl::plain_product_for(const torch::Tensor& x) const {
+  if (dynamic_ || quantized() || bank_A.defined() || (has_lora() && !merged_) || bias.defined() || !weight.defined()) return false;
+  if (fp8::enabled() && is_training() && fp8::applicable(x, weight)) return false;
+  if (x.is_cuda() && ops::decode_linear_fusable(x, {ops::DecodeWeight{weight, {}, bias}})) return false;
+  return true;
+}
+
+namespace {
+bool shared_input_requested() {  // FATHOM_SHARED_LINEAR=0: separate products (A/B measurements)
+  static const bool on = [] {
+    const char* e = std::getenv("FATHOM_SHARED_LINEAR");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+}  // namespace
+
+std::vector<torch::Tensor> forward_shared_input(const std::vector<LinearImpl*>& layers, const torch::Tensor& x) {
+  bool shared = x.is_cuda() && ops::kernels_enabled() && shared_input_requested() && torch::GradMode::is_enabled() && layers.size() > 1;
+  bool grads = x.requires_grad();
+  std::vector<torch::Tensor> weights;
+  for (const auto* l : layers) {
+    if (!shared) break;
+    shared = l->plain_product_for(x) && l->weight.scalar_type() == x.scalar_type();
+    grads = grads || l->weight.requires_grad();
+    weights.push_back(l->weight);
+  }
+  if (shared && grads) return ops::shared_input_linear(x, weights);
+  std::vector<torch::Tensor> out;
+  out.reserve(layers.size());
+  for (auto* l : layers) out.push_back(l->forward(x));
+  return out;
 }
 
 void LinearImpl::set_adapter_bank(torch::Tensor A, torch::Tensor B, torch::Tensor scale) {

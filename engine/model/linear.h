@@ -79,6 +79,10 @@ class LinearImpl : public torch::nn::Module {
   // unmerged adapter, an adapter bank, or dynamic int8.
   std::optional<ops::DecodeWeight> decode_weight() const;
 
+  // Whether forward(x) is exactly x · weightᵀ through LibTorch: no bias, adapter, adapter bank, int8
+  // base, FP8 product or decode kernel.
+  bool plain_product_for(const torch::Tensor& x) const;
+
   torch::Tensor weight, bias;                 // bias undefined without one
   torch::Tensor bank_A, bank_B, bank_scale;   // adapter bank (not parameters: never saved or trained)
   torch::Tensor weight_int8, weight_scale;    // quantised base
@@ -98,5 +102,10 @@ TORCH_MODULE(Linear);
 // w (rows, K) → int8 (rows, K) on w's device and one scale per row in w's dtype (absmax / 127), so
 // that w ≈ q · scale. Converted to fp32 a chunk of rows at a time: no fp32 copy of the whole matrix.
 std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w);
+
+// layers[i]->forward(x) for each layer. Training on CUDA with the kernels on, when every layer is a
+// plain product, through ops::shared_input_linear instead: one autograd node whose backward sums the
+// input gradients inside the products (engine/ops/shared_linear.h).
+std::vector<torch::Tensor> forward_shared_input(const std::vector<LinearImpl*>& layers, const torch::Tensor& x);
 
 }  // namespace fathom::model

@@ -140,8 +140,23 @@ bool sdpa_gqa() {
   return v < 0 ? from_env : v == 1;
 }
 
+namespace {
+// FATHOM_SDPA_CUDNN=0: SDPA without its cuDNN backend (then flash where it applies): A/B measurements.
+void apply_sdpa_backend_choice() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+  static const bool done = [] {
+    const char* e = std::getenv("FATHOM_SDPA_CUDNN");
+    if (e && std::string(e) == "0") at::globalContext().setSDPUseCuDNN(false);
+    return true;
+  }();
+  (void)done;
+#endif
+}
+}  // namespace
+
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t past,
                                const torch::Tensor& mask) {
+  apply_sdpa_backend_choice();
   const auto n_rep = q.size(1) / k.size(1);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
   if (n_rep > 1 && !mask.defined() && (past == 0 || q.size(2) == 1) && q.is_cuda() && q.size(-1) == v.size(-1) && sdpa_gqa())
@@ -258,9 +273,10 @@ torch::Tensor AttentionImpl::forward_decode(const torch::Tensor& x, const RopeTa
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout) {
   const auto B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, n_heads_, head_dim_}).transpose(1, 2);     // (B, H, T, hd)
-  auto k = k_proj(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);  // (B, Hkv, T, hd)
-  auto v = v_proj(x).view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);
+  const auto qkv = forward_shared_input({q_proj.get(), k_proj.get(), v_proj.get()}, x);
+  auto q = qkv[0].view({B, T, n_heads_, head_dim_}).transpose(1, 2);     // (B, H, T, hd)
+  auto k = qkv[1].view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);  // (B, Hkv, T, hd)
+  auto v = qkv[2].view({B, T, n_kv_heads_, head_dim_}).transpose(1, 2);
   q = layout.positions.defined() ? rope_apply_at(q, rope, layout.positions) : rope_apply(q, rope);
   k = layout.positions.defined() ? rope_apply_at(k, rope, layout.positions) : rope_apply(k, rope);
   torch::Tensor y;
@@ -297,7 +313,8 @@ std::optional<torch::Tensor> MlpImpl::fused_gate_up(const torch::Tensor& x) {
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   if (auto a = fused_gate_up(x)) return down_proj(*a);
-  return down_proj(ops::swiglu(gate_proj(x), up_proj(x)));
+  const auto gu = forward_shared_input({gate_proj.get(), up_proj.get()}, x);
+  return down_proj(ops::swiglu(gu[0], gu[1]));
 }
 
 torch::Tensor MlpImpl::forward_residual(const torch::Tensor& x, const torch::Tensor& h) {
@@ -318,13 +335,16 @@ BlockImpl::BlockImpl(const ModelArgs& a, int64_t layer) {
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(a.d_model, a.norm_eps));
 }
 
-std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward(const torch::Tensor& x, const RopeTables& rope,
-                                                          const SeqLayout& layout) {
-  auto a = input_layernorm(x);
-  // h = x + attention, f = norm(h): one fused pass on CUDA (engine/ops/rmsnorm.h).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> BlockImpl::forward(const torch::Tensor& h_in, const torch::Tensor& m_in,
+                                                                           const RopeTables& rope, const SeqLayout& layout) {
+  // x = h_in + m_in and a = norm(x) in one pass, as h = x + attention and f = norm(h) below.
+  torch::Tensor a, x;
+  if (m_in.defined()) std::tie(a, x) = input_layernorm->forward_add(h_in, m_in);
+  else std::tie(a, x) = std::make_pair(input_layernorm(h_in), h_in);
   auto [f, h] = post_attention_layernorm->forward_add(x, mla ? mla->forward(a, rope, layout) : self_attn->forward(a, rope, layout));
   torch::Tensor aux;
-  return {h + (moe ? moe->forward(f, &aux) : mlp(f)), aux};
+  auto m = moe ? moe->forward(f, &aux) : mlp(f);
+  return {h, m, aux};
 }
 
 torch::Tensor BlockImpl::forward_cached(const torch::Tensor& x, const RopeTables& rope,
@@ -478,29 +498,32 @@ int64_t TransformerImpl::quantize_head_for_decode() {
 torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* aux, const SeqLayout& layout) {
   TORCH_CHECK(idx.size(1) <= args_.max_seq_len, "sequence length ", idx.size(1), " exceeds model.max_seq_len ",
               args_.max_seq_len);
-  auto x = model->embed_tokens(idx);  // (B, T, C)
+  // The residual stream as h + m (BlockImpl::forward), m undefined before the first block.
+  torch::Tensor h = model->embed_tokens(idx), m;  // (B, T, C)
   const bool full_ckpt = args_.activation_checkpointing == "full" && is_training() && torch::GradMode::is_enabled();
   for (const auto& layer : *model->layers) {
     auto block = layer->as<BlockImpl>();
     torch::Tensor layer_aux;
     if (full_ckpt) {
-      // Keep only each block's input; recompute the block in backward. The MoE auxiliary loss is
-      // a second output so its gradient flows through the recomputation too.
+      // Keep only each block's input, one tensor (its output summed here, not h and m: half the
+      // memory kept); recompute the block in backward. The MoE auxiliary loss is a second output so
+      // its gradient flows through the recomputation too.
       const bool has_aux = block->moe != nullptr;
       auto out = checkpoint([block, has_aux, layout, this](const torch::autograd::variable_list& in) {
-            auto [y, a] = block->forward(in[0], rope_, layout);
-            torch::autograd::variable_list r{y};
+            auto [y, ym, a] = block->forward(in[0], torch::Tensor(), rope_, layout);
+            torch::autograd::variable_list r{y + ym};
             if (has_aux) r.push_back(a.defined() ? a : torch::zeros({}, y.options().dtype(torch::kFloat32)));
             return r;
-          }, {x});
-      x = out[0];
+          }, {m.defined() ? h + m : h});
+      h = out[0];
+      m = torch::Tensor();
       if (has_aux) layer_aux = out[1];
     } else {
-      std::tie(x, layer_aux) = block->forward(x, rope_, layout);
+      std::tie(h, m, layer_aux) = block->forward(h, m, rope_, layout);
     }
     if (aux && layer_aux.defined()) *aux = aux->defined() ? *aux + layer_aux : layer_aux;
   }
-  return model->norm(x);
+  return m.defined() ? model->norm->forward_add(h, m).first : model->norm(h);
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& idx) {

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <optional>
+#include <tuple>
 #include <string>
 #include <utility>
 #include <vector>
@@ -186,9 +187,13 @@ class MoeImpl;
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelArgs& args, int64_t layer);
-  // Returns the block output and, for an MoE block in training, its load-balancing loss
-  // (undefined otherwise).
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const RopeTables& rope, const SeqLayout& layout = {});
+  // The block on the residual stream x = h_in + m_in (m_in undefined: x = h_in), its own residual
+  // sum left to whatever normalises it next: returns (h, m, aux) with the block's output h + m, and
+  // for an MoE block in training its load-balancing loss (undefined otherwise). So every residual add
+  // runs inside an RMSNorm (engine/ops/rmsnorm.h's add_rmsnorm, one fused pass on CUDA, forward and
+  // backward) instead of as an add of its own and, in backward, a sum of the stream's two gradients.
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& h_in, const torch::Tensor& m_in,
+                                                                  const RopeTables& rope, const SeqLayout& layout = {});
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,
                                int64_t past);
   torch::Tensor forward_decode(const torch::Tensor& x, const RopeTables& rope, std::pair<torch::Tensor, torch::Tensor>& slot,

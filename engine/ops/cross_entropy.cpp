@@ -145,11 +145,20 @@ class LinearCrossEntropyRowsFn : public torch::autograd::Function<LinearCrossEnt
     return {loss.sum()};
   }
 
+  // The gradients made in the forward, scaled in place by the loss's gradient (read on the device: no
+  // host sync). In place, so a second backward through the same graph fails on the saved tensors'
+  // version check instead of scaling twice. (ATen's `dw * g` with a 0-dim device tensor ran a
+  // broadcasting kernel at ~1 TB/s: 1.4 ms a step at llama-1b, against ~0.4 ms here.)
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto sv = ctx->get_saved_variables();
-    const auto g = grads[0].to(torch::kFloat32);  // 0-dim, on the device: no host sync
-    return {sv[0].defined() ? sv[0] * g : torch::Tensor(), sv[1].defined() ? sv[1] * g : torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+    auto sv = ctx->get_saved_variables();
+    const auto g = grads[0].to(torch::kFloat32).reshape({1}).contiguous();
+    c10::cuda::CUDAGuard guard(g.device());
+    for (auto& t : sv) {
+      if (!t.defined()) continue;
+      kernels::ce_scale(*detail::kernel_dtype(t), t.data_ptr(), t.numel(), g.data_ptr<float>(), detail::stream());
+      t.unsafeGetTensorImpl()->bump_version();
+    }
+    return {sv[0], sv[1], torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 

@@ -3,6 +3,7 @@
 // (max, sum of exp) pair, and the block merges the pairs; the backward is elementwise per row.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "device_util.cuh"
 #include "fathom/kernels/cross_entropy.h"
@@ -111,6 +112,23 @@ ce_backward_kernel(const T* logits, int64_t ld, T* dlogits, int64_t ld_out, int 
   }
 }
 
+// x *= *scale: 16-byte packs over [0, packs·N), then the elements after them one at a time.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+ce_scale_kernel(T* __restrict__ x, int64_t packs, int64_t n, const float* __restrict__ scale) {
+  constexpr int N = Pack<T>::N;
+  const float g = *scale;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t p = first; p < packs; p += stride) {
+    Pack<T> v = load_pack(x, p);
+#pragma unroll
+    for (int j = 0; j < N; ++j) v.v[j] = from_f32<T>(to_f32(v.v[j]) * g);
+    store_pack(x, p, v);
+  }
+  for (int64_t i = packs * N + first; i < n; i += stride) x[i] = from_f32<T>(to_f32(x[i]) * g);
+}
+
 }  // namespace
 
 bool ce_chunk_supported(DType dt, int64_t Vc, int64_t ld) {
@@ -156,6 +174,15 @@ void ce_chunk_backward(DType dt, const void* logits, int64_t ld, void* dlogits, 
                                                          static_cast<int>(Vc), v0, rows, targets, ignore_index, lse, scale);
   });
   check_launch("ce_chunk_backward");
+}
+
+void ce_scale(DType dt, void* x, int64_t n, const float* scale, cudaStream_t stream) {
+  if (n <= 0) return;
+  const int64_t N = 16 / static_cast<int64_t>(dtype_size(dt));
+  const int64_t packs = reinterpret_cast<uintptr_t>(x) % 16 == 0 ? n / N : 0;
+  const unsigned grid = elementwise_grid(n, dt, kThreads, 8);
+  FATHOM_DISPATCH_DTYPE(dt, { ce_scale_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<T*>(x), packs, n, scale); });
+  check_launch("ce_scale");
 }
 
 }  // namespace fathom::kernels

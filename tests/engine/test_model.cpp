@@ -6,6 +6,7 @@
 #include <set>
 
 #include "engine/model/transformer.h"
+#include "engine/ops/shared_linear.h"
 
 using fathom::model::ModelArgs;
 using fathom::model::Transformer;
@@ -103,4 +104,42 @@ TEST(Transformer, InitialLossNearUniform) {
   auto tgt = torch::randint(0, 97, {4, 16}, torch::kInt64);
   const double loss = net->loss(idx, tgt).item<double>();
   EXPECT_NEAR(loss, std::log(97.0), 0.3);  // small init → near-uniform predictions
+}
+
+// q/k/v-style products of one input as one autograd node (engine/ops/shared_linear.h; the model uses
+// it on CUDA): outputs and every gradient as separate linears give them, also when one output's
+// gradient never arrives (no gradient for its weight then, as with a separate linear).
+TEST(SharedInputLinear, MatchesSeparateLinears) {
+  namespace ops = fathom::ops;
+  torch::manual_seed(3);
+  const auto f64 = torch::kFloat64;
+  auto x0 = torch::randn({2, 5, 16}, f64);
+  const std::vector<torch::Tensor> w0{torch::randn({8, 16}, f64), torch::randn({4, 16}, f64), torch::randn({4, 16}, f64)};
+  for (bool use_last : {true, false}) {
+    auto run = [&](bool shared) {
+      auto x = x0.clone().requires_grad_(true);
+      std::vector<torch::Tensor> ws;
+      for (const auto& w : w0) ws.push_back(w.clone().requires_grad_(true));
+      auto ys = shared ? ops::shared_input_linear(x, ws) : ops::composite::shared_input_linear(x, ws);
+      auto loss = (ys[0] * ys[0]).sum() + (ys[1] * 0.5).sum();
+      if (use_last) loss = loss + ys[2].pow(3).sum();
+      loss.backward();
+      std::vector<torch::Tensor> out(ys.begin(), ys.end());
+      out.push_back(x.grad());
+      for (const auto& w : ws) out.push_back(w.grad());
+      return out;
+    };
+    const auto shared = run(true), separate = run(false);
+    ASSERT_EQ(shared.size(), separate.size());
+    for (size_t i = 0; i < shared.size(); ++i) {
+      SCOPED_TRACE("use_last " + std::to_string(use_last) + " tensor " + std::to_string(i));
+      ASSERT_EQ(shared[i].defined(), separate[i].defined());
+      if (shared[i].defined()) {
+        EXPECT_TRUE(torch::allclose(shared[i], separate[i], 1e-12, 1e-12));
+      }
+    }
+    EXPECT_EQ(shared.back().defined(), use_last);  // W_2's gradient only when y_2 was used
+  }
+  // A weight that does not fit the input: a clear error.
+  EXPECT_THROW(ops::shared_input_linear(x0, {torch::randn({4, 15}, f64)}), c10::Error);
 }

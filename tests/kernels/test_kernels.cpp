@@ -259,6 +259,28 @@ TEST(CrossEntropyKernel, MatchesReference) {
   }
 }
 
+// ce_scale: x *= s in place, one fp32 multiply and one rounding per element: exactly what ATen's
+// x.float() * s rounded back gives. Sizes with a tail after the 16-byte packs, and a start that is
+// not 16-byte aligned (the element-at-a-time path).
+TEST(CrossEntropyKernel, ScaleInPlaceMatchesTheComposite) {
+  torch::manual_seed(18);
+  for (const auto& kind : kKinds) {
+    for (int64_t n : {1, 7, 4099, 1 << 20}) {
+      for (int64_t offset : {0, 1}) {
+        SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " n " + std::to_string(n) + " offset " + std::to_string(offset));
+        auto base = rnd({n + offset}, kind.st, 3.0);
+        auto x = base.narrow(0, offset, n);
+        auto before = base.narrow(0, 0, offset).clone();  // (untouched)
+        auto want = (x.to(torch::kFloat32) * 0.3125f).to(kind.st);
+        auto s = torch::full({1}, 0.3125, torch::TensorOptions().dtype(torch::kFloat32).device(kCuda));
+        k::ce_scale(kind.dt, x.data_ptr(), n, s.data_ptr<float>(), stream());
+        EXPECT_TRUE(torch::equal(x, want));
+        EXPECT_TRUE(torch::equal(base.narrow(0, 0, offset), before));
+      }
+    }
+  }
+}
+
 TEST(Int8GemvKernel, MatchesReference) {
   torch::manual_seed(10);
   const int64_t N = 300, K = 2048;

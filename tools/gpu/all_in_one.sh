@@ -6,7 +6,8 @@
 #   fp8      tools/gpu/fp8_check.sh
 #   compile  tools/gpu/train_vs_compile.sh (PROFILE=1)
 #   build    only the engine (Release, CUDA kernels, in /tmp/bk like kernels; ~1 minute on 16 cores)
-#   trace    `bench train --profile` of llama-1b (TRACE_PRESET), its Chrome trace gzipped into $OUT
+#   trace    `bench train --profile` of llama-1b (TRACE_PRESET), its Chrome trace gzipped into $OUT, and
+#            the GPU's longest idle gaps in it (tools/gpu/trace_gaps.py)
 #   engine   the stripped, gzipped engine split into $OUT/engine.gz.NN, to carry into a later call as
 #            .device-bin/ (a cold machine then needs no rebuild: ENGINE=.device-bin/fathom-engine)
 # Results: $OUT/summary.txt (each stage's console output) and $OUT/results.tgz (every stage's files).
@@ -44,6 +45,7 @@ for s in ${STAGES:-kernels infer}; do
                --set train.gradient_accumulation_steps=1 --run-dir "/tmp/aio-$p-prof" --profile "/tmp/aio-$p.trace.json" \
                >/dev/null 2>"$res/$p-profile.log"
              sed -n '/^profile over/,$p' "$res/$p-profile.log" | head -12 | tee -a "$out/summary.txt"
+             python3 "$here/tools/gpu/trace_gaps.py" "/tmp/aio-$p.trace.json" 2>&1 | tee "$res/$p-gaps.txt" | tee -a "$out/summary.txt"
              gzip -c "/tmp/aio-$p.trace.json" >"$out/$p.trace.json.gz"; say "trace: $(du -h "$out/$p.trace.json.gz" | cut -f1)" ;;
     infer)   stage infer env ${INFER_ENV:-} ENGINE="${ENGINE:?no engine}" bash "$here/tools/gpu/bench_infer.sh" "$res/infer" ;;
     fp8)     stage fp8 env ${FP8_ENV:-} ENGINE="${ENGINE:?no engine}" bash "$here/tools/gpu/fp8_check.sh" "$res/fp8" ;;

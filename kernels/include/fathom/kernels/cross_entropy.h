@@ -24,6 +24,10 @@ void ce_finish(int64_t rows, const int64_t* targets, int64_t ignore_index, const
 void ce_chunk_backward(DType dt, const void* logits, int64_t ld, void* dlogits, int64_t ld_out, int64_t rows, int64_t Vc,
                        int64_t v0, const int64_t* targets, int64_t ignore_index, const float* lse, const float* scale,
                        cudaStream_t stream);
+// x[0:n) *= *scale in place (x of element type dt, scale one fp32 value on the device): the row-chunked
+// linear + cross-entropy makes its gradients in the forward for a unit loss gradient, and applies the
+// real one here, in one vectorised pass (any alignment; 16-byte packs where x is 16-byte aligned).
+void ce_scale(DType dt, void* x, int64_t n, const float* scale, cudaStream_t stream);
 
 namespace ref {
 // Whole rows at once: logits (rows, V) fp32 → lse, loss (0 on ignored rows) and dlogits for scale.
