@@ -920,9 +920,10 @@ int run_training(const TrainInvocation& inv) {
       const auto step_t0 = Clock::now();
       const double lr = schedule.at(st.step);
       // The data/forward/backward/optimizer split needs device syncs on CUDA: take it only on the
-      // steps that are logged, so the others run without host round trips.
+      // steps that are logged, so the others run without host round trips (and never in `bench train`,
+      // whose clock would count the GPU idling at those syncs).
       const int64_t log_every = std::max<int64_t>(1, cfg.train.log_interval);
-      const bool timed = !device.is_cuda() || (st.step + 1) % log_every == 0 || st.step + 1 == cfg.train.max_steps;
+      const bool timed = !device.is_cuda() || (!inv.bench && ((st.step + 1) % log_every == 0 || st.step + 1 == cfg.train.max_steps));
       auto sync = [&] { if (timed && device.is_cuda()) torch::cuda::synchronize(device.index()); };
       comm->set_exact_timing(timed && device.is_cuda());
       if (grad_sync) grad_sync->begin_step();

@@ -13,6 +13,7 @@ namespace {
 using namespace detail;
 
 constexpr int kThreads = 256;
+constexpr int kUnroll = 4;  // 16-byte packs a thread loads before using the first (chunk kernels)
 
 // (m, s) pairs: s is a sum of exp(z − m). Merging rescales to the larger max.
 __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
@@ -30,15 +31,23 @@ ce_forward_kernel(const T* __restrict__ logits, int64_t ld, int Vc, int64_t v0, 
   const int64_t row = blockIdx.x;
   const T* z = logits + row * ld;
   float m = -INFINITY, s = 0.f;
-  for (int p = threadIdx.x; p < Vc / N; p += blockDim.x) {
-    const Pack<T> v = load_pack(z, p);
-    float pm = -INFINITY;
+  const int packs = Vc / N;
+  for (int p0 = threadIdx.x; p0 < packs; p0 += blockDim.x * kUnroll) {
+    Pack<T> v[kUnroll];  // kUnroll loads in flight before any is used
 #pragma unroll
-    for (int j = 0; j < N; ++j) pm = fmaxf(pm, to_f32(v.v[j]));
-    float ps = 0.f;
+    for (int u = 0; u < kUnroll; ++u)
+      if (p0 + u * static_cast<int>(blockDim.x) < packs) v[u] = load_pack(z, p0 + u * static_cast<int>(blockDim.x));
 #pragma unroll
-    for (int j = 0; j < N; ++j) ps += __expf(to_f32(v.v[j]) - pm);
-    merge(m, s, pm, ps);
+    for (int u = 0; u < kUnroll; ++u) {
+      if (p0 + u * static_cast<int>(blockDim.x) >= packs) continue;
+      float pm = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < N; ++j) pm = fmaxf(pm, to_f32(v[u].v[j]));
+      float ps = 0.f;
+#pragma unroll
+      for (int j = 0; j < N; ++j) ps += __expf(to_f32(v[u].v[j]) - pm);
+      merge(m, s, pm, ps);
+    }
   }
   // Block merge: warps by shuffles, then warp 0 over the warps' results.
 #pragma unroll
@@ -98,16 +107,25 @@ ce_backward_kernel(const T* logits, int64_t ld, T* dlogits, int64_t ld_out, int 
     const float l = lse[row];
     const T* z = logits + row * ld;
     T* d = dlogits + row * ld_out;
-    for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < Vc / N; p += gridDim.x * blockDim.x) {
-      const Pack<T> v = load_pack(z, p);
-      Pack<T> out;
+    const int packs = Vc / N, stride = static_cast<int>(gridDim.x * blockDim.x);
+    for (int p0 = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); p0 < packs; p0 += stride * kUnroll) {
+      Pack<T> v[kUnroll];  // all loads first (in place: each thread reads, then writes, its own packs)
 #pragma unroll
-      for (int j = 0; j < N; ++j) {
-        const int64_t col = v0 + static_cast<int64_t>(p) * N + j;
-        const float prob = __expf(to_f32(v.v[j]) - l);
-        out.v[j] = from_f32<T>(ignored ? 0.f : (prob - (col == target ? 1.f : 0.f)) * g);
+      for (int u = 0; u < kUnroll; ++u)
+        if (p0 + u * stride < packs) v[u] = load_pack(z, p0 + u * stride);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int p = p0 + u * stride;
+        if (p >= packs) continue;
+        Pack<T> out;
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+          const int64_t col = v0 + static_cast<int64_t>(p) * N + j;
+          const float prob = __expf(to_f32(v[u].v[j]) - l);
+          out.v[j] = from_f32<T>(ignored ? 0.f : (prob - (col == target ? 1.f : 0.f)) * g);
+        }
+        store_pack(d, p, out);
       }
-      store_pack(d, p, out);
     }
   }
 }
@@ -167,7 +185,8 @@ void ce_chunk_backward(DType dt, const void* logits, int64_t ld, void* dlogits, 
     throw std::invalid_argument("ce_chunk_backward: unsupported chunk width");
   if (rows <= 0) return;
   const int64_t packs = Vc / (16 / static_cast<int64_t>(dtype_size(dt)));
-  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(ceil_div(packs, kThreads), 64)),
+  // Blocks across a row: each thread ~kUnroll packs (tiny blocks cost more to schedule than they move).
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(ceil_div(packs, kThreads * kUnroll), 64)),
                   static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
   FATHOM_DISPATCH_DTYPE(dt, {
     ce_backward_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(logits), ld, static_cast<T*>(dlogits), ld_out,

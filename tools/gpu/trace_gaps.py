@@ -23,8 +23,12 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
     ev = load(a.trace)
-    dev = sorted((e for e in ev if e.get("pid") == 1), key=lambda e: e["ts"])
-    cpu = sorted((e for e in ev if e.get("pid") == 0), key=lambda e: e["ts"])
+    # Kineto's Chrome trace: device work is "kernel", "gpu_memset" and "gpu_memcpy" events; the host's
+    # are "cpu_op" (ATen ops) and "cuda_runtime"/"cuda_driver" (API calls); only complete ("X") events.
+    def of(cats):
+        return sorted((e for e in ev if e.get("ph") == "X" and e.get("cat") in cats and "dur" in e), key=lambda e: e["ts"])
+    dev = of(("kernel", "gpu_memset", "gpu_memcpy"))
+    cpu = of(("cpu_op", "cuda_runtime", "cuda_driver"))
     if not dev:
         print("no device events")
         return
