@@ -1,6 +1,9 @@
 // The fused-kernel switch (see kernels.h).
 #include "engine/ops/kernels.h"
 
+#include <ATen/Context.h>
+#include <torch/version.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -32,5 +35,15 @@ bool kernels_enabled() {
 }
 
 void set_kernels_enabled(std::optional<bool> on) { g_forced.store(on ? (*on ? 1 : 0) : -1, std::memory_order_relaxed); }
+
+bool prefer_cublaslt() {
+#if defined(FATHOM_HAVE_CUDA) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3))
+  if (std::getenv("TORCH_BLAS_PREFER_CUBLASLT") != nullptr) return false;  // the user's choice stands
+  at::globalContext().setBlasPreferredBackend(at::BlasBackend::Cublaslt);
+  return true;
+#else
+  return false;
+#endif
+}
 
 }  // namespace fathom::ops

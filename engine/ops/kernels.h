@@ -13,4 +13,10 @@ bool kernels_enabled();
 // Forces the switch for this process (A/B benchmarks, tests); std::nullopt: back to the environment.
 void set_kernels_enabled(std::optional<bool> on);
 
+// CUDA training: LibTorch's products through cuBLASLt rather than cuBLAS (+0.65% tokens/s on llama-1b,
+// H200, tools/gpu/check_kernels.sh AB_VARS="TORCH_BLAS_PREFER_CUBLASLT=1"). Leaves LibTorch's choice
+// where the environment sets TORCH_BLAS_PREFER_CUBLASLT, and in builds without CUDA kernels or with a
+// LibTorch before 2.3. Returns whether it changed the preference.
+bool prefer_cublaslt();
+
 }  // namespace fathom::ops

@@ -45,6 +45,7 @@
 #include "engine/model/moe.h"
 #include "engine/model/transformer.h"
 #include "engine/ops/adamw.h"
+#include "engine/ops/kernels.h"
 #include "engine/protocol/emitter.h"
 #include "engine/protocol/control.h"
 #include "engine/protocol/payloads.h"
@@ -401,6 +402,7 @@ int run_training(const TrainInvocation& inv) {
       at::globalContext().setBenchmarkCuDNN(false);
     }
     const torch::Device device = pick_device(cfg.run.device, cfg.distributed.gpu_ids);
+    if (device.is_cuda() && !cfg.train.deterministic) ops::prefer_cublaslt();
     // On CPU, LibTorch's OpenMP workers spin and steal the cores OpenBLAS's own threads use for
     // the matmuls: measured on 2 cores (demo preset), 1 intra-op thread gave ~2,000 tok/s and 2
     // gave ~300. So "auto" means one intra-op thread and OpenBLAS threading for the GEMMs.
