@@ -223,9 +223,11 @@ TEST(RopeKernel, MatchesReference) {
 
 TEST(CrossEntropyKernel, MatchesReference) {
   torch::manual_seed(8);
-  const int64_t rows = 37, V = 1000, chunk = 256;  // chunks 256, 256, 256, 232
+  const int64_t V = 1000, chunk = 256;  // chunks 256, 256, 256, 232
+  // 3,000 rows: more than one wave of the backward's blocks, which then each take several rows.
+  for (const int64_t rows : {int64_t{37}, int64_t{3000}})
   for (const auto& kind : kKinds) {
-    SCOPED_TRACE(k::dtype_name(kind.dt));
+    SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " rows " + std::to_string(rows));
     auto logits = rnd({rows, V}, kind.st, 3.0);
     auto targets = torch::randint(0, V, {rows}, torch::kInt64);
     targets.index_put_({torch::arange(0, rows, 5)}, -100);  // every fifth row ignored
