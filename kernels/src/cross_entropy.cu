@@ -185,15 +185,11 @@ void ce_chunk_backward(DType dt, const void* logits, int64_t ld, void* dlogits, 
     throw std::invalid_argument("ce_chunk_backward: unsupported chunk width");
   if (rows <= 0) return;
   const int64_t packs = Vc / (16 / static_cast<int64_t>(dtype_size(dt)));
-  // Blocks across a row: each thread ~kUnroll packs a row. Down the rows: one wave of resident blocks,
-  // each taking every gridDim.y-th row, rather than a block per (row, slice): at llama-1b's 2,048-row
-  // chunks that was ~39K blocks of 16 KB each a launch, and the kernel moved ~1.9 TB/s where ce_scale's
-  // grid-stride loop moves ~4 TB/s.
-  const int64_t gx = std::min<int64_t>(ceil_div(packs, kThreads * kUnroll), 64);
+  // Blocks across a row: each thread ~kUnroll packs. (Measured at the bf16 logits' bandwidth either way:
+  // ~3.6 TB/s read + write, sessions 10 and 11.)
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(ceil_div(packs, kThreads * kUnroll), 64)),
+                  static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
   FATHOM_DISPATCH_DTYPE(dt, {
-    const int64_t wave = static_cast<int64_t>(sm_count()) * blocks_per_sm<ce_backward_kernel<T>>(kThreads);
-    const int64_t gy = std::min<int64_t>({rows, 65535, std::max<int64_t>(1, wave / gx)});
-    const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
     ce_backward_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(logits), ld, static_cast<T*>(dlogits), ld_out,
                                                          static_cast<int>(Vc), v0, rows, targets, ignore_index, lse, scale);
   });
