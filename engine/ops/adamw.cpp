@@ -3,7 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <optional>
+#include <string>
 
 #include "engine/ops/kernels.h"
 
@@ -28,6 +30,11 @@ kernels::AdamWHyper hyper(const AdamWStep& s, double grad_scale) {
   h.step_size = static_cast<float>(s.step_size);
   h.bias_correction2_sqrt = static_cast<float>(s.bias_correction2_sqrt);
   h.grad_scale = static_cast<float>(grad_scale);
+  static const bool streaming = [] {
+    const char* e = std::getenv("FATHOM_ADAMW_STREAMING");
+    return e && std::string(e) == "1";
+  }();
+  h.streaming = streaming;
   return h;
 }
 

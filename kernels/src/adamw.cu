@@ -55,9 +55,23 @@ __device__ __forceinline__ uint16_t f32_bf16_bits(float f) { return __bfloat16_a
 __device__ __forceinline__ float grad_at(const AdamWTensor& t, int64_t j) {
   return t.g_bf16 ? bf16_bits_f32(t.g_bf16[j]) : t.g[j];
 }
+// Vector loads and stores, with evict-first ("streaming") cache hints when S: every byte the update
+// touches is touched once, so nothing it caches is reused (AdamWHyper::streaming).
+template <bool S, typename V>
+__device__ __forceinline__ V load_v(const V* p) {
+  if constexpr (S) return __ldcs(p);
+  else return *p;
+}
+template <bool S, typename V>
+__device__ __forceinline__ void store_v(V* p, const V& v) {
+  if constexpr (S) __stcs(p, v);
+  else *p = v;
+}
+
+template <bool S>
 __device__ __forceinline__ float4 grad4_at(const AdamWTensor& t, int64_t i) {
-  if (!t.g_bf16) return *reinterpret_cast<const float4*>(t.g + i);
-  const uint2 b = *reinterpret_cast<const uint2*>(t.g_bf16 + i);
+  if (!t.g_bf16) return load_v<S>(reinterpret_cast<const float4*>(t.g + i));
+  const uint2 b = load_v<S>(reinterpret_cast<const uint2*>(t.g_bf16 + i));
   return make_float4(bf16_bits_f32(b.x & 0xffffu), bf16_bits_f32(b.x >> 16), bf16_bits_f32(b.y & 0xffffu),
                      bf16_bits_f32(b.y >> 16));
 }
@@ -68,6 +82,7 @@ __device__ __forceinline__ void update_at(const AdamWTensor& t, int64_t j, float
   if (t.model_bf16) t.model_bf16[j] = f32_bf16_bits(t.p[j]);
 }
 
+template <bool S>
 __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
   float gs = L.h.grad_scale;
   if (L.h.grad_scale_dev) {
@@ -89,22 +104,22 @@ __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWLaunch L) {
         for (int64_t j = i; j < end; ++j) update_at(t, j, gs, L.h);
         continue;
       }
-      float4 p = *reinterpret_cast<float4*>(t.p + i);
-      const float4 g = grad4_at(t, i);
-      float4 m = *reinterpret_cast<float4*>(t.m + i);
-      float4 v = *reinterpret_cast<float4*>(t.v + i);
+      float4 p = load_v<S>(reinterpret_cast<const float4*>(t.p + i));
+      const float4 g = grad4_at<S>(t, i);
+      float4 m = load_v<S>(reinterpret_cast<const float4*>(t.m + i));
+      float4 v = load_v<S>(reinterpret_cast<const float4*>(t.v + i));
       update(p.x, g.x * gs, m.x, v.x, t.decay, L.h);
       update(p.y, g.y * gs, m.y, v.y, t.decay, L.h);
       update(p.z, g.z * gs, m.z, v.z, t.decay, L.h);
       update(p.w, g.w * gs, m.w, v.w, t.decay, L.h);
-      *reinterpret_cast<float4*>(t.p + i) = p;
-      *reinterpret_cast<float4*>(t.m + i) = m;
-      *reinterpret_cast<float4*>(t.v + i) = v;
+      store_v<S>(reinterpret_cast<float4*>(t.p + i), p);
+      store_v<S>(reinterpret_cast<float4*>(t.m + i), m);
+      store_v<S>(reinterpret_cast<float4*>(t.v + i), v);
       if (t.model_bf16) {
         uint2 out;
         out.x = static_cast<uint32_t>(f32_bf16_bits(p.x)) | (static_cast<uint32_t>(f32_bf16_bits(p.y)) << 16);
         out.y = static_cast<uint32_t>(f32_bf16_bits(p.z)) | (static_cast<uint32_t>(f32_bf16_bits(p.w)) << 16);
-        *reinterpret_cast<uint2*>(t.model_bf16 + i) = out;
+        store_v<S>(reinterpret_cast<uint2*>(t.model_bf16 + i), out);
       }
     }
   }
@@ -267,7 +282,8 @@ void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h, cuda
     });
     if (chunks == 0) continue;
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(chunks, blocks_cap));
-    adamw_kernel<<<grid, kThreads, 0, stream>>>(L);
+    if (h.streaming) adamw_kernel<true><<<grid, kThreads, 0, stream>>>(L);
+    else adamw_kernel<false><<<grid, kThreads, 0, stream>>>(L);
     check_launch("adamw_step");
   }
 }

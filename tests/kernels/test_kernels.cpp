@@ -536,6 +536,56 @@ TEST(AdamWKernel, MatchesReference) {
   EXPECT_EQ(big[0].item<float>(), 0.f) << "the element before the misaligned view";
 }
 
+// AdamWHyper::streaming only changes cache hints: from one state, both variants write the same bits,
+// fp32 and mixed-precision tensors alike (16-byte path and tail).
+TEST(AdamWKernel, StreamingHintsGiveTheSameBits) {
+  torch::manual_seed(19);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(kCuda);
+  const std::vector<int64_t> sizes = {4099, 70001, 13};
+  struct State { std::vector<torch::Tensor> p, g, m, v, gb, wb; };
+  State init;
+  for (int64_t n : sizes) {
+    init.p.push_back(torch::randn({n}, f32));
+    init.g.push_back(torch::randn({n}, f32) * 0.1);
+    init.m.push_back(torch::randn({n}, f32) * 0.01);
+    init.v.push_back(torch::rand({n}, f32) * 0.01);
+    init.gb.push_back(init.g.back().to(torch::kBFloat16));
+    init.wb.push_back(init.p.back().to(torch::kBFloat16));
+  }
+  auto clones = [](const std::vector<torch::Tensor>& ts) {
+    std::vector<torch::Tensor> out;
+    for (const auto& t : ts) out.push_back(t.clone());
+    return out;
+  };
+  auto run = [&](bool streaming) {
+    State s{clones(init.p), clones(init.g), clones(init.m), clones(init.v), clones(init.gb), clones(init.wb)};
+    std::vector<k::AdamWTensor> ts;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      k::AdamWTensor t{s.p[i].data_ptr<float>(), s.g[i].data_ptr<float>(), s.m[i].data_ptr<float>(), s.v[i].data_ptr<float>(),
+                       sizes[i], i % 2 == 0};
+      if (i == 1) {  // mixed precision: bf16 gradient in, bf16 model copy out
+        t.g_bf16 = static_cast<const uint16_t*>(s.gb[i].data_ptr());
+        t.model_bf16 = static_cast<uint16_t*>(s.wb[i].data_ptr());
+      }
+      ts.push_back(t);
+    }
+    k::AdamWHyper h;
+    h.lr = 1e-3f; h.weight_decay = 0.1f; h.step_size = 1e-2f; h.bias_correction2_sqrt = 0.2f; h.grad_scale = 0.5f;
+    h.streaming = streaming;
+    k::adamw_step(ts.data(), static_cast<int>(ts.size()), h, stream());
+    return s;
+  };
+  const auto plain = run(false), streamed = run(true);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i));
+    EXPECT_FALSE(torch::equal(plain.p[i], init.p[i]));  // (the update ran)
+    EXPECT_TRUE(torch::equal(plain.p[i], streamed.p[i]));
+    EXPECT_TRUE(torch::equal(plain.m[i], streamed.m[i]));
+    EXPECT_TRUE(torch::equal(plain.v[i], streamed.v[i]));
+    EXPECT_TRUE(torch::equal(plain.wb[i], streamed.wb[i]));
+  }
+}
+
 // The gradient norm and clip coefficient on the device (kernels::grad_norm_clip) against the naive
 // reference: fp32 and bf16 tensors, every load path (16-byte, tail, a misaligned view), an empty
 // tensor and more than 48 tensors (several launches); then the coefficient's rules: max_norm ≤ 0

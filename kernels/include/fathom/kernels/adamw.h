@@ -32,6 +32,9 @@ struct AdamWHyper {
   // coefficient, so no host round trip comes between the backward pass and the update), and a
   // non-finite value there skips the whole update: nothing is written.
   const float* grad_scale_dev = nullptr;
+  // Loads and stores with evict-first cache hints (__ldcs/__stcs): the same arithmetic, the same bits.
+  // Off by default; FATHOM_ADAMW_STREAMING=1 turns it on in the engine, for A/B measurements.
+  bool streaming = false;
 };
 
 void adamw_step(const AdamWTensor* tensors, int count, const AdamWHyper& h, cudaStream_t stream);
