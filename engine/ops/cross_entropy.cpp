@@ -184,12 +184,17 @@ int64_t rows_per_chunk(int64_t N, int64_t V, int64_t requested) {
   if (requested <= 0) requested = from_env;
   if (requested > 0) return std::min(N, requested);
   if (N <= 0) return 1;
-  int64_t most = std::max<int64_t>(256, (int64_t{1} << 29) / std::max<int64_t>(V, 1));
-  const int64_t unit = most >= 2048 && N > most ? 2048 : 64;
-  if (unit == 2048) most = most / 2048 * 2048;
-  const int64_t chunks = (N + most - 1) / most;
-  const int64_t r = std::min(most, ((N + chunks - 1) / chunks + unit - 1) / unit * unit);
-  return std::min(N, r);
+  const int64_t most = std::max<int64_t>(256, (int64_t{1} << 29) / std::max<int64_t>(V, 1));
+  auto equal_chunks = [N](int64_t cap, int64_t unit) {  // the fewest chunks ≤ cap, equal in units
+    const int64_t chunks = (N + cap - 1) / cap;
+    return std::min(cap, ((N + chunks - 1) / chunks + unit - 1) / unit * unit);
+  };
+  if (most >= 2048 && N > most) {
+    const int64_t r = equal_chunks(most / 2048 * 2048, 2048);
+    const int64_t last = N - (N - 1) / r * r;  // the final chunk's rows
+    if (2 * last >= r) return r;              // (not a runt that reads all of W for a few rows)
+  }
+  return std::min(N, equal_chunks(most, 64));
 }
 }  // namespace
 #endif

@@ -16,7 +16,8 @@ void set_kernels_enabled(std::optional<bool> on);
 // CUDA training: LibTorch's products through cuBLASLt rather than cuBLAS (+0.65% tokens/s on llama-1b,
 // H200, tools/gpu/check_kernels.sh AB_VARS="TORCH_BLAS_PREFER_CUBLASLT=1"). Leaves LibTorch's choice
 // where the environment sets TORCH_BLAS_PREFER_CUBLASLT, and in builds without CUDA kernels or with a
-// LibTorch before 2.3. Returns whether it changed the preference.
+// LibTorch before 2.3. Returns whether it changed the preference. (The trainer calls it only with the
+// kernels on: FATHOM_KERNELS=0 keeps every LibTorch default.)
 bool prefer_cublaslt();
 
 }  // namespace fathom::ops

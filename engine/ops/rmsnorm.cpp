@@ -100,13 +100,16 @@ class AddRmsNormFn : public torch::autograd::Function<AddRmsNormFn> {
                                double eps) {
     auto f = forward_cuda(x, r, w, eps, true);
     ctx->save_for_backward({f.h, w, f.rstd});
+    // An unused h (the final norm's) brings no gradient rather than a tensor of zeros to read.
+    ctx->set_materialize_grads(false);
     return {f.y, f.h};
   }
   // h feeds both the norm and the residual stream: its gradient is the sum of both paths; x and r
   // both receive it.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    auto [dh, dw] = backward_cuda(grads[0], s[0], s[1], s[2], grads[1]);
+    const auto dy = grads[0].defined() ? grads[0] : torch::zeros_like(s[0]);
+    auto [dh, dw] = backward_cuda(dy, s[0], s[1], s[2], grads[1]);
     return {dh, dh, dw, torch::Tensor()};
   }
 };

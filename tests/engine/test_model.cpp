@@ -143,3 +143,24 @@ TEST(SharedInputLinear, MatchesSeparateLinears) {
   // A weight that does not fit the input: a clear error.
   EXPECT_THROW(ops::shared_input_linear(x0, {torch::randn({4, 15}, f64)}), c10::Error);
 }
+
+// Which layers the model hands to shared_input_linear: only those whose forward is exactly x · Wᵀ.
+TEST(SharedInputLinear, OnlyPlainProductsQualify) {
+  using fathom::model::Linear;
+  auto x = torch::randn({2, 3, 16});
+  Linear plain(16, 8, /*bias=*/false);
+  EXPECT_TRUE(plain->plain_product_for(x));
+  Linear biased(16, 8, /*bias=*/true);
+  EXPECT_FALSE(biased->plain_product_for(x));
+  Linear adapted(16, 8, false);
+  adapted->add_lora(fathom::model::LoraSpec{});
+  EXPECT_FALSE(adapted->plain_product_for(x));
+  adapted->merge();  // merged: the weight is the whole product again
+  EXPECT_TRUE(adapted->plain_product_for(x));
+  Linear int8(16, 8, false);
+  int8->quantize_int8();
+  EXPECT_FALSE(int8->plain_product_for(x));
+  Linear banked(16, 8, false);
+  banked->set_adapter_bank(torch::zeros({2, 4, 16}), torch::zeros({2, 8, 4}), torch::ones({2}));
+  EXPECT_FALSE(banked->plain_product_for(x));
+}

@@ -223,9 +223,10 @@ TEST(RopeKernel, MatchesReference) {
 
 TEST(CrossEntropyKernel, MatchesReference) {
   torch::manual_seed(8);
-  const int64_t V = 1000, chunk = 256;  // chunks 256, 256, 256, 232
-  // 3,000 rows: more than one wave of the backward's blocks, which then each take several rows.
-  for (const int64_t rows : {int64_t{37}, int64_t{3000}})
+  // Chunks of 4,096, 4,096 and 1,808 columns: wide enough that a thread's later unrolled loads
+  // (kUnroll in cross_entropy.cu) carry packs of their own, forward and backward.
+  const int64_t V = 10000, chunk = 4096;
+  for (const int64_t rows : {int64_t{37}, int64_t{300}})
   for (const auto& kind : kKinds) {
     SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " rows " + std::to_string(rows));
     auto logits = rnd({rows, V}, kind.st, 3.0);
@@ -270,14 +271,16 @@ TEST(CrossEntropyKernel, ScaleInPlaceMatchesTheComposite) {
     for (int64_t n : {1, 7, 4099, 1 << 20}) {
       for (int64_t offset : {0, 1}) {
         SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " n " + std::to_string(n) + " offset " + std::to_string(offset));
-        auto base = rnd({n + offset}, kind.st, 3.0);
+        auto base = rnd({n + offset + 16}, kind.st, 3.0);
         auto x = base.narrow(0, offset, n);
-        auto before = base.narrow(0, 0, offset).clone();  // (untouched)
+        auto before = base.clone();
         auto want = (x.to(torch::kFloat32) * 0.3125f).to(kind.st);
         auto s = torch::full({1}, 0.3125, torch::TensorOptions().dtype(torch::kFloat32).device(kCuda));
         k::ce_scale(kind.dt, x.data_ptr(), n, s.data_ptr<float>(), stream());
         EXPECT_TRUE(torch::equal(x, want));
-        EXPECT_TRUE(torch::equal(base.narrow(0, 0, offset), before));
+        // Nothing outside x is written: the elements before it and the 16 after it.
+        EXPECT_TRUE(torch::equal(base.narrow(0, 0, offset), before.narrow(0, 0, offset)));
+        EXPECT_TRUE(torch::equal(base.narrow(0, offset + n, 16), before.narrow(0, offset + n, 16)));
       }
     }
   }
