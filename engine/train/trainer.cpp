@@ -54,6 +54,7 @@
 #include "engine/train/profile.h"
 #include "engine/telemetry/nvml.h"
 #include "engine/telemetry/prometheus.h"
+#include "engine/telemetry/step_clock.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/train/finetune.h"
 #include "engine/train/optimizer.h"
@@ -912,6 +913,7 @@ int run_training(const TrainInvocation& inv) {
     auto bench_t0 = Clock::now();
     int64_t bench_tokens = 0;
     std::unique_ptr<StepProfiler> profiler;  // bench train --profile: over the timed steps
+    std::unique_ptr<telemetry::StepClock> step_clock;  // bench train on CUDA: GPU time within and between steps
     std::string exit_status = "completed";
 
     while (st.step < cfg.train.max_steps) {
@@ -920,6 +922,7 @@ int run_training(const TrainInvocation& inv) {
         while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
       }
       const auto step_t0 = Clock::now();
+      if (step_clock) step_clock->step_begins();
       const double lr = schedule.at(st.step);
       // The data/forward/backward/optimizer split needs device syncs on CUDA: take it only on the
       // steps that are logged, so the others run without host round trips (and never in `bench train`,
@@ -1005,7 +1008,9 @@ int run_training(const TrainInvocation& inv) {
         optimizer->step_mixed(lr, model_grads, model_weights, 1.0, norm_clip.narrow(0, 1, 1));
         drop_model_grads();
         last_graph.reset();  // (its nodes' destruction comes after the update is queued)
+        const auto blocked_t0 = Clock::now();
         const auto host = read.get();
+        if (step_clock) step_clock->host_blocked(seconds_since(blocked_t0));
         grad_norm = host[0].item<double>();
         step_loss = host[2].item<double>();
         // A NaN coefficient: the kernel skipped the update, so the step is undone here and counted as
@@ -1080,6 +1085,7 @@ int run_training(const TrainInvocation& inv) {
         st.loss_scale *= 2.0;
         st.good_steps = 0;
       }
+      if (step_clock) step_clock->step_queued();
       sync();
       t_opt += seconds_since(t0);
       ++st.step;
@@ -1093,6 +1099,7 @@ int run_training(const TrainInvocation& inv) {
         bench_t0 = Clock::now();
         bench_tokens = 0;
         if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
+        if (device.is_cuda() && inv.bench_profile.empty()) step_clock = std::make_unique<telemetry::StepClock>(true);
         if (!inv.bench_profile.empty() && rank == 0) {
           try {
             profiler = std::make_unique<StepProfiler>(device.is_cuda());
@@ -1234,6 +1241,7 @@ int run_training(const TrainInvocation& inv) {
       // still running when the loop ends: the host waits only for the norm and loss it reads).
       if (device.is_cuda()) torch::cuda::synchronize(device.index());
       const double dt = seconds_since(bench_t0);
+      nlohmann::json clock = step_clock ? step_clock->summary() : nlohmann::json::object();
       json r{{"tokens_per_s", bench_tokens / std::max(dt, 1e-9)},
              {"steps", st.step - inv.bench_warmup_steps},
              {"seconds", dt},
@@ -1246,6 +1254,13 @@ int run_training(const TrainInvocation& inv) {
       r["mfu"] = peak > 0 ? r["tokens_per_s"].get<double>() * flops_per_token / (peak * comm->size()) : 0.0;
       if (auto m = telemetry::cuda_memory_stats(device.is_cuda() ? device.index() : 0)) r["peak_allocated_bytes"] = m->peak_allocated;
       else r["peak_rss_bytes"] = peak_rss_bytes();
+      if (!clock.empty()) {
+        r["step_clock"] = clock;
+        char line[200];
+        std::snprintf(line, sizeof line, "step clock: %.2f ms of GPU time within a step, %.3f ms between steps, host blocked %.2f ms\n",
+                      clock.value("gpu_in_step_ms", 0.0), clock.value("gpu_between_steps_ms", 0.0), clock.value("host_blocked_ms", 0.0));
+        std::cerr << line;
+      }
       if (profiler) {
         // The profiler's own overhead is inside these steps' time: read tokens/s from a run without it.
         const auto summary = profiler->stop(inv.bench_profile, st.step - inv.bench_warmup_steps);
