@@ -47,10 +47,14 @@ nlohmann::json StepClock::summary() const {
   const size_t n = ends_.size();
   if (!cuda_ || n == 0) return s;
   double in = 0, between = 0;
+  auto each = nlohmann::json::array();
   for (size_t i = 0; i < n; ++i) {
-    in += ms_between(begins_[i], ends_[i]);
+    const double t = ms_between(begins_[i], ends_[i]);
+    each.push_back(t);
+    in += t;
     if (i > 0) between += ms_between(ends_[i - 1], begins_[i]);
   }
+  s["gpu_in_step_ms_each"] = each;  // (a trend here: the GPU's clocks settling under load)
   s["steps"] = n;
   s["gpu_in_step_ms"] = in / static_cast<double>(n);
   s["gpu_between_steps_ms"] = n > 1 ? between / static_cast<double>(n - 1) : 0.0;

@@ -21,7 +21,7 @@ class StepClock {
   void step_queued();                // the step's last work is queued
   void host_blocked(double seconds);  // time the host spent waiting on the GPU in this step
   // Per-step means, in ms: gpu_in_step_ms, gpu_between_steps_ms (over steps after the first),
-  // host_blocked_ms, and steps. Call after a device sync.
+  // host_blocked_ms; each step's gpu_in_step_ms_each, and steps. Call after a device sync.
   nlohmann::json summary() const;
 
  private:
