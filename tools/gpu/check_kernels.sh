@@ -3,7 +3,8 @@
 # against PyTorch's LibTorch in /tmp/bk, then
 #   1. the kernel tests: test_kernels (gpu: CUDA kernels vs the naive references, engine ops' fused
 #      paths vs the LibTorch composites, a transformer with kernels on vs off), test_kernel_reference
-#      (references vs composites) and test_gpu_smoke (the engine on CUDA, now through the kernels);
+#      (references vs composites), test_gpu_smoke (the engine on CUDA, now through the kernels) and
+#      test_train_gpu (the trainer on CUDA through the real binary, kernels on vs off);
 #   2. bench_kernels: fused vs composite at gpt2-124m and llama-1b shapes (table + JSON lines);
 #   3. with TRAIN_AB=1 and .device-data carried: `bench train` of gpt2-124m and llama-1b with
 #      FATHOM_KERNELS=1 and =0 (tokens/s A/B of the whole training step);
@@ -34,7 +35,7 @@ cmake -S "$here" -B /tmp/bk -G Ninja -DCMAKE_BUILD_TYPE=Release -DFATHOM_GUI=OFF
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH="$torch_prefix" >/tmp/bk-configure.log 2>&1 \
   || { log "configure failed"; tail -40 /tmp/bk-configure.log | tee "$out/build.txt"; exit 1; }
 grep -E "^-- Fathom:" /tmp/bk-configure.log | tee -a "$out/session.log"
-targets=(test_kernels test_kernel_reference test_gpu_smoke bench_kernels fathom-engine)
+targets=(test_kernels test_kernel_reference test_gpu_smoke test_train_gpu bench_kernels fathom-engine)
 cmake --build /tmp/bk -j"$(nproc)" --target "${targets[@]}" >/tmp/bk-build.log 2>&1
 rc=$?
 { grep -E "error|warning: .*kernels/|ptxas" /tmp/bk-build.log | head -80; echo "-- build exit $rc; last lines:"; tail -15 /tmp/bk-build.log; } >"$out/build.txt"
@@ -42,11 +43,11 @@ rc=$?
 log "built"
 
 # ---- 1. tests ---------------------------------------------------------------------------------------
-(cd /tmp/bk && timeout 240 ctest --output-on-failure -R '^(test_kernels|test_kernel_reference|test_gpu_smoke)$' >/tmp/bk-tests.txt 2>&1)
+(cd /tmp/bk && timeout 300 ctest --output-on-failure -R '^(test_kernels|test_kernel_reference|test_gpu_smoke|test_train_gpu)$' >/tmp/bk-tests.txt 2>&1)
 log "tests: $(grep -E 'tests passed|tests failed' /tmp/bk-tests.txt | tail -1)"
 # What failed, with gtest's context lines (file:line, expected/actual, the SCOPED_TRACE).
 grep -E -B2 -A6 "Failure|FAILED  \]|exception" /tmp/bk-tests.txt | head -120 >/tmp/bk-failures.txt
-grep -E "loss fused" /tmp/bk-tests.txt | tee -a "$out/session.log"
+grep -E "loss fused|loss first" /tmp/bk-tests.txt | tee -a "$out/session.log"
 # The whole test log too (the last 200 KB): an exception's text is on its own line, not near "Failure".
 tail -c 200000 /tmp/bk-tests.txt >"$out/tests.txt"
 

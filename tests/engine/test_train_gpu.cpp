@@ -1,0 +1,106 @@
+// The trainer on CUDA end to end, through the real fathom-engine binary (label gpu; exit 77 where no
+// CUDA device is visible). A tiny dense model in bf16 takes every default of the kernels path at
+// once: residual adds inside the RMSNorms across blocks, q/k/v and gate/up as one autograd node each,
+// the row-chunked cross-entropy with its in-place gradient scale, the one-pass mixed AdamW with the
+// clip coefficient on the device, cuBLASLt. Its loss must fall as the LibTorch composites'
+// (FATHOM_KERNELS=0) does; `bench train` must report the step clock.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "engine/engine_process.h"
+
+using namespace fathom::testing;
+
+namespace {
+
+std::string cuda_config(const std::string& dir, int64_t max_steps) {
+  std::ostringstream y;
+  y << "extends: debug-tiny\n"
+    << "run: {name: gpu-e2e, seed: 7, device: cuda, workspace: " << dir << "/ws}\n"
+    << "data: {train: [" << FATHOM_FIXTURES_DIR << "/corpus], seq_len: 64, shards_dir: " << dir << "/data, validation_fraction: 0.25}\n"
+    << "tokenizer: {kind: bpe, vocab_size: 384, path: ''}\n"
+    << "model: {d_model: 128, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 0, max_seq_len: 64, vocab_size: 0}\n"
+    << "train: {micro_batch_size: 8, gradient_accumulation_steps: 1, max_steps: " << max_steps
+    << ", log_interval: 1, eval_interval: 0, sample_interval: 0, precision: bf16, grad_clip: 1.0}\n"
+    << "optimizer: {lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 5, schedule: cosine}\n"
+    << "checkpoint: {save_every_steps: 1000, save_interval: 0, keep_n_latest: 1, async: true}\n";
+  const std::string path = dir + "/run.yaml";
+  write_text(path, y.str());
+  return path;
+}
+
+// The run's per-step losses (exit code checked), with FATHOM_KERNELS set as given.
+std::vector<double> train_losses(const std::string& dir, const std::string& cfg, const char* kernels) {
+  setenv("FATHOM_KERNELS", kernels, 1);
+  const int rc = run_engine({"train", cfg, "--run-dir", dir}, dir, 300);
+  unsetenv("FATHOM_KERNELS");
+  EXPECT_EQ(rc, 0) << read_text(dir + "/stderr.txt");
+  const auto recs = read_records(dir + "/events.jsonl");
+  EXPECT_TRUE(records_of(recs, "event", "nan_skipped").empty()) << "FATHOM_KERNELS=" << kernels << ": a step was skipped";
+  std::vector<double> losses;
+  for (const auto& m : records_of(recs, "metric")) losses.push_back(m["data"]["loss"].get<double>());
+  return losses;
+}
+
+double mean(const std::vector<double>& v, size_t from, size_t n) {
+  return std::accumulate(v.begin() + static_cast<std::ptrdiff_t>(from), v.begin() + static_cast<std::ptrdiff_t>(from + n), 0.0) /
+         static_cast<double>(n);
+}
+
+}  // namespace
+
+TEST(TrainGpu, Bf16KernelsTrainLikeTheComposites) {
+  const auto dir = make_temp_dir("train-gpu");
+  const int64_t steps = 80;
+  const auto cfg = cuda_config(dir, steps);
+  const auto fused = train_losses(dir + "/fused", cfg, "1");
+  const auto plain = train_losses(dir + "/composite", cfg, "0");
+  ASSERT_EQ(fused.size(), static_cast<size_t>(steps));
+  ASSERT_EQ(plain.size(), static_cast<size_t>(steps));
+  for (double l : fused) ASSERT_TRUE(std::isfinite(l));
+  // Same weights, same first batch: the first losses differ only by bf16 rounding.
+  EXPECT_NEAR(fused[0], plain[0], 0.02 * plain[0]);
+  // Both learn (fp32 on the CPU: 5.35 → 4.77 from the first 10 steps to the last 10), and end close
+  // together (bf16 runs drift apart slowly, hence a loose bar).
+  const double fused_end = mean(fused, steps - 10, 10), plain_end = mean(plain, steps - 10, 10);
+  EXPECT_LT(fused_end, mean(fused, 0, 10) - 0.3) << "the fused run's loss did not fall";
+  EXPECT_LT(plain_end, mean(plain, 0, 10) - 0.3) << "the composite run's loss did not fall";
+  EXPECT_NEAR(fused_end, plain_end, 0.05 * plain_end);
+  std::cout << "loss first " << fused[0] << " / " << plain[0] << ", last 10 " << fused_end << " / " << plain_end
+            << " (kernels / composites)\n";
+}
+
+// `bench train` on CUDA: one JSON line whose step clock (CUDA events around each timed step) has a
+// time for every step.
+TEST(TrainGpu, BenchReportsTheStepClock) {
+  const auto dir = make_temp_dir("bench-gpu");
+  const auto cfg = cuda_config(dir, 10);
+  ASSERT_EQ(run_engine({"bench", "train", cfg, "--steps", "4", "--warmup", "2"}, dir, 300), 0) << read_text(dir + "/stderr.txt");
+  const auto lines = read_records(dir + "/stdout.txt");
+  ASSERT_EQ(lines.size(), 1u) << read_text(dir + "/stdout.txt");
+  const auto& r = lines[0];
+  EXPECT_GT(r["tokens_per_s"].get<double>(), 0.0);
+  ASSERT_TRUE(r.contains("step_clock")) << r.dump();
+  const auto& c = r["step_clock"];
+  EXPECT_EQ(c["steps"].get<int64_t>(), 4);
+  EXPECT_GT(c["gpu_in_step_ms"].get<double>(), 0.0);
+  EXPECT_GE(c["gpu_between_steps_ms"].get<double>(), 0.0);
+  EXPECT_GE(c["host_blocked_ms"].get<double>(), 0.0);
+  ASSERT_EQ(c["gpu_in_step_ms_each"].size(), 4u);
+  // The timed seconds cover at least the GPU's time in the steps.
+  EXPECT_GE(r["seconds"].get<double>() * 1e3, 0.9 * 4 * c["gpu_in_step_ms"].get<double>());
+}
+
+int main(int argc, char** argv) {
+  if (!torch::cuda::is_available()) {
+    std::cout << "SKIP: no CUDA device visible (gpu tests run on the GPU machine: tools/gpu/check_kernels.sh)\n";
+    return 77;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
