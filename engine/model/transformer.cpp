@@ -498,11 +498,14 @@ int64_t TransformerImpl::quantize_head_for_decode() {
 torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* aux, const SeqLayout& layout) {
   TORCH_CHECK(idx.size(1) <= args_.max_seq_len, "sequence length ", idx.size(1), " exceeds model.max_seq_len ",
               args_.max_seq_len);
+  if (param_wait_) param_wait_(0);
   // The residual stream as h + m (BlockImpl::forward), m undefined before the first block.
   torch::Tensor h = model->embed_tokens(idx), m;  // (B, T, C)
+  int layer_index = 0;
   const bool full_ckpt = args_.activation_checkpointing == "full" && is_training() && torch::GradMode::is_enabled();
   for (const auto& layer : *model->layers) {
     auto block = layer->as<BlockImpl>();
+    if (param_wait_) param_wait_(++layer_index);
     torch::Tensor layer_aux;
     if (full_ckpt) {
       // Keep only each block's input, one tensor (its output summed here, not h and m: half the
@@ -568,6 +571,16 @@ torch::Tensor TransformerImpl::loss(const torch::Tensor& idx, const torch::Tenso
   if (!aux.defined()) return ce;
   last_aux_loss_ = aux.detach().item<double>();
   return ce + aux;
+}
+
+int TransformerImpl::param_group(const std::string& name) {
+  static const std::string prefix = "model.layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return 0;
+  size_t i = prefix.size();
+  int layer = 0;
+  bool digits = false;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i, digits = true) layer = layer * 10 + (name[i] - '0');
+  return digits && i < name.size() && name[i] == '.' ? layer + 1 : 0;
 }
 
 int64_t matmul_parameter_count(const ModelArgs& a) {

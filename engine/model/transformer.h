@@ -7,6 +7,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <optional>
 #include <tuple>
 #include <string>
@@ -261,6 +262,14 @@ class TransformerImpl : public torch::nn::Module {
   int64_t quantize_head_for_decode();
   bool head_quantized_for_decode() const { return head_q_.defined(); }
 
+  // Parameter groups for an update that overlaps the next forward (ops::OverlappedUpdate): group
+  // i + 1 holds block i's parameters ("model.layers.<i>."), group 0 every other (embedding, final
+  // norm, LM head). The forward calls wait(0) before the embedding and wait(i + 1) before block i;
+  // an empty function (the default) waits for nothing.
+  static int param_group(const std::string& name);
+  int param_groups() const { return static_cast<int>(args_.n_layers) + 1; }
+  void set_param_wait(std::function<void(int)> wait) { param_wait_ = std::move(wait); }
+
   Decoder model{nullptr};
   Linear lm_head{nullptr};  // shares model.embed_tokens.weight when tied
 
@@ -271,6 +280,7 @@ class TransformerImpl : public torch::nn::Module {
   double last_aux_loss_ = 0.0;
   RopeTables rope_;
   torch::Tensor head_q_, head_scale_;  // quantize_head_for_decode's int8 head and scales
+  std::function<void(int)> param_wait_;
 };
 TORCH_MODULE(Transformer);
 

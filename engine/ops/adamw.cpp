@@ -11,6 +11,9 @@
 
 #ifdef FATHOM_HAVE_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "engine/ops/cuda_util.h"
 #include "fathom/kernels/adamw.h"
@@ -152,6 +155,65 @@ bool grad_norm_clip_applicable(const std::vector<torch::Tensor>& grads) {
   (void)grads;
   return false;
 #endif
+}
+
+#ifdef FATHOM_HAVE_CUDA
+namespace {
+struct OverlapState {
+  c10::cuda::CUDAStream side;
+  std::vector<at::cuda::CUDAEvent> done;
+};
+}  // namespace
+#endif
+
+OverlappedUpdate::OverlappedUpdate(const torch::Device& device, int groups) : groups_(groups) {
+#ifdef FATHOM_HAVE_CUDA
+  if (device.is_cuda()) {
+    auto st = std::make_shared<OverlapState>(OverlapState{c10::cuda::getStreamFromPool(false, device.index()), {}});
+    st->done.resize(static_cast<size_t>(groups));  // (an event never recorded: waiting on it is a no-op)
+    state_ = st;
+  }
+#else
+  (void)device;
+#endif
+}
+
+void OverlappedUpdate::run(const std::function<void(const std::function<void(int)>& done)>& body,
+                           const std::vector<torch::Tensor>& side_reads) {
+#ifdef FATHOM_HAVE_CUDA
+  if (state_) {
+    auto* st = static_cast<OverlapState*>(state_.get());
+    const auto main = c10::cuda::getCurrentCUDAStream(st->side.device_index());
+    at::cuda::CUDAEvent ready;
+    ready.record(main);
+    ready.block(st->side);
+    {
+      c10::cuda::CUDAStreamGuard on_side(st->side);
+      body([st](int g) {
+        if (g >= 0 && g < static_cast<int>(st->done.size())) st->done[static_cast<size_t>(g)].record(st->side);
+      });
+    }
+    for (const auto& t : side_reads)
+      if (t.defined() && t.is_cuda()) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), st->side);
+    return;
+  }
+#endif
+  (void)side_reads;
+  body([](int) {});
+}
+
+void OverlappedUpdate::wait(int group) {
+#ifdef FATHOM_HAVE_CUDA
+  if (!state_ || group < 0 || group >= groups_) return;
+  auto* st = static_cast<OverlapState*>(state_.get());
+  st->done[static_cast<size_t>(group)].block(c10::cuda::getCurrentCUDAStream(st->side.device_index()));
+#else
+  (void)group;
+#endif
+}
+
+void OverlappedUpdate::wait_all() {
+  for (int g = 0; g < groups_; ++g) wait(g);
 }
 
 HostRead::HostRead(const torch::Tensor& values) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -44,6 +45,27 @@ void fused_adamw_mixed_step(const std::vector<torch::Tensor>& masters, const std
 // tensors on one CUDA device with the kernels on; undefined gradients are skipped.
 bool grad_norm_clip_applicable(const std::vector<torch::Tensor>& grads);
 torch::Tensor grad_norm_clip(const std::vector<torch::Tensor>& grads, double max_norm, const torch::Tensor& loss = {});
+
+// The update on a side stream, in groups, overlapped with the next step's forward (opt-in:
+// FATHOM_OVERLAP_UPDATE=1, engine/train/trainer.cpp). run() queues `body` on the side stream after
+// everything queued so far on the current stream; body calls done(g) after queuing group g's update.
+// wait(g) makes the current stream wait for group g's update of the last run (the forward calls it
+// before the parameters of group g are read); wait_all() for every group (before a checkpoint or an
+// evaluation reads them). `side_reads` are tensors the side stream reads that the current stream may
+// free meanwhile (the gradients): the allocator keeps them until the side stream is done. CUDA only;
+// elsewhere every call is a no-op and run() runs body in place.
+class OverlappedUpdate {
+ public:
+  OverlappedUpdate(const torch::Device& device, int groups);
+  void run(const std::function<void(const std::function<void(int)>& done)>& body, const std::vector<torch::Tensor>& side_reads);
+  void wait(int group);
+  void wait_all();
+  int groups() const { return groups_; }
+
+ private:
+  int groups_;
+  std::shared_ptr<void> state_;
+};
 
 // A few device values read by the host without waiting for work queued after them: the constructor
 // queues their copy (into pinned memory) and an event on the current stream; get() waits for that

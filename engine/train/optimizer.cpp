@@ -132,6 +132,25 @@ void AdamW::step_mixed(double lr, const std::vector<torch::Tensor>& grads_bf16, 
   ops::fused_adamw_mixed_step(t.p, t.g, t.m, t.v, t.w, t.decay, hyper(lr), grad_scale, grad_scale_dev);
 }
 
+void AdamW::step_mixed_groups(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
+                              const torch::Tensor& grad_scale_dev, const std::vector<int>& group_of, int groups,
+                              const std::function<void(int)>& after_group) {
+  TORCH_CHECK(group_of.size() == params_.size() && grads_bf16.size() == params_.size(),
+              "AdamW::step_mixed_groups: one group and one gradient per tensor");
+  TORCH_CHECK(can_step_mixed(grads_bf16, model_bf16), "AdamW::step_mixed_groups: the fused mixed-precision kernel does not apply");
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const auto s = hyper(lr);
+  for (int g = 0; g < groups; ++g) {
+    std::vector<torch::Tensor> grads(params_.size());
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (group_of[i] == g) grads[i] = grads_bf16[i];
+    const auto t = select(grads, &model_bf16);
+    if (!t.p.empty()) ops::fused_adamw_mixed_step(t.p, t.g, t.m, t.v, t.w, t.decay, s, 1.0, grad_scale_dev);
+    after_group(g);
+  }
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   out.reserve(params_.size() * 2 + 1);

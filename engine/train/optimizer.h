@@ -6,6 +6,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +43,13 @@ class AdamW {
   // update, and the caller then undoes the step count (set_steps_taken) once it has read the value.
   void step_mixed(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
                   double grad_scale, const torch::Tensor& grad_scale_dev = {});
+  // step_mixed in groups, for an update overlapped with the next forward (ops::OverlappedUpdate):
+  // group_of[i] is params()[i]'s group in [0, groups); each group's tensors go in launches of their
+  // own, in group order, and after_group(g) is called once group g's are queued. One step counted;
+  // the same arithmetic per element as step_mixed.
+  void step_mixed_groups(double lr, const std::vector<torch::Tensor>& grads_bf16, const std::vector<torch::Tensor>& model_bf16,
+                         const torch::Tensor& grad_scale_dev, const std::vector<int>& group_of, int groups,
+                         const std::function<void(int)>& after_group);
   int64_t steps_taken() const { return step_; }
 
   // "<param>.exp_avg", "<param>.exp_avg_sq" and "step" (int64 scalar).

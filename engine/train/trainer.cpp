@@ -85,6 +85,16 @@ bool device_clip_requested() {
   return on;
 }
 
+// FATHOM_OVERLAP_UPDATE=1: the device-clip path's update on a side stream, overlapped with the next
+// step's forward (ops::OverlappedUpdate). Opt-in until measured.
+bool overlap_update_requested() {
+  static const bool on = [] {
+    const char* e = std::getenv("FATHOM_OVERLAP_UPDATE");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
 // LibTorch's CPU tensors come from glibc malloc. Blocks above its mmap threshold (128 KiB, rising
 // to at most 32 MiB as such blocks are freed) are mapped and unmapped per allocation, and a freed
 // heap top above 128 KiB is trimmed, so every step faults its activations in again and the kernel
@@ -730,7 +740,11 @@ int run_training(const TrainInvocation& inv) {
     // when its last checkpoint could not be written (a full disk), or its work would be lost silently.
     auto last_save_error = std::make_shared<std::string>();
     auto last_save_mu = std::make_shared<std::mutex>();
+    // The update overlapped with the next forward (set up before the loop, where it applies): whatever
+    // reads the parameters or the optimizer's state outside the forward waits for it first.
+    std::unique_ptr<ops::OverlappedUpdate> overlap;
     auto save_checkpoint = [&](bool wait) {
+      if (overlap) overlap->wait_all();
       if (last_saved_step == st.step) {
         if (wait) checkpoints.wait();
         return;
@@ -803,6 +817,7 @@ int run_training(const TrainInvocation& inv) {
       val_loader = std::make_unique<data::BatchLoader>(shard_source(val_shard), vopt);
     }
     auto evaluate = [&]() -> double {
+      if (overlap) overlap->wait_all();
       torch::NoGradGuard ng;
       net->eval();
       double total = 0;
@@ -818,6 +833,7 @@ int run_training(const TrainInvocation& inv) {
       return comm->all_reduce_sum(total / static_cast<double>(n)) / comm->size();
     };
     auto sample = [&](const std::string& prompt, double temperature, uint64_t seed) {
+      if (overlap) overlap->wait_all();
       torch::NoGradGuard ng;
       net->eval();
       auto ids = tokenizer.encode(prompt);
@@ -895,6 +911,12 @@ int run_training(const TrainInvocation& inv) {
     // finiteness test stay on the device and the host reads them once the update is queued (see the
     // step below), so nothing waits between the backward pass and the optimizer.
     const bool device_clip = device.is_cuda() && !grad_sync && !zero && optimizer && !model_weights.empty() && device_clip_requested();
+    std::vector<int> param_group_of;  // (overlap) each parameter's group, in `params` order
+    if (device_clip && moe_layers.empty() && overlap_update_requested()) {
+      overlap = std::make_unique<ops::OverlappedUpdate>(device, net->param_groups());
+      for (const auto& [name, p] : params) param_group_of.push_back(model::TransformerImpl::param_group(name));
+      net->set_param_wait([o = overlap.get()](int g) { o->wait(g); });
+    }
 
     // Fault injection for tests: FATHOM_INJECT_NAN_FROM_STEP=N makes every step ≥ N non-finite.
     int64_t inject_nan_from = -1;
@@ -1005,7 +1027,16 @@ int run_training(const TrainInvocation& inv) {
         // The copy to the host is queued before the update and waited for alone: the step's one
         // sync, with the update still running on the GPU while the host reads.
         ops::HostRead read(torch::cat({norm_clip, loss_sum.to(torch::kFloat32).reshape({1})}));
-        optimizer->step_mixed(lr, model_grads, model_weights, 1.0, norm_clip.narrow(0, 1, 1));
+        if (overlap) {
+          // On the side stream, a group at a time; the next forward waits for each group as it reaches it.
+          auto side_reads = model_grads;
+          side_reads.push_back(norm_clip);
+          overlap->run([&](const std::function<void(int)>& done) {
+            optimizer->step_mixed_groups(lr, model_grads, model_weights, norm_clip.narrow(0, 1, 1), param_group_of, overlap->groups(), done);
+          }, side_reads);
+        } else {
+          optimizer->step_mixed(lr, model_grads, model_weights, 1.0, norm_clip.narrow(0, 1, 1));
+        }
         drop_model_grads();
         last_graph.reset();  // (its nodes' destruction comes after the update is queued)
         const auto blocked_t0 = Clock::now();
@@ -1215,6 +1246,10 @@ int run_training(const TrainInvocation& inv) {
       }
     }
     progress.done();
+    if (overlap) {
+      overlap->wait_all();
+      net->set_param_wait({});  // (it refers to `overlap`, which goes with this scope)
+    }
     if (loader) loader->start(st.step);  // stop prefetching past the end (restart is cheap)
     if (!inv.bench && exit_status == "completed") {
       save_checkpoint(true);

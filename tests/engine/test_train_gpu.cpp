@@ -3,7 +3,8 @@
 // once: residual adds inside the RMSNorms across blocks, q/k/v and gate/up as one autograd node each,
 // the row-chunked cross-entropy with its in-place gradient scale, the one-pass mixed AdamW with the
 // clip coefficient on the device, cuBLASLt. Its loss must fall as the LibTorch composites'
-// (FATHOM_KERNELS=0) does; `bench train` must report the step clock.
+// (FATHOM_KERNELS=0) does; the update overlapped with the next forward must give the same losses;
+// `bench train` must report the step clock.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -34,11 +35,14 @@ std::string cuda_config(const std::string& dir, int64_t max_steps) {
   return path;
 }
 
-// The run's per-step losses (exit code checked), with FATHOM_KERNELS set as given.
-std::vector<double> train_losses(const std::string& dir, const std::string& cfg, const char* kernels) {
+// The run's per-step losses (exit code checked), with FATHOM_KERNELS (and FATHOM_OVERLAP_UPDATE) set
+// as given.
+std::vector<double> train_losses(const std::string& dir, const std::string& cfg, const char* kernels, const char* overlap = "0") {
   setenv("FATHOM_KERNELS", kernels, 1);
+  setenv("FATHOM_OVERLAP_UPDATE", overlap, 1);
   const int rc = run_engine({"train", cfg, "--run-dir", dir}, dir, 300);
   unsetenv("FATHOM_KERNELS");
+  unsetenv("FATHOM_OVERLAP_UPDATE");
   EXPECT_EQ(rc, 0) << read_text(dir + "/stderr.txt");
   const auto recs = read_records(dir + "/events.jsonl");
   EXPECT_TRUE(records_of(recs, "event", "nan_skipped").empty()) << "FATHOM_KERNELS=" << kernels << ": a step was skipped";
@@ -73,6 +77,21 @@ TEST(TrainGpu, Bf16KernelsTrainLikeTheComposites) {
   EXPECT_NEAR(fused_end, plain_end, 0.05 * plain_end);
   std::cout << "loss first " << fused[0] << " / " << plain[0] << ", last 10 " << fused_end << " / " << plain_end
             << " (kernels / composites)\n";
+}
+
+// FATHOM_OVERLAP_UPDATE=1 moves the update to a side stream, a block's parameters at a time, and the
+// next forward waits for each block's: the same arithmetic in another order of launches, so the
+// same losses to the bit, and any missing wait (a forward reading half-updated weights, a gradient
+// freed while the side stream reads it) would show as a difference.
+TEST(TrainGpu, OverlappedUpdateGivesTheSameLosses) {
+  const auto dir = make_temp_dir("overlap-gpu");
+  const int64_t steps = 40;
+  const auto cfg = cuda_config(dir, steps);
+  const auto serial = train_losses(dir + "/serial", cfg, "1", "0");
+  const auto overlapped = train_losses(dir + "/overlapped", cfg, "1", "1");
+  ASSERT_EQ(serial.size(), static_cast<size_t>(steps));
+  ASSERT_EQ(overlapped.size(), serial.size());
+  for (size_t i = 0; i < serial.size(); ++i) EXPECT_EQ(overlapped[i], serial[i]) << "step " << i + 1;
 }
 
 // `bench train` on CUDA: one JSON line whose step clock (CUDA events around each timed step) has a
