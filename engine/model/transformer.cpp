@@ -526,6 +526,7 @@ torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* a
     }
     if (aux && layer_aux.defined()) *aux = aux->defined() ? *aux + layer_aux : layer_aux;
   }
+  if (param_wait_) param_wait_(layer_index + 1);
   return m.defined() ? model->norm->forward_add(h, m).first : model->norm(h);
 }
 
@@ -573,14 +574,16 @@ torch::Tensor TransformerImpl::loss(const torch::Tensor& idx, const torch::Tenso
   return ce + aux;
 }
 
-int TransformerImpl::param_group(const std::string& name) {
-  static const std::string prefix = "model.layers.";
-  if (name.compare(0, prefix.size(), prefix) != 0) return 0;
+int TransformerImpl::param_group(const std::string& name) const {
+  static const std::string embed = "model.embed_tokens.", prefix = "model.layers.";
+  const int rest = static_cast<int>(args_.n_layers) + 1;
+  if (name.compare(0, embed.size(), embed) == 0) return 0;
+  if (name.compare(0, prefix.size(), prefix) != 0) return rest;
   size_t i = prefix.size();
   int layer = 0;
   bool digits = false;
   for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i, digits = true) layer = layer * 10 + (name[i] - '0');
-  return digits && i < name.size() && name[i] == '.' ? layer + 1 : 0;
+  return digits && i < name.size() && name[i] == '.' && layer < args_.n_layers ? layer + 1 : rest;
 }
 
 int64_t matmul_parameter_count(const ModelArgs& a) {

@@ -262,12 +262,13 @@ class TransformerImpl : public torch::nn::Module {
   int64_t quantize_head_for_decode();
   bool head_quantized_for_decode() const { return head_q_.defined(); }
 
-  // Parameter groups for an update that overlaps the next forward (ops::OverlappedUpdate): group
-  // i + 1 holds block i's parameters ("model.layers.<i>."), group 0 every other (embedding, final
-  // norm, LM head). The forward calls wait(0) before the embedding and wait(i + 1) before block i;
-  // an empty function (the default) waits for nothing.
-  static int param_group(const std::string& name);
-  int param_groups() const { return static_cast<int>(args_.n_layers) + 1; }
+  // Parameter groups for an update that overlaps the next forward (ops::OverlappedUpdate), in the
+  // order the forward reads them: 0 the embedding ("model.embed_tokens."; with tied embeddings also
+  // the LM head), i + 1 block i ("model.layers.<i>."), n_layers + 1 the rest (final norm, an untied
+  // LM head). The forward calls wait(g) before it reads group g; an empty function (the default)
+  // waits for nothing.
+  int param_group(const std::string& name) const;
+  int param_groups() const { return static_cast<int>(args_.n_layers) + 2; }
   void set_param_wait(std::function<void(int)> wait) { param_wait_ = std::move(wait); }
 
   Decoder model{nullptr};

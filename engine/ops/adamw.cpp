@@ -160,8 +160,17 @@ bool grad_norm_clip_applicable(const std::vector<torch::Tensor>& grads) {
 #ifdef FATHOM_HAVE_CUDA
 namespace {
 struct OverlapState {
+  OverlapState(c10::cuda::CUDAStream s, int groups) : side(s), done(static_cast<size_t>(groups)) {}
   c10::cuda::CUDAStream side;
-  std::vector<at::cuda::CUDAEvent> done;
+  std::vector<at::cuda::CUDAEvent> done;  // (an event never recorded: waiting on it is a no-op)
+  // Whatever way the trainer leaves (an exception too), nothing the side stream writes is freed
+  // under it.
+  ~OverlapState() {
+    try {
+      side.synchronize();
+    } catch (...) {
+    }
+  }
 };
 }  // namespace
 #endif
@@ -169,9 +178,7 @@ struct OverlapState {
 OverlappedUpdate::OverlappedUpdate(const torch::Device& device, int groups) : groups_(groups) {
 #ifdef FATHOM_HAVE_CUDA
   if (device.is_cuda()) {
-    auto st = std::make_shared<OverlapState>(OverlapState{c10::cuda::getStreamFromPool(false, device.index()), {}});
-    st->done.resize(static_cast<size_t>(groups));  // (an event never recorded: waiting on it is a no-op)
-    state_ = st;
+    state_ = std::make_shared<OverlapState>(c10::cuda::getStreamFromPool(false, device.index()), groups);
   }
 #else
   (void)device;

@@ -914,7 +914,7 @@ int run_training(const TrainInvocation& inv) {
     std::vector<int> param_group_of;  // (overlap) each parameter's group, in `params` order
     if (device_clip && moe_layers.empty() && overlap_update_requested()) {
       overlap = std::make_unique<ops::OverlappedUpdate>(device, net->param_groups());
-      for (const auto& [name, p] : params) param_group_of.push_back(model::TransformerImpl::param_group(name));
+      for (const auto& [name, p] : params) param_group_of.push_back(net->param_group(name));
       net->set_param_wait([o = overlap.get()](int g) { o->wait(g); });
     }
 
@@ -1033,6 +1033,7 @@ int run_training(const TrainInvocation& inv) {
           side_reads.push_back(norm_clip);
           overlap->run([&](const std::function<void(int)>& done) {
             optimizer->step_mixed_groups(lr, model_grads, model_weights, norm_clip.narrow(0, 1, 1), param_group_of, overlap->groups(), done);
+            if (step_clock) step_clock->step_queued();  // (on the side stream: the step ends with its update)
           }, side_reads);
         } else {
           optimizer->step_mixed(lr, model_grads, model_weights, 1.0, norm_clip.narrow(0, 1, 1));

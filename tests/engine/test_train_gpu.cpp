@@ -3,31 +3,42 @@
 // once: residual adds inside the RMSNorms across blocks, q/k/v and gate/up as one autograd node each,
 // the row-chunked cross-entropy with its in-place gradient scale, the one-pass mixed AdamW with the
 // clip coefficient on the device, cuBLASLt. Its loss must fall as the LibTorch composites'
-// (FATHOM_KERNELS=0) does; the update overlapped with the next forward must give the same losses;
+// (FATHOM_KERNELS=0) does; the update overlapped with the next forward must give the same weights;
 // `bench train` must report the step clock.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "engine/checkpoint/tensor_io.h"
 #include "engine/engine_process.h"
 
 using namespace fathom::testing;
 
 namespace {
 
-std::string cuda_config(const std::string& dir, int64_t max_steps) {
+// FATHOM_TEST_DEVICE=cpu runs these on the CPU instead: a check of the tests themselves (the kernels,
+// the overlap and the step clock are CUDA's, so there they compare the CPU path with itself).
+std::string test_device() {
+  const char* d = std::getenv("FATHOM_TEST_DEVICE");
+  return d ? d : "cuda";
+}
+
+// train_extra: more train keys (", key: value"); model_extra: more model keys.
+std::string cuda_config(const std::string& dir, int64_t max_steps, const std::string& train_extra = ", log_interval: 1, eval_interval: 0",
+                        const std::string& model_extra = "") {
   std::ostringstream y;
   y << "extends: debug-tiny\n"
-    << "run: {name: gpu-e2e, seed: 7, device: cuda, workspace: " << dir << "/ws}\n"
+    << "run: {name: gpu-e2e, seed: 7, device: " << test_device() << ", workspace: " << dir << "/ws}\n"
     << "data: {train: [" << FATHOM_FIXTURES_DIR << "/corpus], seq_len: 64, shards_dir: " << dir << "/data, validation_fraction: 0.25}\n"
     << "tokenizer: {kind: bpe, vocab_size: 384, path: ''}\n"
-    << "model: {d_model: 128, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 0, max_seq_len: 64, vocab_size: 0}\n"
-    << "train: {micro_batch_size: 8, gradient_accumulation_steps: 1, max_steps: " << max_steps
-    << ", log_interval: 1, eval_interval: 0, sample_interval: 0, precision: bf16, grad_clip: 1.0}\n"
+    << "model: {d_model: 128, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 0, max_seq_len: 64, vocab_size: 0" << model_extra << "}\n"
+    << "train: {micro_batch_size: 8, max_steps: " << max_steps
+    << ", sample_interval: 0, precision: bf16, grad_clip: 1.0" << train_extra << "}\n"
     << "optimizer: {lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 5, schedule: cosine}\n"
     << "checkpoint: {save_every_steps: 1000, save_interval: 0, keep_n_latest: 1, async: true}\n";
   const std::string path = dir + "/run.yaml";
@@ -38,6 +49,7 @@ std::string cuda_config(const std::string& dir, int64_t max_steps) {
 // The run's per-step losses (exit code checked), with FATHOM_KERNELS (and FATHOM_OVERLAP_UPDATE) set
 // as given.
 std::vector<double> train_losses(const std::string& dir, const std::string& cfg, const char* kernels, const char* overlap = "0") {
+  std::filesystem::create_directories(dir);
   setenv("FATHOM_KERNELS", kernels, 1);
   setenv("FATHOM_OVERLAP_UPDATE", overlap, 1);
   const int rc = run_engine({"train", cfg, "--run-dir", dir}, dir, 300);
@@ -80,23 +92,46 @@ TEST(TrainGpu, Bf16KernelsTrainLikeTheComposites) {
 }
 
 // FATHOM_OVERLAP_UPDATE=1 moves the update to a side stream, a block's parameters at a time, and the
-// next forward waits for each block's: the same arithmetic in another order of launches, so the
-// same losses to the bit, and any missing wait (a forward reading half-updated weights, a gradient
-// freed while the side stream reads it) would show as a difference.
-TEST(TrainGpu, OverlappedUpdateGivesTheSameLosses) {
+// next forward waits for each block's: the same arithmetic in another order of launches, so the same
+// weights and optimizer state to the bit, and any missing wait (a forward reading half-updated
+// weights, a gradient freed while the side stream reads it) would show as a difference. Only the last
+// step is logged (a logged step syncs the device, and nothing would overlap); evaluations every 10
+// steps, two micro-batches a step and full activation checkpointing take the other readers' paths.
+// Deterministic kernels, and a second serial run as the control that the baseline repeats at all.
+TEST(TrainGpu, OverlappedUpdateGivesTheSameWeights) {
   const auto dir = make_temp_dir("overlap-gpu");
   const int64_t steps = 40;
-  const auto cfg = cuda_config(dir, steps);
-  const auto serial = train_losses(dir + "/serial", cfg, "1", "0");
-  const auto overlapped = train_losses(dir + "/overlapped", cfg, "1", "1");
-  ASSERT_EQ(serial.size(), static_cast<size_t>(steps));
-  ASSERT_EQ(overlapped.size(), serial.size());
-  for (size_t i = 0; i < serial.size(); ++i) EXPECT_EQ(overlapped[i], serial[i]) << "step " << i + 1;
+  const auto cfg = cuda_config(dir, steps,
+                               ", log_interval: 40, eval_interval: 10, gradient_accumulation_steps: 2, deterministic: true",
+                               ", activation_checkpointing: full");
+  auto run = [&](const std::string& name, const char* overlap) {
+    train_losses(dir + "/" + name, cfg, "1", overlap);
+    std::map<std::string, torch::Tensor> t;
+    for (const char* f : {"model", "optimizer"})
+      for (auto& [k, v] : fathom::ckpt::load_tensors(dir + "/" + name + "/checkpoints/step-40/" + f + ".safetensors"))
+        t[std::string(f) + "/" + k] = v;
+    const auto recs = read_records(dir + "/" + name + "/events.jsonl");
+    for (const auto& e : records_of(recs, "event", "eval"))
+      t["eval/" + e["data"]["step"].dump()] = torch::tensor(e["data"]["val_loss"].get<double>(), torch::kFloat64);
+    return t;
+  };
+  const auto a = run("serial-a", "0"), b = run("serial-b", "0"), o = run("overlapped", "1");
+  ASSERT_GT(a.size(), 4u);
+  auto same = [](const std::map<std::string, torch::Tensor>& x, const std::map<std::string, torch::Tensor>& y, const char* what) {
+    ASSERT_EQ(x.size(), y.size()) << what;
+    for (const auto& [k, v] : x) {
+      ASSERT_TRUE(y.count(k)) << what << ": " << k;
+      EXPECT_TRUE(torch::equal(v, y.at(k))) << what << ": " << k << " differs";
+    }
+  };
+  same(a, b, "two serial runs (the control)");
+  same(a, o, "serial vs overlapped");
 }
 
 // `bench train` on CUDA: one JSON line whose step clock (CUDA events around each timed step) has a
 // time for every step.
 TEST(TrainGpu, BenchReportsTheStepClock) {
+  if (test_device() != "cuda") GTEST_SKIP() << "the step clock is CUDA's";
   const auto dir = make_temp_dir("bench-gpu");
   const auto cfg = cuda_config(dir, 10);
   ASSERT_EQ(run_engine({"bench", "train", cfg, "--steps", "4", "--warmup", "2"}, dir, 300), 0) << read_text(dir + "/stderr.txt");
@@ -116,7 +151,7 @@ TEST(TrainGpu, BenchReportsTheStepClock) {
 }
 
 int main(int argc, char** argv) {
-  if (!torch::cuda::is_available()) {
+  if (test_device() == "cuda" && !torch::cuda::is_available()) {
     std::cout << "SKIP: no CUDA device visible (gpu tests run on the GPU machine: tools/gpu/check_kernels.sh)\n";
     return 77;
   }
