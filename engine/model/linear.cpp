@@ -108,16 +108,14 @@ bool shared_input_requested() {  // FATHOM_SHARED_LINEAR=0: separate products (A
 }  // namespace
 
 std::vector<torch::Tensor> forward_shared_input(const std::vector<LinearImpl*>& layers, const torch::Tensor& x) {
-  bool shared = x.is_cuda() && ops::kernels_enabled() && shared_input_requested() && torch::GradMode::is_enabled() && layers.size() > 1;
-  bool grads = x.requires_grad();
-  std::vector<torch::Tensor> weights;
-  for (const auto* l : layers) {
-    if (!shared) break;
-    shared = l->plain_product_for(x) && l->weight.scalar_type() == x.scalar_type();
-    grads = grads || l->weight.requires_grad();
-    weights.push_back(l->weight);
+  auto plain = [&x](const LinearImpl* l) { return l->plain_product_for(x) && l->weight.scalar_type() == x.scalar_type(); };
+  if (x.is_cuda() && ops::kernels_enabled() && shared_input_requested() && torch::GradMode::is_enabled() && layers.size() > 1 &&
+      std::all_of(layers.begin(), layers.end(), plain)) {
+    std::vector<torch::Tensor> weights;
+    for (const auto* l : layers) weights.push_back(l->weight);
+    // (ops::shared_input_linear takes the plain products itself when nothing needs a gradient)
+    return ops::shared_input_linear(x, weights);
   }
-  if (shared && grads) return ops::shared_input_linear(x, weights);
   std::vector<torch::Tensor> out;
   out.reserve(layers.size());
   for (auto* l : layers) out.push_back(l->forward(x));

@@ -517,9 +517,8 @@ torch::Tensor TransformerImpl::hidden(const torch::Tensor& idx, torch::Tensor* a
             torch::autograd::variable_list r{y + ym};
             if (has_aux) r.push_back(a.defined() ? a : torch::zeros({}, y.options().dtype(torch::kFloat32)));
             return r;
-          }, {m.defined() ? h + m : h});
+          }, {h});  // (m stays undefined on this path: every block's output comes back summed)
       h = out[0];
-      m = torch::Tensor();
       if (has_aux) layer_aux = out[1];
     } else {
       std::tie(h, m, layer_aux) = block->forward(h, m, rope_, layout);

@@ -21,21 +21,15 @@ double ms_between(const std::shared_ptr<void>& a, const std::shared_ptr<void>& b
 #endif
 }  // namespace
 
-StepClock::StepClock(bool cuda) : cuda_(cuda) {
-#ifndef FATHOM_HAVE_CUDA
-  cuda_ = false;
-#endif
-}
-
 void StepClock::step_begins() {
 #ifdef FATHOM_HAVE_CUDA
-  if (cuda_ && begins_.size() == ends_.size()) begins_.push_back(record_now());
+  if (begins_.size() == ends_.size()) begins_.push_back(record_now());
 #endif
 }
 
 void StepClock::step_queued() {
 #ifdef FATHOM_HAVE_CUDA
-  if (cuda_ && ends_.size() + 1 == begins_.size()) ends_.push_back(record_now());
+  if (ends_.size() + 1 == begins_.size()) ends_.push_back(record_now());
 #endif
 }
 
@@ -45,7 +39,7 @@ nlohmann::json StepClock::summary() const {
   nlohmann::json s = nlohmann::json::object();
 #ifdef FATHOM_HAVE_CUDA
   const size_t n = ends_.size();
-  if (!cuda_ || n == 0) return s;
+  if (n == 0) return s;
   double in = 0, between = 0;
   auto each = nlohmann::json::array();
   for (size_t i = 0; i < n; ++i) {

@@ -16,7 +16,7 @@ namespace fathom::telemetry {
 
 class StepClock {
  public:
-  explicit StepClock(bool cuda);
+  // Made for a CUDA run (the events go on the current CUDA stream).
   void step_begins();
   void step_queued();                // the step's last work is queued
   void host_blocked(double seconds);  // time the host spent waiting on the GPU in this step
@@ -25,7 +25,6 @@ class StepClock {
   nlohmann::json summary() const;
 
  private:
-  bool cuda_;
   std::vector<std::shared_ptr<void>> begins_, ends_;
   double host_blocked_s_ = 0;
 };

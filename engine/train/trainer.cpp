@@ -1131,7 +1131,7 @@ int run_training(const TrainInvocation& inv) {
         bench_t0 = Clock::now();
         bench_tokens = 0;
         if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
-        if (device.is_cuda() && inv.bench_profile.empty()) step_clock = std::make_unique<telemetry::StepClock>(true);
+        if (device.is_cuda() && inv.bench_profile.empty()) step_clock = std::make_unique<telemetry::StepClock>();
         if (!inv.bench_profile.empty() && rank == 0) {
           try {
             profiler = std::make_unique<StepProfiler>(device.is_cuda());
