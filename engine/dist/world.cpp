@@ -546,7 +546,7 @@ class C10dWorld : public World {
     }
     std::cerr << "error: " << msg.str() << "\n  hint: " << hint << std::endl;
     if (fatal) fatal("rank_failed", msg.str(), hint);
-    if (rank_ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));  // keep the store up for the others
+    leave(*watch_store_);
     std::quick_exit(1);
   }
 
@@ -561,12 +561,48 @@ class C10dWorld : public World {
     }
     std::cerr << "error: " << msg << "\n  hint: " << hint << std::endl;
     if (fatal) fatal("rank_failed", msg, hint);
-    if (rank_ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
+    leave(*watch_store_);
     std::quick_exit(1);
   }
 
   static constexpr double kPeerCheckAfterS = 5.0;
   static constexpr double kPeerSilentS = 10.0;
+
+ public:
+  void leave_after_failure() override { leave(*store_); }
+
+ private:
+  // Marks this rank as left; rank 0 (the store's host) then waits until every other rank has
+  // left too or its heartbeat stood still for 3 s, at most 10 s. Without the wait a rank still
+  // diagnosing its failed collective finds the store gone and blames rank 0 instead of the rank
+  // that died first. `store`: the client of the calling thread (clients are not shared).
+  void leave(c10d::Store& store) {
+    try {
+      store.set("left/" + std::to_string(rank_), bytes_of("1"));
+    } catch (const std::exception&) {
+      return;  // the store is gone already: nobody can read it
+    }
+    if (rank_ != 0) return;
+    const auto t0 = Clock::now();
+    std::vector<std::pair<std::string, Clock::time_point>> beat(size_, {std::string(), t0});
+    while (secs(Clock::now() - t0) < 10.0) {
+      bool all_left = true;
+      try {
+        for (int r = 1; r < size_; ++r) {
+          if (store.check({"left/" + std::to_string(r)})) continue;
+          const std::string key = "hb/" + std::to_string(r);
+          const std::string v = store.check({key}) ? string_of(store.get(key)) : std::string();
+          if (v != beat[r].first) beat[r] = {v, Clock::now()};
+          else if (secs(Clock::now() - beat[r].second) > 3.0) continue;  // not beating: gone
+          all_left = false;
+        }
+      } catch (const std::exception&) {
+        return;
+      }
+      if (all_left) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
 
   [[noreturn]] void report_stuck(uint64_t seq, const Inflight& f) {
     std::ostringstream msg;
@@ -628,7 +664,14 @@ class C10dWorld : public World {
         return v;
       };
       const auto before = read();
-      std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+      // 2.5 s for the living to beat (every 0.5 s), ending early when another rank names the gone one.
+      for (int i = 0; i < 25; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (store_->check({"gone"})) {
+          msg << ": " << string_of(store_->get("gone")) << " [" << first_line(what) << "]";
+          return msg.str();
+        }
+      }
       const auto after = read();
       std::vector<int> gone;
       for (int r = 0; r < size_; ++r)
@@ -642,8 +685,9 @@ class C10dWorld : public World {
       } else {
         msg << ": every peer is still alive; the connection itself failed";
       }
-    } catch (const std::exception&) {
-      msg << ": rank 0 is gone (exited, crashed or was killed; its rendezvous store at " << where_ << " is unreachable)";
+    } catch (const std::exception& e) {
+      msg << ": rank 0 is gone (exited, crashed or was killed; its rendezvous store at " << where_ << " is unreachable: "
+          << first_line(e.what()) << ")";
     }
     msg << " [" << first_line(what) << "]";
     return msg.str();

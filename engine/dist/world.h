@@ -117,6 +117,11 @@ class World {
   // store (rank 0) goes away meanwhile.
   virtual void store_wait(const std::string& key) = 0;
 
+  // A rank leaving because a peer is gone calls this before it exits: it marks itself as left in
+  // the store, and rank 0, whose process hosts the store, waits (at most ~10 s) until every other
+  // rank has left or stopped beating, so that those still diagnosing can read who is gone.
+  virtual void leave_after_failure() {}
+
  protected:
   int rank_ = 0;
   int size_ = 1;

@@ -402,6 +402,7 @@ int run_training(const TrainInvocation& inv) {
   };
 
   bool multi_rank = false;
+  std::shared_ptr<dist::World> world_to_leave;  // for the failure path, which leaves through it
   try {
     if (cfg.train.deterministic) {
       // cuBLAS is reproducible only with a fixed workspace (read when its handle is made, so before
@@ -453,6 +454,7 @@ int run_training(const TrainInvocation& inv) {
     });
     const int zero_stage = comm->size() > 1 ? static_cast<int>(cfg.optimizer.zero.stage) : 0;
     multi_rank = comm->size() > 1;
+    world_to_leave = comm;
 
     proto::HelloData hello;
     hello.engine_version = engine_version();
@@ -1320,11 +1322,11 @@ int run_training(const TrainInvocation& inv) {
     return 0;
   } catch (const dist::CommError& e) {
     // A peer is gone or a collective failed: report and leave at once (a process group with a
-    // failed collective can hang in its destructor). Rank 0 lingers so that the others can
-    // still read its rendezvous store to find out who is gone.
+    // failed collective can hang in its destructor). Rank 0 lingers until the others have left
+    // so that they can still read its rendezvous store to find out who is gone.
     fail("rank_failed", e.what(), "the rank named here died or was killed first: its stderr says why");
     emitter.close();
-    if (multi_rank && emitter.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
+    if (world_to_leave) world_to_leave->leave_after_failure();
     std::quick_exit(1);
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();
