@@ -121,7 +121,7 @@ std::vector<KeyInfo> build_keys() {
       FATHOM_KEY(train.sample_prompt, String, "Prompt of the periodic samples (\"\" = start from the beginning-of-text token)."),
       FATHOM_KEY(train.sample_tokens, Int, "Tokens generated per sample.").range(1, 1 << 20).unit("tokens"),
       FATHOM_KEY(train.max_nan_skips, Int, "Steps with a non-finite loss or gradient skipped before the run fails.").range(0, 1 << 20).unit("steps"),
-      FATHOM_KEY(train.deterministic, Bool, "Bit-reproducible runs on CUDA: deterministic kernels only (embedding backward, attention backward, cuBLAS workspace), a few percent slower. CPU runs are deterministic anyway."),
+      FATHOM_KEY(train.deterministic, Bool, "Bit-reproducible runs on CUDA: deterministic kernels only (embedding backward, cuBLAS workspace, attention by SDPA's math path), slower, and attention keeps T×T scores in memory. CPU runs are deterministic anyway."),
 
       // ---- optimizer
       FATHOM_KEY(optimizer.name, Enum, "Optimizer.").choices({"adamw"}),

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 
 #ifdef FATHOM_HAVE_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/Sleep.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -179,6 +181,8 @@ OverlappedUpdate::OverlappedUpdate(const torch::Device& device, int groups) : gr
 #ifdef FATHOM_HAVE_CUDA
   if (device.is_cuda()) {
     state_ = std::make_shared<OverlapState>(c10::cuda::getStreamFromPool(false, device.index()), groups);
+    if (const char* e = std::getenv("FATHOM_TEST_OVERLAP_DELAY_CYCLES")) test_delay_cycles_ = std::max<int64_t>(0, std::atoll(e));
+    if (const char* e = std::getenv("FATHOM_TEST_OVERLAP_SKIP_WAITS")) test_skip_waits_ = std::string(e) == "1";
   }
 #else
   (void)device;
@@ -194,14 +198,18 @@ void OverlappedUpdate::run(const std::function<void(const std::function<void(int
     at::cuda::CUDAEvent ready;
     ready.record(main);
     ready.block(st->side);
+    // Before anything is queued: whatever way body leaves, a tensor it read on the side stream is
+    // not handed out again before the side stream is done with it.
+    for (const auto& t : side_reads)
+      if (t.defined() && t.is_cuda()) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), st->side);
     {
       c10::cuda::CUDAStreamGuard on_side(st->side);
+      if (test_delay_cycles_ > 0) at::cuda::sleep(test_delay_cycles_);
       body([st](int g) {
         if (g >= 0 && g < static_cast<int>(st->done.size())) st->done[static_cast<size_t>(g)].record(st->side);
       });
     }
-    for (const auto& t : side_reads)
-      if (t.defined() && t.is_cuda()) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), st->side);
+    ++side_runs_;
     return;
   }
 #endif
@@ -210,6 +218,14 @@ void OverlappedUpdate::run(const std::function<void(const std::function<void(int
 }
 
 void OverlappedUpdate::wait(int group) {
+  if (!test_skip_waits_) wait_for(group);
+}
+
+void OverlappedUpdate::wait_all() {
+  for (int g = 0; g < groups_; ++g) wait_for(g);
+}
+
+void OverlappedUpdate::wait_for(int group) {
 #ifdef FATHOM_HAVE_CUDA
   if (!state_ || group < 0 || group >= groups_) return;
   auto* st = static_cast<OverlapState*>(state_.get());
@@ -217,10 +233,6 @@ void OverlappedUpdate::wait(int group) {
 #else
   (void)group;
 #endif
-}
-
-void OverlappedUpdate::wait_all() {
-  for (int g = 0; g < groups_; ++g) wait(g);
 }
 
 HostRead::HostRead(const torch::Tensor& values) {

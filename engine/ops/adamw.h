@@ -53,7 +53,13 @@ torch::Tensor grad_norm_clip(const std::vector<torch::Tensor>& grads, double max
 // before the parameters of group g are read); wait_all() for every group (before a checkpoint or an
 // evaluation reads them). `side_reads` are tensors the side stream reads that the current stream may
 // free meanwhile (the gradients): the allocator keeps them until the side stream is done. CUDA only;
-// elsewhere every call is a no-op and run() runs body in place.
+// elsewhere every call is a no-op and run() runs body in place. side_runs(): how many run() calls went
+// to the side stream (the trainer reports it, and the GPU test checks the overlap was on).
+//
+// Two switches for the GPU test only: FATHOM_TEST_OVERLAP_DELAY_CYCLES=N queues a spin of N GPU
+// cycles on the side stream before each update (so that a missing wait or a gradient freed too early
+// shows in the results instead of hiding behind a fast update); FATHOM_TEST_OVERLAP_SKIP_WAITS=1 makes
+// wait(g) a no-op (wait_all() still waits), the negative control that must change the results.
 class OverlappedUpdate {
  public:
   OverlappedUpdate(const torch::Device& device, int groups);
@@ -61,9 +67,14 @@ class OverlappedUpdate {
   void wait(int group);
   void wait_all();
   int groups() const { return groups_; }
+  int64_t side_runs() const { return side_runs_; }
 
  private:
+  void wait_for(int group);
   int groups_;
+  int64_t side_runs_ = 0;
+  int64_t test_delay_cycles_ = 0;
+  bool test_skip_waits_ = false;
   std::shared_ptr<void> state_;
 };
 

@@ -29,6 +29,8 @@
 #include <sstream>
 #include <thread>
 
+#include <torch/version.h>
+
 #include "engine/checkpoint/hf.h"
 #include "engine/checkpoint/manager.h"
 #include "engine/checkpoint/tensor_io.h"
@@ -412,6 +414,14 @@ int run_training(const TrainInvocation& inv) {
       at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
       at::globalContext().setDeterministicCuDNN(true);
       at::globalContext().setBenchmarkCuDNN(false);
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+      // The fused attention backwards (flash, memory-efficient, cuDNN) sum dQ with atomics across
+      // key blocks unless determinism is strict, and warn_only (above) keeps them so: attention
+      // takes SDPA's math path instead (slower, and T×T scores in memory at long sequences).
+      at::globalContext().setSDPUseFlash(false);
+      at::globalContext().setSDPUseMemEfficient(false);
+      at::globalContext().setSDPUseCuDNN(false);
+#endif
     }
     const torch::Device device = pick_device(cfg.run.device, cfg.distributed.gpu_ids);
     if (device.is_cuda() && ops::kernels_enabled() && !cfg.train.deterministic) ops::prefer_cublaslt();
@@ -918,6 +928,9 @@ int run_training(const TrainInvocation& inv) {
       overlap = std::make_unique<ops::OverlappedUpdate>(device, net->param_groups());
       for (const auto& [name, p] : params) param_group_of.push_back(net->param_group(name));
       net->set_param_wait([o = overlap.get()](int g) { o->wait(g); });
+    } else if (overlap_update_requested()) {
+      std::cerr << "note: FATHOM_OVERLAP_UPDATE=1 ignored: it applies to single-GPU CUDA training with the one-pass "
+                   "AdamW and the device-side clip, without MoE layers\n";
     }
 
     // Fault injection for tests: FATHOM_INJECT_NAN_FROM_STEP=N makes every step ≥ N non-finite.
@@ -938,6 +951,24 @@ int run_training(const TrainInvocation& inv) {
     int64_t bench_tokens = 0;
     std::unique_ptr<StepProfiler> profiler;  // bench train --profile: over the timed steps
     std::unique_ptr<telemetry::StepClock> step_clock;  // bench train on CUDA: GPU time within and between steps
+    // bench train's clock starts once the warm-up steps' queued work has run (as the end waits for the
+    // timed steps' work, and as tests/bench/torch_reference_train.py times its steps): otherwise the
+    // last warm-up update, still running on the GPU, would count as timed.
+    auto start_bench_clock = [&] {
+      if (device.is_cuda()) torch::cuda::synchronize(device.index());
+      bench_t0 = Clock::now();
+      bench_tokens = 0;
+      if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
+      if (device.is_cuda() && inv.bench_profile.empty()) step_clock = std::make_unique<telemetry::StepClock>();
+      if (!inv.bench_profile.empty() && rank == 0) {
+        try {
+          profiler = std::make_unique<StepProfiler>(device.is_cuda());
+        } catch (const std::exception& e) {
+          std::cerr << "warning: bench --profile: " << e.what() << "; timing without a profile\n";
+        }
+      }
+    };
+    if (inv.bench && inv.bench_warmup_steps == st.step) start_bench_clock();  // no warm-up steps
     std::string exit_status = "completed";
 
     while (st.step < cfg.train.max_steps) {
@@ -1126,21 +1157,7 @@ int run_training(const TrainInvocation& inv) {
       st.tokens += tokens_per_step;
       interval_tokens += tokens_per_step;
       if (inv.bench && st.step == inv.bench_warmup_steps) {
-        // The clock starts once the warm-up steps' queued work has run (as the end waits for the timed
-        // steps' work, and as tests/bench/torch_reference_train.py times its steps): otherwise the
-        // last warm-up update, still running on the GPU, would count as timed.
-        if (device.is_cuda()) torch::cuda::synchronize(device.index());
-        bench_t0 = Clock::now();
-        bench_tokens = 0;
-        if (device.is_cuda()) telemetry::cuda_reset_peak(device.index());
-        if (device.is_cuda() && inv.bench_profile.empty()) step_clock = std::make_unique<telemetry::StepClock>();
-        if (!inv.bench_profile.empty() && rank == 0) {
-          try {
-            profiler = std::make_unique<StepProfiler>(device.is_cuda());
-          } catch (const std::exception& e) {
-            std::cerr << "warning: bench --profile: " << e.what() << "; timing without a profile\n";
-          }
-        }
+        start_bench_clock();
       } else if (inv.bench) {
         bench_tokens += tokens_per_step;
       }
@@ -1252,6 +1269,7 @@ int run_training(const TrainInvocation& inv) {
     if (overlap) {
       overlap->wait_all();
       net->set_param_wait({});  // (it refers to `overlap`, which goes with this scope)
+      std::cerr << "overlapped update: " << overlap->side_runs() << " update(s) ran on a side stream\n";
     }
     if (loader) loader->start(st.step);  // stop prefetching past the end (restart is cheap)
     if (!inv.bench && exit_status == "completed") {

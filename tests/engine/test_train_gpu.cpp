@@ -93,20 +93,32 @@ TEST(TrainGpu, Bf16KernelsTrainLikeTheComposites) {
 
 // FATHOM_OVERLAP_UPDATE=1 moves the update to a side stream, a block's parameters at a time, and the
 // next forward waits for each block's: the same arithmetic in another order of launches, so the same
-// weights and optimizer state to the bit, and any missing wait (a forward reading half-updated
-// weights, a gradient freed while the side stream reads it) would show as a difference. Only the last
-// step is logged (a logged step syncs the device, and nothing would overlap); evaluations every 10
-// steps, two micro-batches a step and full activation checkpointing take the other readers' paths.
-// Deterministic kernels, and a second serial run as the control that the baseline repeats at all.
+// weights and optimizer state to the bit. The tiny model's update would finish long before the next
+// forward reaches the GPU, hiding any missing wait, so the side stream first spins ~50 ms each step
+// (FATHOM_TEST_OVERLAP_DELAY_CYCLES): a forward reading half-updated weights, or a gradient freed while
+// the side stream still reads it, then shows as a difference. The negative control skips the forward's
+// waits and must differ, so the comparison can see a race at all. Only the last step is logged (a
+// logged step syncs the device, and nothing would overlap); evaluations every 10 steps, two
+// micro-batches a step and full activation checkpointing take the other readers' paths. Deterministic
+// kernels, and a second serial run as the control that the baseline repeats at all. Tied embeddings
+// (the head in the first group) and an untied head (in the last group, waited for before the final norm).
 TEST(TrainGpu, OverlappedUpdateGivesTheSameWeights) {
   const auto dir = make_temp_dir("overlap-gpu");
   const int64_t steps = 40;
-  const auto cfg = cuda_config(dir, steps,
-                               ", log_interval: 40, eval_interval: 10, gradient_accumulation_steps: 2, deterministic: true",
-                               ", activation_checkpointing: full");
-  auto run = [&](const std::string& name, const char* overlap) {
+  const bool cuda = test_device() == "cuda";
+  using Tensors = std::map<std::string, torch::Tensor>;
+  auto run = [&](const std::string& cfg, const std::string& name, const char* overlap, bool skip_waits = false) {
+    if (std::string(overlap) == "1") setenv("FATHOM_TEST_OVERLAP_DELAY_CYCLES", "100000000", 1);  // ~50 ms at ~2 GHz
+    if (skip_waits) setenv("FATHOM_TEST_OVERLAP_SKIP_WAITS", "1", 1);
     train_losses(dir + "/" + name, cfg, "1", overlap);
-    std::map<std::string, torch::Tensor> t;
+    unsetenv("FATHOM_TEST_OVERLAP_DELAY_CYCLES");
+    unsetenv("FATHOM_TEST_OVERLAP_SKIP_WAITS");
+    if (std::string(overlap) == "1" && cuda) {
+      // Every step's update went to the side stream (nothing silently fell back to the serial path).
+      const auto err = read_text(dir + "/" + name + "/stderr.txt");
+      EXPECT_NE(err.find("overlapped update: " + std::to_string(steps) + " update(s) ran on a side stream"), std::string::npos) << err;
+    }
+    Tensors t;
     for (const char* f : {"model", "optimizer"})
       for (auto& [k, v] : fathom::ckpt::load_tensors(dir + "/" + name + "/checkpoints/step-40/" + f + ".safetensors"))
         t[std::string(f) + "/" + k] = v;
@@ -115,17 +127,30 @@ TEST(TrainGpu, OverlappedUpdateGivesTheSameWeights) {
       t["eval/" + e["data"]["step"].dump()] = torch::tensor(e["data"]["val_loss"].get<double>(), torch::kFloat64);
     return t;
   };
-  const auto a = run("serial-a", "0"), b = run("serial-b", "0"), o = run("overlapped", "1");
-  ASSERT_GT(a.size(), 4u);
-  auto same = [](const std::map<std::string, torch::Tensor>& x, const std::map<std::string, torch::Tensor>& y, const char* what) {
+  auto same = [](const Tensors& x, const Tensors& y, const std::string& what) {
     ASSERT_EQ(x.size(), y.size()) << what;
     for (const auto& [k, v] : x) {
       ASSERT_TRUE(y.count(k)) << what << ": " << k;
       EXPECT_TRUE(torch::equal(v, y.at(k))) << what << ": " << k << " differs";
     }
   };
+  auto differs = [](const Tensors& x, const Tensors& y) {
+    for (const auto& [k, v] : x)
+      if (y.count(k) && !torch::equal(v, y.at(k))) return true;
+    return false;
+  };
+  const std::string train = ", log_interval: 40, eval_interval: 10, gradient_accumulation_steps: 2, deterministic: true";
+  const auto tied = cuda_config(dir, steps, train, ", activation_checkpointing: full");
+  const auto a = run(tied, "serial-a", "0"), b = run(tied, "serial-b", "0"), o = run(tied, "overlapped", "1");
+  ASSERT_GT(a.size(), 4u);
   same(a, b, "two serial runs (the control)");
   same(a, o, "serial vs overlapped");
+  if (cuda) {
+    EXPECT_TRUE(differs(a, run(tied, "racing", "1", /*skip_waits=*/true))) << "without the waits the results must change";
+  }
+
+  const auto untied = cuda_config(dir + "/untied", steps, train, ", activation_checkpointing: full, tie_embeddings: false");
+  same(run(untied, "untied/serial", "0"), run(untied, "untied/overlapped", "1"), "untied head: serial vs overlapped");
 }
 
 // `bench train` on CUDA: one JSON line whose step clock (CUDA events around each timed step) has a

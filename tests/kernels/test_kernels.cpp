@@ -223,12 +223,18 @@ TEST(RopeKernel, MatchesReference) {
 
 TEST(CrossEntropyKernel, MatchesReference) {
   torch::manual_seed(8);
-  // Chunks of 4,096, 4,096 and 1,808 columns: wide enough that a thread's later unrolled loads
-  // (kUnroll in cross_entropy.cu) carry packs of their own, forward and backward.
-  const int64_t V = 10000, chunk = 4096;
-  for (const int64_t rows : {int64_t{37}, int64_t{300}})
+  // V 10,000 in chunks of 4,096, 4,096 and 1,808 columns: wide enough that a thread's later unrolled
+  // loads (kUnroll in cross_entropy.cu) carry packs of their own. V 40,000 in chunks of 16,384 (the
+  // training path's width): the backward's grid then has several blocks across a row, and every
+  // unrolled load of a 16-bit chunk carries a pack.
+  struct Shape {
+    int64_t V, chunk, rows;
+  };
+  for (const Shape& shape : {Shape{10000, 4096, 37}, Shape{10000, 4096, 300}, Shape{40000, 16384, 37}})
   for (const auto& kind : kKinds) {
-    SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " rows " + std::to_string(rows));
+    const int64_t V = shape.V, chunk = shape.chunk, rows = shape.rows;
+    SCOPED_TRACE(std::string(k::dtype_name(kind.dt)) + " V " + std::to_string(V) + " chunk " + std::to_string(chunk) + " rows " +
+                 std::to_string(rows));
     auto logits = rnd({rows, V}, kind.st, 3.0);
     auto targets = torch::randint(0, V, {rows}, torch::kInt64);
     targets.index_put_({torch::arange(0, rows, 5)}, -100);  // every fifth row ignored
@@ -780,6 +786,24 @@ TEST(EngineOps, AddRmsNormFusedMatchesComposite) {
         return std::vector<torch::Tensor>{y, h};
       });
       expect_close(fused, comp, kind.tol, "add_rmsnorm " + what);
+      // A gradient through y alone (h unused: the final norm) and through h alone (y unused).
+      auto fused_y = run_with_grads({x, r, w}, {sy}, [](auto& in) { return std::vector<torch::Tensor>{ops::add_rmsnorm(in[0], in[1], in[2], 1e-5).first}; });
+      auto comp_y = run_with_grads({x, r, w}, {sy}, [](auto& in) {
+        return std::vector<torch::Tensor>{ops::composite::add_rmsnorm(in[0], in[1], in[2], 1e-5).first};
+      });
+      expect_close(fused_y, comp_y, kind.tol, "add_rmsnorm, y alone " + what);
+      auto fused_h = run_with_grads({x, r, w}, {sh}, [](auto& in) {
+        return std::vector<torch::Tensor>{ops::add_rmsnorm(in[0], in[1], in[2], 1e-5).second};
+      });
+      auto comp_h = run_with_grads({x, r, w}, {sh}, [](auto& in) {
+        return std::vector<torch::Tensor>{ops::composite::add_rmsnorm(in[0], in[1], in[2], 1e-5).second};
+      });
+      // (w takes no part in h: the composite leaves its gradient undefined, the fused node zero.)
+      ASSERT_FALSE(comp_h.grads[2].defined());
+      if (fused_h.grads[2].defined()) EXPECT_EQ(fused_h.grads[2].abs().max().item<double>(), 0.0) << what;
+      fused_h.grads.pop_back();
+      comp_h.grads.pop_back();
+      expect_close(fused_h, comp_h, kind.tol, "add_rmsnorm, h alone " + what);
       auto fused1 = run_with_grads({x, w}, {sy}, [](auto& in) { return std::vector<torch::Tensor>{ops::rmsnorm(in[0], in[1], 1e-5)}; });
       auto comp1 = run_with_grads({x, w}, {sy},
                                   [](auto& in) { return std::vector<torch::Tensor>{ops::composite::rmsnorm(in[0], in[1], 1e-5)}; });

@@ -43,8 +43,12 @@ rc=$?
 log "built"
 
 # ---- 1. tests ---------------------------------------------------------------------------------------
-(cd /tmp/bk && timeout 300 ctest --output-on-failure -R '^(test_kernels|test_kernel_reference|test_gpu_smoke|test_train_gpu)$' >/tmp/bk-tests.txt 2>&1)
-log "tests: $(grep -E 'tests passed|tests failed' /tmp/bk-tests.txt | tail -1)"
+# The kernel tests, then the trainer's (test_train_gpu starts ~10 engine processes) under its own
+# limit, so that a slow one cannot cut the other's results line off.
+(cd /tmp/bk && timeout 300 ctest --output-on-failure -R '^(test_kernels|test_kernel_reference|test_gpu_smoke)$' >/tmp/bk-tests.txt 2>&1)
+log "kernel tests: $(grep -E 'tests passed|tests failed' /tmp/bk-tests.txt | tail -1)"
+(cd /tmp/bk && timeout 420 ctest --output-on-failure -R '^test_train_gpu$' >>/tmp/bk-tests.txt 2>&1)
+log "train tests: $(grep -E 'tests passed|tests failed' /tmp/bk-tests.txt | tail -1)"
 # What failed, with gtest's context lines (file:line, expected/actual, the SCOPED_TRACE).
 grep -E -B2 -A6 "Failure|FAILED  \]|exception" /tmp/bk-tests.txt | head -120 >/tmp/bk-failures.txt
 grep -E "loss fused|loss first" /tmp/bk-tests.txt | tee -a "$out/session.log"
