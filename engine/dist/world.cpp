@@ -532,37 +532,36 @@ class C10dWorld : public World {
     }
   }
 
-  // A collective waits on peers that are gone (NCCL would otherwise wait for its timeout).
-  [[noreturn]] void report_gone(uint64_t seq, const Inflight& f, const std::vector<int>& gone, const std::string& why) {
-    std::ostringstream msg;
-    msg << "rank " << rank_ << ": " << f.op << " #" << seq << " (" << human_bytes(f.bytes) << ") is waiting on rank"
-        << (gone.size() == 1 ? " " : "s ") << join_ranks(gone) << ", which stopped responding (" << why
-        << ": exited, crashed, was killed or hangs)";
-    const std::string hint = "the rank named here died first: its stderr says why";
-    std::function<void(const std::string&, const std::string&, const std::string&)> fatal;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      fatal = fatal_;
-    }
-    std::cerr << "error: " << msg.str() << "\n  hint: " << hint << std::endl;
-    if (fatal) fatal("rank_failed", msg.str(), hint);
-    leave(*watch_store_);
-    std::quick_exit(1);
-  }
+  static constexpr const char* kGoneHint = "the rank named here died first: its stderr says why";
 
-  [[noreturn]] void report_known_gone(uint64_t seq, const Inflight& f, const std::string& gone) {
-    const std::string msg = "rank " + std::to_string(rank_) + ": " + f.op + " #" + std::to_string(seq) + " (" + human_bytes(f.bytes) +
-                            ") cannot finish: " + gone;
-    const std::string hint = "the rank named here died first: its stderr says why";
+  // The watchdog's way out: the error on stderr and through the trainer's fatal handler, then exit.
+  // A rank leaving because a peer is gone leaves through the store first (leave()).
+  [[noreturn]] void exit_reporting(const char* code, const std::string& msg, const std::string& hint, int exit_code,
+                                   bool peer_gone) {
     std::function<void(const std::string&, const std::string&, const std::string&)> fatal;
     {
       std::lock_guard<std::mutex> g(mu_);
       fatal = fatal_;
     }
     std::cerr << "error: " << msg << "\n  hint: " << hint << std::endl;
-    if (fatal) fatal("rank_failed", msg, hint);
-    leave(*watch_store_);
-    std::quick_exit(1);
+    if (fatal) fatal(code, msg, hint);
+    if (peer_gone) leave(*watch_store_);
+    std::quick_exit(exit_code);
+  }
+
+  // A collective waits on peers that are gone (NCCL would otherwise wait for its timeout).
+  [[noreturn]] void report_gone(uint64_t seq, const Inflight& f, const std::vector<int>& gone, const std::string& why) {
+    std::ostringstream msg;
+    msg << "rank " << rank_ << ": " << f.op << " #" << seq << " (" << human_bytes(f.bytes) << ") is waiting on rank"
+        << (gone.size() == 1 ? " " : "s ") << join_ranks(gone) << ", which stopped responding (" << why
+        << ": exited, crashed, was killed or hangs)";
+    exit_reporting("rank_failed", msg.str(), kGoneHint, 1, /*peer_gone=*/true);
+  }
+
+  [[noreturn]] void report_known_gone(uint64_t seq, const Inflight& f, const std::string& gone) {
+    const std::string msg = "rank " + std::to_string(rank_) + ": " + f.op + " #" + std::to_string(seq) + " (" + human_bytes(f.bytes) +
+                            ") cannot finish: " + gone;
+    exit_reporting("rank_failed", msg, kGoneHint, 1, /*peer_gone=*/true);
   }
 
   static constexpr double kPeerCheckAfterS = 5.0;
@@ -632,16 +631,10 @@ class C10dWorld : public World {
     } catch (const std::exception&) {
       msg << "; the rendezvous store on rank 0 (" << where_ << ") is unreachable: rank 0 exited or was killed";
     }
-    const std::string hint = "a rank that is slower by more than distributed.timeout_s (data loading, a checkpoint, a crash) "
-                             "stalls the others; check that rank's stderr, or raise distributed.timeout_s";
-    std::function<void(const std::string&, const std::string&, const std::string&)> fatal;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      fatal = fatal_;
-    }
-    std::cerr << "error: " << msg.str() << "\n  hint: " << hint << std::endl;
-    if (fatal) fatal("collective_timeout", msg.str(), hint);
-    std::quick_exit(3);
+    exit_reporting("collective_timeout", msg.str(),
+                   "a rank that is slower by more than distributed.timeout_s (data loading, a checkpoint, a crash) "
+                   "stalls the others; check that rank's stderr, or raise distributed.timeout_s",
+                   3, /*peer_gone=*/false);
   }
 
   // What a failed collective means: which peer went away. Alive ranks keep beating while they
@@ -650,11 +643,14 @@ class C10dWorld : public World {
     std::ostringstream msg;
     msg << "rank " << rank_ << ": " << p.op << " #" << p.seq << " failed";
     try {
-      // Another rank may have found out already (our error can be the echo of its exit).
-      if (store_->check({"gone"})) {
+      // Another rank may have found out already (our error can be the echo of its exit), or does
+      // while we look.
+      auto named_elsewhere = [&] {
+        if (!store_->check({"gone"})) return false;
         msg << ": " << string_of(store_->get("gone")) << " [" << first_line(what) << "]";
-        return msg.str();
-      }
+        return true;
+      };
+      if (named_elsewhere()) return msg.str();
       auto read = [&] {
         std::vector<std::string> v(size_);
         for (int r = 0; r < size_; ++r) {
@@ -664,13 +660,10 @@ class C10dWorld : public World {
         return v;
       };
       const auto before = read();
-      // 2.5 s for the living to beat (every 0.5 s), ending early when another rank names the gone one.
+      // 2.5 s for the living to beat (every 0.5 s).
       for (int i = 0; i < 25; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        if (store_->check({"gone"})) {
-          msg << ": " << string_of(store_->get("gone")) << " [" << first_line(what) << "]";
-          return msg.str();
-        }
+        if (named_elsewhere()) return msg.str();
       }
       const auto after = read();
       std::vector<int> gone;

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "engine/env_switch.h"
 #include "engine/model/fp8.h"
 #include "engine/ops/int8_linear.h"
 #include "engine/ops/kernels.h"
@@ -99,10 +100,7 @@ bool LinearImpl::plain_product_for(const torch::Tensor& x) const {
 
 namespace {
 bool shared_input_requested() {  // FATHOM_SHARED_LINEAR=0: separate products (A/B measurements)
-  static const bool on = [] {
-    const char* e = std::getenv("FATHOM_SHARED_LINEAR");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool on = env_switch("FATHOM_SHARED_LINEAR", true);
   return on;
 }
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "engine/env_switch.h"
 #include "engine/model/checkpointing.h"
 #include "engine/model/mla.h"
 #include "engine/model/moe.h"
@@ -132,10 +133,7 @@ std::atomic<int> g_sdpa_gqa{-1};  // -1: the environment's choice
 void set_sdpa_gqa(std::optional<bool> on) { g_sdpa_gqa = on ? static_cast<int>(*on) : -1; }
 
 bool sdpa_gqa() {
-  static const bool from_env = [] {
-    const char* e = std::getenv("FATHOM_SDPA_GQA");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool from_env = env_switch("FATHOM_SDPA_GQA", true);
   const int v = g_sdpa_gqa.load();
   return v < 0 ? from_env : v == 1;
 }
@@ -145,8 +143,7 @@ namespace {
 void apply_sdpa_backend_choice() {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
   static const bool done = [] {
-    const char* e = std::getenv("FATHOM_SDPA_CUDNN");
-    if (e && std::string(e) == "0") at::globalContext().setSDPUseCuDNN(false);
+    if (!env_switch("FATHOM_SDPA_CUDNN", true)) at::globalContext().setSDPUseCuDNN(false);
     return true;
   }();
   (void)done;

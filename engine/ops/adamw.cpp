@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/env_switch.h"
 #include "engine/ops/kernels.h"
 
 #ifdef FATHOM_HAVE_CUDA
@@ -35,10 +36,7 @@ kernels::AdamWHyper hyper(const AdamWStep& s, double grad_scale) {
   h.step_size = static_cast<float>(s.step_size);
   h.bias_correction2_sqrt = static_cast<float>(s.bias_correction2_sqrt);
   h.grad_scale = static_cast<float>(grad_scale);
-  static const bool streaming = [] {
-    const char* e = std::getenv("FATHOM_ADAMW_STREAMING");
-    return e && std::string(e) == "1";
-  }();
+  static const bool streaming = env_switch("FATHOM_ADAMW_STREAMING", false);
   h.streaming = streaming;
   return h;
 }
@@ -182,7 +180,7 @@ OverlappedUpdate::OverlappedUpdate(const torch::Device& device, int groups) : gr
   if (device.is_cuda()) {
     state_ = std::make_shared<OverlapState>(c10::cuda::getStreamFromPool(false, device.index()), groups);
     if (const char* e = std::getenv("FATHOM_TEST_OVERLAP_DELAY_CYCLES")) test_delay_cycles_ = std::max<int64_t>(0, std::atoll(e));
-    if (const char* e = std::getenv("FATHOM_TEST_OVERLAP_SKIP_WAITS")) test_skip_waits_ = std::string(e) == "1";
+    test_skip_waits_ = env_switch("FATHOM_TEST_OVERLAP_SKIP_WAITS", false);
   }
 #else
   (void)device;

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/env_switch.h"
+
 namespace fathom::train {
 
 AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options)
@@ -62,10 +64,7 @@ void AdamW::step(double lr, double grad_scale) {
   if (t.p.empty()) return;
   const auto s = hyper(lr);
   // FATHOM_FUSED_ADAMW=0 keeps LibTorch's path (A/B measurements: tools/gpu/check_kernels.sh).
-  static const bool fused_allowed = [] {
-    const char* e = std::getenv("FATHOM_FUSED_ADAMW");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool fused_allowed = env_switch("FATHOM_FUSED_ADAMW", true);
   if (fused_allowed && ops::fused_adamw_applicable(t.p, t.g, t.m, t.v)) {
     // CUDA with the kernels on: Fathom's multi-tensor fused AdamW (kernels/adamw), one pass over
     // parameters, gradients and moments, both weight-decay groups in one launch.

@@ -42,6 +42,7 @@
 #include "engine/dist/world.h"
 #include "engine/dist/zero.h"
 #include "engine/engine_version.h"
+#include "engine/env_switch.h"
 #include "engine/model/fp8.h"
 #include "engine/model/lora.h"
 #include "engine/model/moe.h"
@@ -71,29 +72,20 @@ namespace {
 
 // bf16 training's AdamW in one fused pass (see the step below); FATHOM_ADAMW_MIXED=0 turns it off.
 bool adamw_mixed_requested() {
-  static const bool on = [] {
-    const char* e = std::getenv("FATHOM_ADAMW_MIXED");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool on = env_switch("FATHOM_ADAMW_MIXED", true);
   return on;
 }
 
 // The clip coefficient kept on the device (see the step below); FATHOM_DEVICE_CLIP=0 turns it off.
 bool device_clip_requested() {
-  static const bool on = [] {
-    const char* e = std::getenv("FATHOM_DEVICE_CLIP");
-    return !(e && std::string(e) == "0");
-  }();
+  static const bool on = env_switch("FATHOM_DEVICE_CLIP", true);
   return on;
 }
 
 // FATHOM_OVERLAP_UPDATE=1: the device-clip path's update on a side stream, overlapped with the next
 // step's forward (ops::OverlappedUpdate). Opt-in until measured.
 bool overlap_update_requested() {
-  static const bool on = [] {
-    const char* e = std::getenv("FATHOM_OVERLAP_UPDATE");
-    return e && std::string(e) == "1";
-  }();
+  static const bool on = env_switch("FATHOM_OVERLAP_UPDATE", false);
   return on;
 }
 
